@@ -1,0 +1,17 @@
+"""`fitbench bench` (not built yet)."""
+
+from __future__ import annotations
+
+import argparse
+
+from fitbench.commands._common import not_implemented
+
+HELP = "run llama.cpp benchmarks (llama-bench compatible flags)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run(args: argparse.Namespace) -> int:
+    return not_implemented("bench")

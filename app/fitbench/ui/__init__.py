@@ -1,0 +1,1 @@
+"""PySide6 + pyqtgraph front end: windows, widgets and plots wired to core jobs. No logic here."""
