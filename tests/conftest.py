@@ -33,3 +33,8 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HF_ENDPOINT", raising=False)
     yield home
+
+
+# Shared fixtures live in their own modules (tests/ is on sys.path under pytest's prepend mode).
+from hub_fixtures import *  # noqa: E402, F403
+from twin_fixtures import *  # noqa: E402, F403

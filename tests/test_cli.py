@@ -8,8 +8,18 @@ import pytest
 from fitbench.cli import build_parser, main
 from fitbench.commands import COMMANDS
 
-SUBCOMMANDS = ("gui", "detect", "models", "plan", "twin", "download", "bench", "recommend",
-               "report", "quick")
+SUBCOMMANDS = (
+    "gui",
+    "detect",
+    "models",
+    "plan",
+    "twin",
+    "download",
+    "bench",
+    "recommend",
+    "report",
+    "quick",
+)
 
 
 def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,8 +9,18 @@ from fitbench.core import results
 
 
 def test_llama_bench_fields_are_present() -> None:
-    for name in ("model_filename", "n_gpu_layers", "n_cpu_moe", "avg_ts", "samples_ts",
-                 "n_prompt", "n_gen", "n_depth", "type_k", "flash_attn"):
+    for name in (
+        "model_filename",
+        "n_gpu_layers",
+        "n_cpu_moe",
+        "avg_ts",
+        "samples_ts",
+        "n_prompt",
+        "n_gen",
+        "n_depth",
+        "type_k",
+        "flash_attn",
+    ):
         assert name in results.LLAMA_BENCH_FIELDS
 
 

@@ -34,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
         module = _command_module(name)
         sub_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
         sub_parser.add_argument(
-            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+            "-v",
+            "--verbose",
+            action="store_true",
+            default=argparse.SUPPRESS,
             help="log debug output to stderr",
         )
         module.add_arguments(sub_parser)

@@ -97,8 +97,11 @@ def _model_from(raw: dict[str, Any], where: str) -> Model:
         arch = Arch(**raw["arch"])
         quants = tuple(
             QuantFile(
-                quant=q["quant"], file=q["file"], size=int(q["size"]),
-                parts=tuple(q.get("parts", ())), sha256=q.get("sha256", ""),
+                quant=q["quant"],
+                file=q["file"],
+                size=int(q["size"]),
+                parts=tuple(q.get("parts", ())),
+                sha256=q.get("sha256", ""),
             )
             for q in raw["quants"]
         )

@@ -1,4 +1,4 @@
-"""Logging: a user-visible log file in the platform log dir, stderr for warnings (or all with -v)."""
+"""Logging: a user-visible log file in the platform log dir; stderr for warnings (all with -v)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,6 @@ def setup(verbose: bool = False) -> Path:
     stream.setLevel(logging.DEBUG if verbose else logging.WARNING)
     stream.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     for handler in (file_handler, stream):
-        handler._fitbench = True  # type: ignore[attr-defined]
+        setattr(handler, "_fitbench", True)  # noqa: B010 - marks our own handlers
         root.addHandler(handler)
     return path

@@ -119,7 +119,9 @@ class ResultError(ValueError):
 
 def new_record(**values: Any) -> dict[str, Any]:
     """A complete record: defaults for everything not given; unknown names are an error."""
-    record = {f.name: (list(f.default) if isinstance(f.default, list) else f.default) for f in FIELDS}
+    record = {
+        f.name: (list(f.default) if isinstance(f.default, list) else f.default) for f in FIELDS
+    }
     record.update(values)
     return validate(record)
 

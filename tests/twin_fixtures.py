@@ -1,0 +1,1 @@
+"""Fixtures that give tests tiny shape-faithful twins (owned by the twin module's tests)."""
