@@ -1,0 +1,1 @@
+"""Benchmark protocol: configurations, the child-process worker, and the sweep runner."""
