@@ -1,0 +1,139 @@
+"""Live pyqtgraph plots of a sweep, redrawn from a GUI-thread timer (never from a worker)."""
+
+from __future__ import annotations
+
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent, QTimer
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QGridLayout, QWidget
+
+from fitbench.ui.sweep_model import Series, SweepModel
+
+REFRESH_HZ = 20
+# colour-blind-safe pair (Okabe-Ito) for the two models, then more for ad-hoc models
+MODEL_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
+
+
+def _style_plot(plot: pg.PlotItem, title: str, x_label: str, y_label: str) -> None:
+    plot.setTitle(title)
+    plot.setLabel("bottom", x_label)
+    plot.setLabel("left", y_label)
+    plot.showGrid(x=True, y=True, alpha=0.25)
+    # long memory traces stay cheap: draw only what is visible, keep peaks when decimating
+    plot.setDownsampling(auto=True, mode="peak")
+    plot.setClipToView(True)
+    plot.addLegend(offset=(10, 10))
+
+
+class LivePlots(QWidget):
+    """tokens/s per configuration; VRAM and RAM over time; tg vs offload; throughput vs batch."""
+
+    def __init__(self, model: SweepModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = model
+        self._drawn_version = -1
+        layout = QGridLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.views: list[pg.PlotWidget] = []
+        specs = (
+            ("Tokens/s per configuration", "configuration", "tokens/s"),
+            ("Memory over time", "time (s)", "GiB"),
+            ("Generation vs GPU offload", "layers on GPU (% of the model)", "tg tokens/s"),
+            ("Aggregate throughput vs batch", "parallel sequences B", "tokens/s (all sequences)"),
+        )
+        for i, (title, x_label, y_label) in enumerate(specs):
+            view = pg.PlotWidget()
+            view.setMinimumHeight(160)
+            _style_plot(view.getPlotItem(), title, x_label, y_label)
+            layout.addWidget(view, i // 2, i % 2)
+            self.views.append(view)
+        self.speed_plot, self.memory_plot, self.offload_plot, self.batch_plot = (
+            v.getPlotItem() for v in self.views
+        )
+        self.pp_bars = pg.BarGraphItem(x=[], height=[], width=0.38, brush=MODEL_COLOURS[2])
+        self.tg_bars = pg.BarGraphItem(x=[], height=[], width=0.38, brush=MODEL_COLOURS[1])
+        self.speed_plot.addItem(self.pp_bars)
+        self.speed_plot.addItem(self.tg_bars)
+        legend = self.speed_plot.legend
+        if legend is not None:
+            legend.addItem(self.pp_bars, "prompt (pp)")
+            legend.addItem(self.tg_bars, "generation (tg)")
+        self.ram_curve = self.memory_plot.plot(
+            [], [], name="RAM (worker RSS)", pen=pg.mkPen(width=2)
+        )
+        self.vram_curve = self.memory_plot.plot(
+            [], [], name="VRAM (all GPUs)", pen=pg.mkPen(MODEL_COLOURS[0], width=2)
+        )
+        self._model_curves: dict[tuple[int, str], pg.PlotDataItem] = {}
+        self._apply_palette()
+        self.timer = QTimer(self)
+        self.timer.setInterval(1000 // REFRESH_HZ)
+        self.timer.timeout.connect(self.refresh)
+        self.timer.start()
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self._apply_palette()
+        super().changeEvent(event)
+
+    def _apply_palette(self) -> None:
+        """Follow the system's light/dark palette instead of pyqtgraph's fixed black."""
+        pal = self.palette()
+        bg = pal.color(QPalette.ColorRole.Base)
+        fg = pal.color(QPalette.ColorRole.Text)
+        for view in self.views:
+            view.setBackground(bg)
+            item = view.getPlotItem()
+            for axis in ("left", "bottom"):
+                ax = item.getAxis(axis)
+                ax.setPen(fg)
+                ax.setTextPen(fg)
+            item.titleLabel.setText(item.titleLabel.text, color=QColor(fg).name())
+        self.ram_curve.setPen(pg.mkPen(fg, width=2))
+
+    def refresh(self) -> None:
+        if self.model.version == self._drawn_version:
+            return
+        self._drawn_version = self.model.version
+        labels, pp, tg = self.model.ts_per_config()
+        xs = list(range(len(labels)))
+        self.pp_bars.setOpts(x=[x - 0.2 for x in xs], height=pp)
+        self.tg_bars.setOpts(x=[x + 0.2 for x in xs], height=tg)
+        axis = self.speed_plot.getAxis("bottom")
+        axis.setTicks([[(x, str(x + 1)) for x in xs]])
+        self.speed_plot.getViewBox().setToolTip(
+            "\n".join(f"{i + 1}: {label}" for i, label in enumerate(labels))
+        )
+        self.ram_curve.setData(self.model.t, self.model.ram_gib)
+        if any(self.model.vram_gib):
+            self.vram_curve.setData(self.model.t, self.model.vram_gib)
+        self._set_curves(self.offload_plot, 0, self.model.tg_vs_offload())
+        self._set_curves(self.batch_plot, 1, self.model.throughput_vs_batch())
+
+    def _set_curves(self, plot: pg.PlotItem, key: int, curves: dict[str, Series]) -> None:
+        for name, series in curves.items():
+            curve = self._model_curves.get((key, name))
+            if curve is None:
+                colour = MODEL_COLOURS[
+                    sum(1 for k in self._model_curves if k[0] == key) % len(MODEL_COLOURS)
+                ]
+                curve = plot.plot(
+                    [],
+                    [],
+                    name=name,
+                    pen=pg.mkPen(colour, width=2),
+                    symbol="o",
+                    symbolBrush=colour,
+                    symbolSize=7,
+                )
+                self._model_curves[(key, name)] = curve
+            curve.setData(series.xs, series.ys)
+
+    def clear(self) -> None:
+        for (key, _name), curve in list(self._model_curves.items()):
+            (self.offload_plot if key == 0 else self.batch_plot).removeItem(curve)
+            legend = (self.offload_plot if key == 0 else self.batch_plot).legend
+            if legend is not None:
+                legend.removeItem(curve)
+        self._model_curves.clear()
+        self._drawn_version = -1

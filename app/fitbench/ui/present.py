@@ -1,0 +1,200 @@
+"""How core data is worded for a person: units, labels, warnings. Qt-free and unit-tested.
+
+Widgets only place these strings; the numbers themselves come from the core.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+GIB = 1024**3
+LOW_DISK_BYTES = 30 * 10**9  # below the smallest catalog default quant (~26-29 GB)
+
+BASIS_WORDS = {
+    "measured-real": "measured on the real file",
+    "measured-twin": "measured on a twin",
+    "predicted": "predicted",
+}
+SOURCE_WORDS = {"real": "real file", "twin": "twin", "scaled-twin": "scaled twin"}
+
+
+def fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "–"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def fmt_gb(n: float | None) -> str:
+    """Decimal GB, as model sizes are quoted on the Hub."""
+    return "–" if n is None else f"{n / 1e9:.2f} GB"
+
+
+def fmt_rate(bytes_per_s: float | None) -> str:
+    return "–" if not bytes_per_s else f"{fmt_bytes(bytes_per_s)}/s"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "unknown"
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def fmt_ts(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.1f} t/s" if value < 1000 else f"{value:,.0f} t/s"
+
+
+def basis_words(basis: str | None) -> str:
+    return BASIS_WORDS.get(basis or "", basis or "basis unknown")
+
+
+def source_words(source: str | None) -> str:
+    return SOURCE_WORDS.get(source or "", source or "")
+
+
+def _get(data: Mapping[str, Any] | None, *keys: str, default: Any = None) -> Any:
+    cur: Any = data
+    for key in keys:
+        if not isinstance(cur, Mapping) or key not in cur:
+            return default
+        cur = cur[key]
+    return cur
+
+
+def hardware_warnings(hw: Mapping[str, Any]) -> list[str]:
+    """What a person must know before trusting any number: read from detect().to_dict()."""
+    warnings: list[str] = []
+    llama = _get(hw, "llama_cpp", default={}) or {}
+    offload = llama.get("supports_gpu_offload", llama.get("gpu_offload"))
+    if offload is False:
+        warnings.append(
+            "This llama-cpp-python build has no GPU offload: every test runs on the CPU. "
+            'Install a CUDA build: CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall '
+            "llama-cpp-python"
+        )
+    gpus = hw.get("gpus") or []
+    nvml = hw.get("nvml") if isinstance(hw.get("nvml"), Mapping) else {}
+    if not gpus:
+        reason = _get(nvml, "error") or _get(nvml, "note") or ""
+        text = "No NVIDIA GPU or driver found (NVML unavailable)"
+        warnings.append(f"{text}: {reason}" if reason else f"{text}.")
+    free = _get(hw, "disk", "free_bytes")
+    if isinstance(free, int) and free < LOW_DISK_BYTES:
+        where = _get(hw, "disk", "path", default="the model cache")
+        warnings.append(
+            f"Low disk: {fmt_gb(free)} free at {where}; a model file needs 26-73 GB. "
+            "Benchmarks will use twins or scaled twins."
+        )
+    for note in hw.get("notes") or []:
+        if isinstance(note, str) and note not in warnings:
+            warnings.append(note)
+    return warnings
+
+
+def hardware_rows(hw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) lines for the Machine panel."""
+    rows: list[tuple[str, str]] = []
+    cpu = hw.get("cpu") or {}
+    cores = f"{cpu.get('physical_cores', '?')} cores / {cpu.get('logical_cores', '?')} threads"
+    flags = ", ".join(cpu.get("isa") or cpu.get("flags") or cpu.get("instruction_sets") or [])
+    rows.append(("CPU", f"{cpu.get('model', cpu.get('name', 'unknown'))}, {cores}"))
+    if flags:
+        rows.append(("CPU features", flags))
+    ram = hw.get("ram") or {}
+    rows.append(
+        (
+            "RAM",
+            f"{fmt_bytes(ram.get('total_bytes'))} total, "
+            f"{fmt_bytes(ram.get('available_bytes'))} available",
+        )
+    )
+    bw = _get(hw, "cpu", "bandwidth_gbps") or _get(hw, "ram", "bandwidth_gbps")
+    if bw:
+        rows.append(("RAM bandwidth", f"{bw:.1f} GB/s (measured)"))
+    gpus = hw.get("gpus") or []
+    for gpu in gpus:
+        bw_text = f", {gpu['bandwidth_gbps']:.0f} GB/s" if gpu.get("bandwidth_gbps") else ""
+        rows.append(
+            (
+                f"GPU {gpu.get('index', '?')}",
+                f"{gpu.get('name', 'unknown')}: {fmt_bytes(gpu.get('vram_total_bytes'))} VRAM, "
+                f"{fmt_bytes(gpu.get('vram_free_bytes'))} free{bw_text}",
+            )
+        )
+    if not gpus:
+        rows.append(("GPU", "none detected"))
+    disk = hw.get("disk") or {}
+    if disk:
+        rows.append(
+            ("Disk", f"{fmt_gb(disk.get('free_bytes'))} free at {disk.get('path', 'model cache')}")
+        )
+    llama = hw.get("llama_cpp") or {}
+    if llama:
+        offload = llama.get("supports_gpu_offload", llama.get("gpu_offload"))
+        devices = ", ".join(
+            str(d.get("name", d)) if isinstance(d, Mapping) else str(d)
+            for d in llama.get("devices") or []
+        )
+        text = f"llama-cpp-python {llama.get('version', '?')}; GPU offload: " + (
+            "yes" if offload else "no"
+        )
+        rows.append(("llama.cpp", text + (f"; devices: {devices}" if devices else "")))
+    if hw.get("fingerprint"):
+        rows.append(("Fingerprint", str(hw["fingerprint"])[:16]))
+    return rows
+
+
+def fit_badge(placement: Mapping[str, Any] | None, n_layer: int) -> tuple[str, str]:
+    """(badge, kind) for the best placement the planner found; kind picks the badge colour."""
+    if placement is None or not placement.get("fits", False):
+        return "does not fit", "bad"
+    ngl = int(placement.get("n_gpu_layers", 0))
+    cpu_moe = int(placement.get("n_cpu_moe", 0))
+    if ngl <= 0:
+        return "CPU only", "cpu"
+    if ngl >= n_layer:
+        if cpu_moe:
+            return f"on GPU, experts of {cpu_moe} layers on CPU", "partial"
+        return "all on GPU", "gpu"
+    return f"partial offload {min(ngl, n_layer)} of {n_layer} layers", "partial"
+
+
+def compare_runs(
+    records_by_run: Mapping[str, list[Mapping[str, Any]]],
+) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """Side-by-side table: one row per (model, quant, source, placement, test), a column per run.
+
+    Returns (column run ids, [(row label, [cell per run])]); a cell is tokens/s or the failure.
+    """
+    runs = list(records_by_run)
+    cells: dict[str, dict[str, str]] = {}
+    for run_id, records in records_by_run.items():
+        for r in records:
+            source = source_words(str(r.get("source", "")))
+            test = str(r.get("test", ""))
+            if test == "batch":
+                test = f"batch B={r.get('n_parallel', 1)}"
+            label = (
+                f"{r.get('model_id', '?')} {r.get('quant', '')} ({source}), "
+                f"ngl {r.get('n_gpu_layers', 0)}"
+                + (f", experts on CPU {r['n_cpu_moe']}" if r.get("n_cpu_moe") else "")
+                + f": {test}"
+            )
+            status = r.get("status", "ok")
+            value = fmt_ts(r.get("avg_ts")) if status == "ok" else f"failed ({status})"
+            cells.setdefault(label, {})[run_id] = value
+    rows = [(label, [by_run.get(run, "–") for run in runs]) for label, by_run in cells.items()]
+    return runs, sorted(rows)

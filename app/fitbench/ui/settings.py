@@ -1,0 +1,96 @@
+"""Goal, context length and headroom: one row of controls, saved as soon as they change."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QSpinBox,
+    QWidget,
+)
+
+from fitbench.core import settings as core_settings
+from fitbench.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+GOAL_TEXT = {
+    "interactive": "Interactive (one user: fastest replies)",
+    "throughput": "Throughput (a service: most tokens/s in total)",
+}
+
+
+class SettingsBar(QWidget):
+    changed = Signal(object)  # Settings
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.settings, self.problems = core_settings.load()
+        for problem in self.problems:
+            log.warning("settings: %s", problem)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.goal = QComboBox()
+        for key, text in GOAL_TEXT.items():
+            self.goal.addItem(text, key)
+        self.goal.setToolTip("What the recommendation optimises for")
+        self.ctx = QSpinBox()
+        self.ctx.setRange(256, 1_048_576)
+        self.ctx.setSingleStep(1024)
+        self.ctx.setSuffix(" tokens")
+        self.ctx.setToolTip("Context length the memory plan reserves KV cache for")
+        self.vram = QDoubleSpinBox()
+        self.vram.setRange(0.0, 50.0)
+        self.vram.setSuffix(" % VRAM")
+        self.vram.setToolTip("VRAM left free for the desktop and other programs")
+        self.ram = QDoubleSpinBox()
+        self.ram.setRange(0.0, 512.0)
+        self.ram.setSuffix(" GiB RAM")
+        self.ram.setToolTip("RAM left free for the desktop and other programs")
+        for text, widget in (
+            ("&Goal:", self.goal),
+            ("&Context:", self.ctx),
+            ("&Headroom:", self.vram),
+            ("", self.ram),
+        ):
+            if text:
+                label = QLabel(text)
+                label.setBuddy(widget)
+                layout.addWidget(label)
+            layout.addWidget(widget)
+        layout.addStretch(1)
+        self._show(self.settings)
+        self.goal.currentIndexChanged.connect(self._edited)
+        self.ctx.editingFinished.connect(self._edited)
+        self.vram.editingFinished.connect(self._edited)
+        self.ram.editingFinished.connect(self._edited)
+
+    def _show(self, s: Settings) -> None:
+        self.goal.setCurrentIndex(max(0, self.goal.findData(s.goal)))
+        self.ctx.setValue(s.ctx)
+        self.vram.setValue(s.vram_headroom_pct)
+        self.ram.setValue(s.ram_headroom_gib)
+
+    def _edited(self) -> None:
+        new = replace(
+            self.settings,
+            goal=str(self.goal.currentData()),
+            ctx=self.ctx.value(),
+            vram_headroom_pct=self.vram.value(),
+            ram_headroom_gib=self.ram.value(),
+        )
+        self.update_settings(new)
+
+    def update_settings(self, new: Settings) -> None:
+        if new == self.settings:
+            return
+        self.settings = new.validated()
+        core_settings.save(self.settings)
+        self._show(self.settings)
+        self.changed.emit(self.settings)

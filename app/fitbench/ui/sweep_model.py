@@ -1,0 +1,204 @@
+"""The state of a running sweep, built from the runner's events; Qt-free.
+
+The job forwards events here on the GUI thread; the plots and the results table read it from a
+timer (10-30 Hz) and redraw only when `version` moved. Nothing here measures or decides: it keeps
+what the runner reported and arranges it for display.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fitbench.core.bench import events as ev
+from fitbench.ui import present
+
+
+@dataclass
+class ConfigRow:
+    config_id: str
+    label: str
+    status: str = "running"  # running | ok | oom | crash | error | cancelled
+    error: str = ""
+    source: str = ""
+    pp_ts: float | None = None
+    tg_ts: float | None = None
+    ttft_ms: float | None = None
+    ram_peak_bytes: int | None = None
+    vram_peak_bytes: int | None = None
+
+    @property
+    def status_words(self) -> str:
+        if self.status == "ok":
+            return "done"
+        if self.status == "running":
+            return "running…"
+        return f"failed ({self.status}): {self.error}" if self.error else f"failed ({self.status})"
+
+
+@dataclass
+class Series:
+    xs: list[float] = field(default_factory=list)
+    ys: list[float] = field(default_factory=list)
+
+
+class SweepModel:
+    def __init__(self, model_names: Mapping[str, str] | None = None) -> None:
+        self.model_names = dict(model_names or {})
+        self.reset()
+
+    def reset(self) -> None:
+        self.version = 0
+        self.run_id = ""
+        self.total = 0
+        self.index = -1
+        self.current_label = ""
+        self.remaining_s: float | None = None
+        self.stage = ""
+        self.rows: dict[str, ConfigRow] = {}
+        self.records: list[dict[str, Any]] = []
+        self.t: list[float] = []
+        self.vram_gib: list[float] = []
+        self.ram_gib: list[float] = []
+        self.finished: ev.SweepFinished | None = None
+        self._remaining_at = time.monotonic()
+
+    # -- events in ---------------------------------------------------------------------------
+    def set_stage(self, text: str) -> None:
+        self.stage = text
+        self.version += 1
+
+    def apply(self, event: Any) -> None:
+        if isinstance(event, ev.SweepStarted):
+            self.run_id = event.run_id
+            self.total = event.total_configs
+            self._set_remaining(event.estimated_s)
+        elif isinstance(event, ev.ConfigStarted):
+            self.index, self.total = event.index, event.total
+            self.current_label = event.label
+            self._set_remaining(event.remaining_s)
+            self.rows[event.config_id] = ConfigRow(event.config_id, event.label)
+        elif isinstance(event, ev.Sample):
+            self.t.append(event.t_s)
+            self.vram_gib.append((event.vram_bytes or 0) / present.GIB)
+            self.ram_gib.append(event.ram_bytes / present.GIB)
+        elif isinstance(event, ev.RecordReady):
+            self._add_record(event.record)
+        elif isinstance(event, ev.ConfigFailed):
+            row = self.rows.setdefault(event.config_id, ConfigRow(event.config_id, event.label))
+            row.status, row.error = event.status, event.error
+        elif isinstance(event, ev.SweepFinished):
+            self.finished = event
+            self.run_id = event.run_id or self.run_id
+            for row in self.rows.values():
+                if row.status == "running":
+                    row.status = "cancelled" if event.cancelled else "ok"
+        else:
+            return
+        self.version += 1
+
+    def _set_remaining(self, seconds: float | None) -> None:
+        self.remaining_s = seconds
+        self._remaining_at = time.monotonic()
+
+    def _add_record(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        cid = str(record.get("config_id", ""))
+        row = self.rows.setdefault(cid, ConfigRow(cid, self.config_label(record)))
+        row.source = str(record.get("source", ""))
+        if record.get("status", "ok") != "ok":
+            row.status, row.error = str(record["status"]), str(record.get("error", ""))
+            return
+        test = record.get("test")
+        if test == "pp":
+            row.pp_ts = record.get("avg_ts")
+        elif test == "tg" and int(record.get("n_parallel") or 1) == 1:
+            row.tg_ts = record.get("avg_ts")
+        if record.get("ttft_ms") is not None:
+            row.ttft_ms = record["ttft_ms"]
+        for key in ("ram_peak_bytes", "vram_peak_bytes"):
+            value = record.get(key)
+            if value is not None:
+                setattr(row, key, max(value, getattr(row, key) or 0))
+
+    # -- views out ---------------------------------------------------------------------------
+    def model_label(self, record: Mapping[str, Any]) -> str:
+        model_id = str(record.get("model_id", "?"))
+        name = self.model_names.get(model_id, model_id)
+        source = str(record.get("source", ""))
+        return name if source == "real" else f"{name} ({present.source_words(source)})"
+
+    def config_label(self, record: Mapping[str, Any]) -> str:
+        return (
+            f"{self.model_label(record)} {record.get('quant', '')}, "
+            f"ngl {record.get('n_gpu_layers', 0)}"
+        )
+
+    def progress_text(self) -> str:
+        if self.finished is not None:
+            f = self.finished
+            what = "cancelled" if f.cancelled else "finished"
+            return (
+                f"Sweep {what}: {f.n_records} results, {f.n_failed} failed configurations, "
+                f"{present.fmt_duration(f.duration_s)}."
+            )
+        if self.index < 0:
+            return self.stage or "Starting…"
+        left = None
+        if self.remaining_s is not None:
+            left = max(0.0, self.remaining_s - (time.monotonic() - self._remaining_at))
+        return (
+            f"Configuration {self.index + 1} of {self.total}: {self.current_label} — "
+            f"about {present.fmt_duration(left)} left"
+        )
+
+    @property
+    def fraction_done(self) -> float:
+        if self.finished is not None:
+            return 1.0
+        if self.total <= 0 or self.index < 0:
+            return 0.0
+        return self.index / self.total
+
+    def ts_per_config(self) -> tuple[list[str], list[float], list[float]]:
+        """Labels and (pp, tg) tokens/s of every configuration with a result, in run order."""
+        labels, pp, tg = [], [], []
+        for row in self.rows.values():
+            if row.pp_ts is None and row.tg_ts is None:
+                continue
+            labels.append(row.label)
+            pp.append(row.pp_ts or 0.0)
+            tg.append(row.tg_ts or 0.0)
+        return labels, pp, tg
+
+    def _curves(self, test: str, x_of: Any) -> dict[str, Series]:
+        points: dict[str, dict[float, float]] = {}
+        for r in self.records:
+            if r.get("status", "ok") != "ok" or r.get("test") != test:
+                continue
+            x = x_of(r)
+            if x is None:
+                continue
+            points.setdefault(self.model_label(r), {})[x] = float(r.get("avg_ts") or 0.0)
+        out: dict[str, Series] = {}
+        for label, by_x in points.items():
+            xs = sorted(by_x)
+            out[label] = Series(xs, [by_x[x] for x in xs])
+        return out
+
+    def tg_vs_offload(self) -> dict[str, Series]:
+        """Generation speed (B = 1) against the share of layers on the GPU, per model."""
+
+        def x_of(r: Mapping[str, Any]) -> float | None:
+            if int(r.get("n_parallel") or 1) != 1:
+                return None
+            n_layer = int(r.get("n_layer_model") or r.get("n_layer_file") or 0)
+            ngl = int(r.get("n_gpu_layers") or 0)
+            return 100.0 * min(ngl, n_layer) / n_layer if n_layer else float(ngl)
+
+        return self._curves("tg", x_of)
+
+    def throughput_vs_batch(self) -> dict[str, Series]:
+        return self._curves("batch", lambda r: float(r.get("n_parallel") or 1))
