@@ -1,0 +1,163 @@
+"""Synthetic tensor data for twins: valid for each type, with a trained model's magnitudes.
+
+Quantized blocks come from ggml's own quantizer (the libggml-base that llama-cpp-python ships)
+run on synthetic weights shaped like a trained model's: heavy-tailed values with a per-row spread
+around std 0.02. So block scales, sub-block scales and mins are distributed like a real
+quantization's, for every type ggml can quantize, and can never be NaN/Inf. A pool of such
+blocks per (type, role) is generated once and streamed repeatedly from different start blocks.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import importlib.util
+import sys
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+T = GGMLQuantizationType
+POOL_WEIGHTS = 1 << 20  # weights per pool: ~0.6 MB of Q4_K, 4 MB of F32
+_ROW = 4096  # pool row length: a multiple of every block size
+WEIGHT_STD = 0.02  # typical std of a trained llama-family projection matrix
+
+
+class TwinDataError(RuntimeError):
+    """Synthetic data cannot be made for a tensor type; the message names the type."""
+
+
+def _ggml_lib_path() -> Path:
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        raise TwinDataError("llama-cpp-python is not installed: it provides ggml's quantizer")
+    lib_dir = Path(next(iter(spec.submodule_search_locations))) / "lib"
+    names = {"win32": ["ggml-base.dll"], "darwin": ["libggml-base.dylib"]}.get(
+        sys.platform, ["libggml-base.so"]
+    )
+    for name in names:
+        if (lib_dir / name).is_file():
+            return lib_dir / name
+    raise TwinDataError(f"ggml's base library not found in {lib_dir} (looked for {names})")
+
+
+@functools.cache
+def _ggml() -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(_ggml_lib_path()))
+    lib.ggml_quantize_chunk.restype = ctypes.c_size_t
+    lib.ggml_quantize_chunk.argtypes = [
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_void_p,
+    ]
+    lib.ggml_quantize_requires_imatrix.restype = ctypes.c_bool
+    lib.ggml_quantize_requires_imatrix.argtypes = [ctypes.c_int]
+    lib.ggml_validate_row_data.restype = ctypes.c_bool
+    lib.ggml_validate_row_data.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+    return lib
+
+
+def validate(ggml_type: int, data: bytes | bytearray | memoryview) -> bool:
+    """ggml's own check (no NaN/Inf scales, valid for the type), as llama.cpp's --check-tensors."""
+    buf = (ctypes.c_char * len(data)).from_buffer_copy(data)
+    return bool(_ggml().ggml_validate_row_data(ggml_type, buf, len(data)))
+
+
+def _weights(rng: np.random.Generator, n: int, std: float) -> np.ndarray:
+    """Trained-model-like weights: Student-t tails, per-row std spread lognormally around std."""
+    rows = n // _ROW
+    row_std = std * rng.lognormal(0.0, 0.35, size=(rows, 1))
+    t = rng.standard_t(df=5, size=(rows, _ROW)) / np.sqrt(5 / 3)  # unit variance
+    return np.ascontiguousarray((t * row_std).astype(np.float32))
+
+
+def _quantize(ggml_type: int, src: np.ndarray) -> bytes:
+    lib = _ggml()
+    rows, n_per_row = src.shape
+    block, size = GGML_QUANT_SIZES[T(ggml_type)]
+    out = np.empty(rows * n_per_row // block * size, dtype=np.uint8)
+    imatrix = None
+    if lib.ggml_quantize_requires_imatrix(ggml_type):
+        # importance = mean squared activation per column; a flat one is a valid neutral choice
+        imatrix = np.ones(n_per_row, dtype=np.float32)
+    written = lib.ggml_quantize_chunk(
+        ggml_type,
+        src.ctypes.data,
+        out.ctypes.data,
+        0,
+        rows,
+        n_per_row,
+        imatrix.ctypes.data if imatrix is not None else None,
+    )
+    if written != out.nbytes:
+        raise TwinDataError(f"ggml quantized {written} bytes, expected {out.nbytes}")
+    return out.tobytes()
+
+
+def tensor_role(name: str, n_dims: int) -> str:
+    """What kind of values a tensor holds: its magnitudes differ (norm weights are ~1)."""
+    if n_dims == 1 and "norm" in name:
+        return "norm"
+    if n_dims == 1 and name.endswith("rope_freqs.weight"):
+        return "ones"
+    if n_dims == 1:
+        return "bias"
+    if "ffn_gate_inp" in name:
+        return "router"
+    return "matrix"
+
+
+@functools.cache
+def block_pool(ggml_type: int, role: str) -> bytes:
+    """POOL_WEIGHTS weights of synthetic data of one type and role, as the bytes of a file."""
+    rng = np.random.default_rng(zlib.crc32(f"{ggml_type}/{role}".encode()))
+    n = POOL_WEIGHTS
+    if role == "norm":
+        values = rng.normal(1.0, 0.05, size=n).astype(np.float32)
+    elif role == "ones":
+        values = np.ones(n, dtype=np.float32)
+    elif role == "bias":
+        values = rng.normal(0.0, WEIGHT_STD, size=n).astype(np.float32)
+    else:
+        values = _weights(rng, n, WEIGHT_STD).ravel()
+    t = T(ggml_type)
+    if t == T.F32:
+        return values.tobytes()
+    if t == T.F16:
+        return values.astype(np.float16).tobytes()
+    if t == T.BF16:
+        return (values.view(np.uint32) >> 16).astype(np.uint16).tobytes()
+    if t in (T.I8, T.I16, T.I32, T.I64):
+        # integer tensors are indices (e.g. expert routing tables): 0 is always in range
+        return bytes(n * GGML_QUANT_SIZES[t][1])
+    if t == T.F64:
+        return values.astype(np.float64).tobytes()
+    try:
+        return _quantize(ggml_type, values.reshape(-1, _ROW))
+    except OSError as exc:
+        raise TwinDataError(f"ggml cannot quantize type {t.name}: {exc}") from None
+
+
+def tensor_chunks(name: str, n_dims: int, ggml_type: int, n_bytes: int) -> Iterator[memoryview]:
+    """The tensor's bytes as views into the pool, starting at a block chosen from its name."""
+    try:
+        block_bytes = GGML_QUANT_SIZES[T(ggml_type)][1]
+    except ValueError:
+        raise TwinDataError(f"tensor {name!r}: unknown ggml type {ggml_type}") from None
+    pool = memoryview(block_pool(ggml_type, tensor_role(name, n_dims)))
+    n_blocks = len(pool) // block_bytes
+    start = zlib.crc32(name.encode()) % n_blocks * block_bytes
+    left = n_bytes
+    view = pool[start:]
+    while left > 0:
+        piece = view[: min(len(view), left)]
+        yield piece
+        left -= len(piece)
+        view = pool
