@@ -139,7 +139,7 @@ def _real_header(
             return bytes(raw), parse_header(raw, manifest.source)
         except HeaderError as exc:
             raise TwinError(f"header bytes for {manifest.source}: {exc}") from None
-    if manifest.extra.get("built_in"):
+    if manifest.extra.get("built_in") or manifest.extra.get("shards"):
         return None
     local = Path(manifest.source)
     if manifest.source and local.is_file():
@@ -226,6 +226,23 @@ def scale_manifest(
     )
 
 
+def _laid_out(tensors: tuple[TensorInfo, ...], alignment: int) -> tuple[TensorInfo, ...]:
+    """The tensors with their own offsets if those form one valid data section (a single file),
+    else packed in order (tensors merged from shards have offsets into different files)."""
+    end = 0
+    for t in tensors:
+        if t.offset < end or t.offset % alignment:
+            break
+        end = t.offset + t.n_bytes
+    else:
+        return tensors
+    out, offset = [], 0
+    for t in tensors:
+        out.append(TensorInfo(t.name, t.shape, t.ggml_type, offset, t.n_bytes))
+        offset = align(offset + t.n_bytes, alignment)
+    return tuple(out)
+
+
 def _plan_header(
     manifest: ModelManifest, header_bytes: bytes | None
 ) -> tuple[bytes, tuple[TensorInfo, ...], int, str]:
@@ -233,9 +250,16 @@ def _plan_header(
     real = _real_header(manifest, header_bytes)
     if real is not None:
         raw, parsed = real
-        return raw[: parsed.data_offset], parsed.tensors, parsed.alignment, "header-exact"
-    kvs = manifest_kvs(manifest)
-    tensors = manifest.tensors
+        if not any(kv.key.startswith(MARKER_PREFIX) for kv in parsed.kvs):
+            return raw[: parsed.data_offset], parsed.tensors, parsed.alignment, "header-exact"
+        # a twin of a twin: its old marker goes, the rest is re-written with the exact types
+        kvs = [kv for kv in parsed.kvs if not kv.key.startswith(MARKER_PREFIX)]
+        header = serialize_header(kvs, parsed.tensors, parsed.alignment)
+        return header, parsed.tensors, parsed.alignment, "re-serialized"
+    # shards merge into one twin file: their split.* keys would send llama.cpp looking for more
+    # (and a twin's own marker is replaced, never duplicated)
+    kvs = [kv for kv in manifest_kvs(manifest) if not kv.key.startswith(("split.", MARKER_PREFIX))]
+    tensors = _laid_out(manifest.tensors, manifest.alignment)
     return (
         serialize_header(kvs, tensors, manifest.alignment),
         tensors,
@@ -248,7 +272,7 @@ def twin_header(
     manifest: ModelManifest, header_bytes: bytes | None = None
 ) -> tuple[bytes, tuple[TensorInfo, ...], str]:
     """The complete twin header (marker keys included), its tensors and its kind."""
-    base, tensors, alignment, _ = _plan_header(manifest, header_bytes)
+    base, tensors, alignment, _how = _plan_header(manifest, header_bytes)
     n_layer_model = int(manifest.extra.get("n_layer_model", manifest.n_layer))
     layers_kept = list(manifest.extra.get("layers_kept", range(manifest.n_layer)))
     kind = KIND_SCALED if len(layers_kept) < n_layer_model else KIND_TWIN
@@ -347,6 +371,7 @@ def write_twin(
         seconds=seconds,
         mb_per_s=total / 1e6 / seconds if seconds > 0 else 0.0,
         source=manifest.source,
+        extra={"header": _plan_header(manifest, header_bytes)[3]},
     )
 
 
@@ -372,6 +397,25 @@ def read_twin_marker(path: Path) -> TwinMarker | None:
         n_layer_model=int(meta.get(f"{MARKER_PREFIX}.n_layer_model", 0)),
         layers_kept=tuple(int(i) for i in meta.get(f"{MARKER_PREFIX}.layers_kept", ())),
         source=str(meta.get(f"{MARKER_PREFIX}.source", "")),
+    )
+
+
+def describe_twin(path: Path) -> TwinInfo:
+    """A TwinInfo for a twin already on disk (from its marker; no timing)."""
+    path = Path(path)
+    marker = read_twin_marker(path)
+    if marker is None:
+        raise TwinError(f"{path}: not a FitBench twin (no {MARKER_PREFIX} metadata)")
+    return TwinInfo(
+        path=path,
+        kind=marker.kind,
+        size_bytes=path.stat().st_size,
+        n_layer_model=marker.n_layer_model,
+        layers_kept=marker.layers_kept,
+        header_sha256="",
+        seconds=0.0,
+        mb_per_s=0.0,
+        source=marker.source,
     )
 
 
@@ -432,6 +476,41 @@ def _cache_name(label: str, quant: str, layers: int | None, digest: str) -> str:
     return f"{safe}.{quant}{depth}.{digest[:12]}{TWIN_SUFFIX}"
 
 
+def twin_of(
+    manifest: ModelManifest,
+    *,
+    label: str = "",
+    header_bytes: bytes | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> Path:
+    """The cached twin of any manifest (a built-in one, or a real header read locally or from
+    the Hub), keyed by the hash of the header it copies. Scale the manifest first for a scaled
+    twin (scale_manifest / manifest_for(..., layers=K))."""
+    digest = header_hash(manifest, header_bytes)
+    quant = str(
+        manifest.extra.get("quant") or f"ftype{manifest.metadata.get('general.file_type', 'x')}"
+    )
+    kept = manifest.extra.get("layers_kept")
+    n_model = int(manifest.extra.get("n_layer_model", manifest.n_layer))
+    layers = len(kept) if kept is not None and len(kept) < n_model else None
+    name = label or str(manifest.metadata.get("general.name") or Path(manifest.source).stem)
+    out = paths.twins_dir() / _cache_name(name, quant, layers, digest)
+    if out.is_file():
+        os.utime(out)  # most recently used
+        return out
+    size = twin_size(manifest, header_bytes)
+    cap = _cache_cap()
+    if size > cap:
+        raise TwinError(
+            f"the twin of {name} needs {size / 1e9:.1f} GB, more than the twin cache cap of "
+            f"{cap / 1e9:.1f} GB; raise FITBENCH_TWIN_CACHE_GB or write it with --out"
+        )
+    clean_twin_cache(cap, keep_free_for=size)
+    info = write_twin(manifest, out, header_bytes=header_bytes, progress=progress, cancel=cancel)
+    return info.path
+
+
 def twin_for(
     model_id: str,
     quant: str,
@@ -442,17 +521,4 @@ def twin_for(
 ) -> Path:
     """The cached twin of a catalog model (built offline on first use), keyed by header hash."""
     manifest = manifest_for(model_id, quant, layers)
-    digest = header_hash(manifest)
-    out = paths.twins_dir() / _cache_name(model_id, manifest.extra["quant"], layers, digest)
-    if out.is_file():
-        os.utime(out)  # most recently used
-        return out
-    size = twin_size(manifest)
-    cap = _cache_cap()
-    if size > cap:
-        raise TwinError(
-            f"the twin of {model_id} {quant} needs {size / 1e9:.1f} GB, more than the twin cache "
-            f"cap of {cap / 1e9:.1f} GB; raise FITBENCH_TWIN_CACHE_GB"
-        )
-    clean_twin_cache(cap, keep_free_for=size)
-    return write_twin(manifest, out, progress=progress, cancel=cancel).path
+    return twin_of(manifest, label=model_id, progress=progress, cancel=cancel)

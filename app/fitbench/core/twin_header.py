@@ -213,7 +213,11 @@ def _pack_value(vtype: GGUFValueType, value: Any) -> bytes:
 def pack_kv(kv: KV) -> bytes:
     out = [_pack_string(kv.key), struct.pack("<I", int(kv.vtype))]
     if kv.vtype == V.ARRAY:
-        assert kv.item_type is not None
+        if kv.item_type is None or kv.item_type == V.ARRAY:
+            raise HeaderError(
+                f"metadata key {kv.key!r}: nested or untyped arrays cannot be re-written; "
+                "make the twin from the local file so its header bytes are copied"
+            )
         items = list(kv.value)
         out.append(struct.pack("<IQ", int(kv.item_type), len(items)))
         if kv.item_type in _SCALAR and kv.item_type != V.BOOL:
