@@ -66,7 +66,7 @@ class HubFile:
     lfs: bool
     data: bytes | None = None  # in memory ...
     path: Path | None = None  # ... or served from disk (large files)
-    corrupt: bool = False  # serve one flipped byte per MiB; the headers keep the true sha256
+    corrupt: bool = False  # serve flipped bytes (corrupt_positions); headers keep the true sha256
     bytes_served: int = 0
     gets: int = 0
 
@@ -78,6 +78,10 @@ class HubFile:
         assert self.data is not None
         return _git_blob_sha1(self.data)
 
+    def corrupt_positions(self) -> list[int]:
+        half = _CHUNK // 2
+        return sorted({*range(half, self.size, _CHUNK), self.size - 1}) if self.size else []
+
     def read(self, start: int, length: int) -> bytes:
         if self.data is not None:
             chunk = self.data[start : start + length]
@@ -87,11 +91,12 @@ class HubFile:
                 fh.seek(start)
                 chunk = fh.read(length)
         if self.corrupt and chunk:
-            # flip the first byte of every MiB that falls in this chunk: deterministic, detectable
+            # flip the middle byte of every MiB and the last byte: deterministic, and clear of
+            # the GGUF header so the damage shows only in the hash
             buf = bytearray(chunk)
-            first = -(-start // _CHUNK) * _CHUNK
-            for pos in range(first, start + len(buf), _CHUNK):
-                buf[pos - start] ^= 0xFF
+            for pos in self.corrupt_positions():
+                if start <= pos < start + len(buf):
+                    buf[pos - start] ^= 0xFF
             chunk = bytes(buf)
         return chunk
 
@@ -200,7 +205,10 @@ class HubServer:
         return self.repos[repo_id].commit(revision)
 
     def drop_connection_after(self, n_bytes: int, times: int = 1) -> None:
-        """The next `times` file GETs send `n_bytes` of body, then the socket is closed."""
+        """The next `times` file GETs longer than `n_bytes` send `n_bytes`, then the socket closes.
+
+        Shorter responses (e.g. a header read with a small Range) pass untouched.
+        """
         with self._lock:
             self._drop_after = n_bytes
             self._drop_times = times
@@ -224,9 +232,10 @@ class HubServer:
 
     # -- used by the handler ------------------------------------------------------------------
 
-    def _take_drop(self) -> int | None:
+    def _take_drop(self, length: int) -> int | None:
+        """The cut-off point for a response of `length` bytes (only responses it would cut)."""
         with self._lock:
-            if self._drop_times <= 0 or self._drop_after is None:
+            if self._drop_times <= 0 or self._drop_after is None or self._drop_after >= length:
                 return None
             self._drop_times -= 1
             self.drops_done += 1
@@ -419,7 +428,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with hub._lock:
             f.gets += 1
-        drop_at = hub._take_drop()
+        drop_at = hub._take_drop(length)
         budget = length if drop_at is None else min(drop_at, length)
         sent = 0
         pos = start
