@@ -1,0 +1,278 @@
+"""Report sections 5-7: predicted vs measured, caveats in plain words, appendix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fitbench.core.report import figures, fmt
+from fitbench.core.report.configs import Config, Names, Record
+from fitbench.core.report.model import (
+    AttachmentNote,
+    Bullets,
+    KeyValues,
+    Section,
+    Table,
+    basis_label,
+)
+from fitbench.core.report.results_section import NOISY_SHARE, gpu_share_percent, placement_of
+
+# -- 5. predicted vs measured --------------------------------------------------------------------
+
+
+def _predicted_expected(advice: dict[str, Any], names: Names) -> list[tuple[str, str, str]]:
+    from fitbench.core.report.build import EXPECTED  # the one list of expected metrics
+
+    rows = []
+    for c in [advice.get("choice") or {}, *(advice.get("alternatives") or [])]:
+        expected = c.get("expected") if c is not advice.get("choice") else advice.get("expected")
+        name = c.get("model_name") or names.name(c.get("model_id", ""))
+        what = f"{name} {c.get('quant', '')}".strip()
+        for key, label, formatter in EXPECTED:
+            entry = (expected or {}).get(key)
+            if isinstance(entry, dict) and entry.get("basis") == "predicted":
+                rows.append((what, label, f"{formatter(entry.get('value'))} (PREDICTED)"))
+    return rows
+
+
+def _residual_table(residuals: Sequence[dict[str, Any]]) -> Table:
+    keys = list(dict.fromkeys(k for r in residuals for k in r))
+    # predicted columns shout, so no predicted number can be mistaken for a measurement
+    headers = tuple(fmt.humanize_key(k).replace("Predicted", "PREDICTED") for k in keys)
+    numeric = tuple(
+        all(isinstance(r.get(k), int | float) or r.get(k) is None for r in residuals) for k in keys
+    )
+    rows = []
+    for r in residuals:
+        row = []
+        for k in keys:
+            v = r.get(k)
+            if isinstance(v, float) and ("residual" in k or "error" in k) and abs(v) < 5:
+                row.append(fmt.pct(v))
+            else:
+                row.append(fmt.value(k, v))
+        rows.append(tuple(row))
+    return Table(
+        title="The predictor's residuals on the measured points",
+        headers=headers,
+        rows=tuple(rows),
+        numeric=numeric,
+        note="Residual = (predicted − measured) ÷ measured unless the advice says otherwise.",
+    )
+
+
+def _residual_points(
+    residuals: Sequence[dict[str, Any]],
+) -> tuple[list[tuple[float, float, str]], str]:
+    if not residuals:
+        return [], ""
+    keys = list(residuals[0])
+    pred = next((k for k in keys if k.lower().startswith("predicted")), None)
+    meas = next((k for k in keys if k.lower().startswith("measured")), None)
+    if pred is None or meas is None:
+        return [], ""
+    pts = [
+        (float(r[pred]), float(r[meas]), str(r.get("label", "")))
+        for r in residuals
+        if isinstance(r.get(pred), int | float)
+        and isinstance(r.get(meas), int | float)
+        and r[pred] > 0
+        and r[meas] > 0
+    ]
+    unit = "tokens/s" if pred.endswith("_ts") or "ts" in pred.split("_") else "value"
+    return pts, unit
+
+
+def predicted_section(advice: dict[str, Any] | None, names: Names) -> Section:
+    s = Section("5. Predicted vs measured")
+    if not advice:
+        s.para("No predictions were made for this report: every number in it was measured.", "note")
+        return s
+    s.para(
+        "FitBench predicts numbers it could not measure (a placement, batch size or real file "
+        "that was not run) from a bandwidth and compute model calibrated on the measured points. "
+        "Every predicted number is marked PREDICTED; how far the model was off on the measured "
+        "points is below.",
+        "note",
+    )
+    rows = _predicted_expected(advice, names)
+    if rows:
+        s.add(
+            Table(
+                title="Predicted numbers in the recommendation",
+                headers=("Deployment", "Metric", "Value"),
+                rows=tuple(rows),
+                weights=(3.0, 3.0, 2.0),
+                numeric=(False, False, True),
+            )
+        )
+    else:
+        s.para("The recommendation's expected numbers were all measured.", "body")
+    moe_vs_dense = advice.get("moe_vs_dense") or {}
+    ratio_rows = [
+        (
+            "parallel sequences",
+            f"B = {float(p.get('batch') or 0):g}",
+            f"{p['ratio']:.2f}×",
+            basis_label(p.get("basis", "")),
+        )
+        for p in moe_vs_dense.get("by_batch") or []
+        if p.get("ratio") is not None
+    ] + [
+        (
+            "GPU offload",
+            f"{gpu_share_percent(p.get('gpu_fraction')):.0f}% of layers on GPU",
+            f"{p['ratio']:.2f}×",
+            basis_label(p.get("basis", "")),
+        )
+        for p in moe_vs_dense.get("by_offload") or []
+        if p.get("ratio") is not None
+    ]
+    if ratio_rows:
+        s.add(
+            Table(
+                title="MoE ÷ dense generation speed",
+                headers=("Varied", "At", "Ratio", "Basis"),
+                rows=tuple(ratio_rows),
+                weights=(2.0, 2.4, 1.0, 2.6),
+                numeric=(False, False, True, False),
+            )
+        )
+    predictor = advice.get("predictor") or {}
+    residuals = [r for r in predictor.get("residuals") or [] if isinstance(r, dict)]
+    if residuals:
+        s.add(_residual_table(residuals))
+        pts, unit = _residual_points(residuals)
+        if pts:
+            s.add(
+                figures.predicted_vs_measured(
+                    pts,
+                    unit,
+                    "Each point is one measured configuration: the model's PREDICTED value "
+                    "against the measurement. Points on the dashed line were predicted exactly.",
+                )
+            )
+    else:
+        s.para("The predictor reported no residuals.", "note")
+    return s
+
+
+# -- 6. caveats ----------------------------------------------------------------------------------
+
+
+def caveats_section(
+    records: Sequence[Record],
+    configs: Sequence[Config],
+    names: Names,
+    advice: dict[str, Any] | None,
+    hardware: dict[str, Any] | None,
+    samples: Sequence[dict[str, Any]] | None,
+) -> Section:
+    s = Section("6. Caveats")
+    items: list[str] = [str(c) for c in (advice or {}).get("caveats") or []]
+    sources = {c.source for c in configs}
+    if sources & {"twin", "scaled-twin"}:
+        items.append(
+            "Some numbers were measured on twins: files with the real model's exact tensor "
+            "layout and quantization types but random weights. Speed depends mostly on the "
+            "layout, so twins run at nearly the real speed, but the answers they produce are "
+            "meaningless, and an MoE's expert routing on random weights and random token ids is "
+            "not the routing it would see on real text."
+        )
+    if "scaled-twin" in sources:
+        items.append(
+            "Scaled twins have fewer layers than the real model; their numbers were scaled to "
+            "the full layer count, which assumes every layer costs the same."
+        )
+    models = {c.model_id for c in configs}
+    if not any(names.is_moe(m) for m in models) or all(names.is_moe(m) for m in models):
+        items.append(
+            "Only one of the two models was measured, so the MoE-vs-dense comparison rests on "
+            "one side alone."
+        )
+    failed = [c for c in configs if c.status != "ok"]
+    if failed:
+        listed = "; ".join(
+            f"{names.name(c.model_id)} {c.quant}, {placement_of(c)}: {c.status}" for c in failed[:8]
+        )
+        items.append(
+            f"{len(failed)} configuration(s) did not finish every test ({listed}"
+            f"{'; …' if len(failed) > 8 else ''}). Out-of-memory results show a placement that "
+            "does not fit, not a slow one."
+        )
+    noisy = [c for c in configs for t in ("tg", "pp") if (c.stddev_share(t) or 0.0) > NOISY_SHARE]
+    if noisy:
+        items.append(
+            f"{len(set(id(c) for c in noisy))} configuration(s) varied by more than "
+            f"{NOISY_SHARE:.0%} between repetitions. Other programs, thermal throttling or power "
+            "limits may have interfered; re-run them on an idle machine before relying on them."
+        )
+    base = [r["vram_base_bytes"] for r in records if r["vram_base_bytes"]]
+    if base and max(base) > 1024**3:
+        items.append(
+            f"Up to {fmt.gib(max(base))} of VRAM was already in use by other programs before the "
+            "model was loaded; that memory was not available to the benchmark."
+        )
+    for gpu in (hardware or {}).get("gpus") or []:
+        procs = gpu.get("processes") if isinstance(gpu, dict) else None
+        if procs:
+            items.append(
+                f"Other processes were using GPU {gpu.get('index', '?')} ({gpu.get('name', '')}) "
+                f"when the machine was examined ({len(procs)} process(es))."
+            )
+    if advice and any(
+        isinstance(e, dict) and e.get("basis") == "predicted"
+        for e in (advice.get("expected") or {}).values()
+    ):
+        items.append(
+            "Some expected numbers in the verdict are PREDICTED, not measured; section 5 shows "
+            "how far the predictions were off where a measurement exists."
+        )
+    if not advice:
+        items.append("No recommendation was computed; the report only shows measurements.")
+    items.append(
+        "Speeds were measured with short prompts and short generations on this machine only; "
+        "long contexts, other llama.cpp versions and other drivers change them."
+    )
+    s.add(Bullets(tuple(dict.fromkeys(items))))
+    return s
+
+
+# -- 7. appendix ---------------------------------------------------------------------------------
+
+
+def appendix_section(
+    records: Sequence[Record],
+    advice: dict[str, Any] | None,
+    run_meta: dict[str, Any],
+    raw_filename: str,
+    raw_sha256: str,
+) -> Section:
+    s = Section("7. Appendix: settings, versions and raw results")
+
+    def distinct(name: str) -> str:
+        return (
+            ", ".join(sorted({str(r[name]) for r in records if r[name] not in (None, "")}))
+            or fmt.DASH
+        )
+
+    s.add(
+        KeyValues(
+            title="Versions",
+            rows=(
+                ("FitBench", distinct("fitbench_version")),
+                ("llama-cpp-python", distinct("llama_cpp_python_version")),
+                ("llama.cpp commit", distinct("build_commit")),
+                ("llama.cpp build number", distinct("build_number")),
+                ("ggml backends", distinct("backends")),
+                ("Result schema version", distinct("schema_version")),
+            ),
+        )
+    )
+    if run_meta:
+        s.add(KeyValues(title="Run metadata", rows=tuple(fmt.flatten(run_meta))))
+    constants = ((advice or {}).get("predictor") or {}).get("constants") or {}
+    if constants:
+        s.add(KeyValues(title="Predictor constants", rows=tuple(fmt.flatten(constants))))
+    s.add(AttachmentNote(filename=raw_filename, n_records=len(records), sha256=raw_sha256))
+    return s

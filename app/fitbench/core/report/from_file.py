@@ -1,0 +1,140 @@
+"""A results file -> a PDF: reading, checking, advising and writing in one call.
+
+The CLI (`fitbench report`), the GUI's "Export PDF report" and `fitbench quick` all go through
+report_from_results_file, so they produce the same document from the same inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fitbench.core import results
+from fitbench.core.report.build import build_report
+from fitbench.core.report.configs import only_fingerprint, single_fingerprint
+from fitbench.core.report.model import ReportError
+from fitbench.core.report.pdf import WrittenReport, write_pdf
+
+log = logging.getLogger(__name__)
+
+
+def read_results(path: Path, fingerprint: str | None = None) -> tuple[list[dict[str, Any]], bytes]:
+    """The file's records (one machine's) and its exact bytes, or a ReportError naming the file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ReportError(f"results file not found: {path}") from None
+    except IsADirectoryError:
+        raise ReportError(f"{path} is a folder, not a results file (JSON lines)") from None
+    except OSError as exc:
+        raise ReportError(f"cannot read the results file {path}: {exc.strerror or exc}") from None
+    try:
+        records = results.read_jsonl(path)
+    except UnicodeDecodeError:
+        raise ReportError(f"{path} is not a text results file (JSON lines in UTF-8)") from None
+    except results.ResultError as exc:
+        raise ReportError(f"{exc}. Give the JSONL file written by `fitbench bench`.") from None
+    if fingerprint:
+        records = only_fingerprint(records, fingerprint, str(path))
+    else:
+        single_fingerprint(records, str(path))
+    return records, raw
+
+
+def detected_hardware(fingerprint: str) -> dict[str, Any] | None:
+    """This machine's description, but only when the results were measured on this machine."""
+    try:
+        hardware = importlib.import_module("fitbench.core.hardware")
+        data = hardware.detect().to_dict()
+    except Exception:  # hardware detection is optional here; the records carry the basics
+        log.debug("hardware detection unavailable for the report", exc_info=True)
+        return None
+    if isinstance(data, dict) and (not fingerprint or data.get("fingerprint") == fingerprint):
+        return data
+    return None
+
+
+def compute_advice(
+    records: Sequence[dict[str, Any]], goal: str | None, hardware: dict[str, Any] | None
+) -> tuple[dict[str, Any] | None, str]:
+    """fitbench.core.advise.recommend(...) as a dict and "", or None and why there is none."""
+    try:
+        advise = importlib.import_module("fitbench.core.advise")
+    except ImportError:
+        log.debug("fitbench.core.advise not available: report without a recommendation")
+        return None, "the advice module is not installed in this FitBench."
+    recommend = advise.recommend
+    params = inspect.signature(recommend).parameters
+    kwargs: dict[str, Any] = {}
+    if goal and "goal" in params:
+        kwargs["goal"] = goal
+    if "hardware" in params:
+        kwargs["hardware"] = hardware
+    try:
+        advice = recommend(list(records), **kwargs)
+    except Exception as exc:
+        # the measurements are still worth a report; the verdict section says why none came
+        log.warning("no recommendation for the report: %s", exc, exc_info=True)
+        return None, str(exc) or type(exc).__name__
+    if advice is not None and not isinstance(advice, dict):
+        to_dict = getattr(advice, "to_dict", None)
+        advice = to_dict() if callable(to_dict) else None
+    return advice, ""
+
+
+def _on_machine(line: bytes, fingerprint: str) -> bool:
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("hardware_fingerprint") == fingerprint
+
+
+def report_from_results_file(
+    results_path: Path,
+    out: Path,
+    *,
+    goal: str | None = None,
+    advice: dict[str, Any] | None = None,
+    hardware: dict[str, Any] | None = None,
+    samples: Sequence[dict[str, Any]] | None = None,
+    run_meta: dict[str, Any] | None = None,
+    page_size: str = "A4",
+    fingerprint: str | None = None,
+    compute: bool = True,
+) -> WrittenReport:
+    """Read `results_path`, compute the advice (unless given, or compute=False), write `out`.
+
+    hardware: when None, this machine is detected and used only if its fingerprint matches the
+    records'; a report about another machine's results never shows this machine's hardware.
+    """
+    results_path = Path(results_path)
+    records, raw = read_results(results_path, fingerprint)
+    fp = single_fingerprint(records, str(results_path))
+    if hardware is None:
+        hardware = detected_hardware(fp)
+    problem = ""
+    if advice is None and compute:
+        advice, problem = compute_advice(records, goal, hardware)
+    if fingerprint:
+        # only this machine's lines go into the attachment, so it matches the report
+        raw = b"".join(line + b"\n" for line in raw.splitlines() if _on_machine(line, fingerprint))
+    report = build_report(
+        records,
+        advice,
+        hardware,
+        samples,
+        run_meta,
+        source_name=str(results_path),
+        advice_problem=problem,
+        raw_filename=results_path.name if results_path.suffix == ".jsonl" else "results.jsonl",
+        raw_sha256=hashlib.sha256(raw).hexdigest(),
+    )
+    return write_pdf(report, Path(out), page_size=page_size, raw_jsonl=raw)

@@ -1,0 +1,414 @@
+"""Report section 4: results tables and figures, all measured."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from fitbench.core.report import figures, fmt
+from fitbench.core.report.configs import Config, Names, Record
+from fitbench.core.report.model import (
+    Basis,
+    Section,
+    Table,
+    basis_label,
+    basis_short,
+)
+
+NOISY_SHARE = 0.10  # stddev above this share of the mean reads as an unsteady machine
+
+
+def _label(c: Config, names: Names) -> str:
+    return f"{names.name(c.model_id)} {c.quant} ({basis_short(c.basis)})"
+
+
+def placement_of(c: Config) -> str:
+    return fmt.placement(c.n_gpu_layers, c.n_cpu_moe, c.n_layer)
+
+
+def _colour_groups(configs: Sequence[Config], names: Names) -> dict[str, int]:
+    """MoE first, so Mixtral keeps the same colour in every figure."""
+    ids = sorted({c.model_id for c in configs}, key=lambda m: (not names.is_moe(m), m))
+    return {m: i for i, m in enumerate(ids)}
+
+
+def _with_spread(value: float | None, share: float | None) -> str:
+    if value is None:
+        return fmt.DASH
+    return fmt.num(value) if share is None else f"{fmt.num(value)} ±{share * 100:.0f}%"
+
+
+# -- 4. results ----------------------------------------------------------------------------------
+
+
+def results_section(
+    records: Sequence[Record],
+    configs: Sequence[Config],
+    names: Names,
+    advice: dict[str, Any] | None,
+    samples: Sequence[dict[str, Any]] | None,
+) -> Section:
+    s = Section("4. Results")
+    s.para(
+        "All numbers in this section were measured; the Basis column says on what. Speeds are "
+        "the mean over the repetitions, ± the standard deviation as a share of the mean. "
+        "pp = prompt processing, tg = generation of one sequence, TTFT = time to first token, "
+        "ITL = inter-token latency.",
+        "note",
+    )
+    s.add(_best_table(configs, names))
+    s.add(
+        Table(
+            title="Speed per configuration",
+            headers=(
+                "Model",
+                "Quant",
+                "Basis",
+                "Placement",
+                "pp (t/s)",
+                "tg (t/s)",
+                "TTFT (ms)",
+                "Status",
+            ),
+            rows=tuple(
+                (
+                    names.name(c.model_id),
+                    c.quant,
+                    basis_short(c.basis),
+                    placement_of(c),
+                    _with_spread(c.ts("pp"), c.stddev_share("pp")),
+                    _with_spread(c.ts("tg"), c.stddev_share("tg")),
+                    fmt.num(c.first("ttft_ms", ("ttft", "pp", "tg"))),
+                    c.status,
+                )
+                for c in configs
+            ),
+            weights=(2.6, 1.0, 0.8, 2.6, 1.3, 1.3, 1.0, 0.8),
+            numeric=(False, False, False, False, True, True, True, False),
+        )
+    )
+    s.add(
+        Table(
+            title="Latency and memory per configuration",
+            headers=(
+                "Model",
+                "Quant",
+                "Basis",
+                "Placement",
+                "ITL p50 (ms)",
+                "ITL p95 (ms)",
+                "ITL p99 (ms)",
+                "VRAM peak (GiB)",
+                "RAM peak (GiB)",
+            ),
+            rows=tuple(
+                (
+                    names.name(c.model_id),
+                    c.quant,
+                    basis_short(c.basis),
+                    placement_of(c),
+                    fmt.num(c.first("itl_ms_p50", ("tg", "ttft", "batch"))),
+                    fmt.num(c.first("itl_ms_p95", ("tg", "ttft", "batch"))),
+                    fmt.num(c.first("itl_ms_p99", ("tg", "ttft", "batch"))),
+                    fmt.gib_bare(c.peak("vram_peak_bytes")),
+                    fmt.gib_bare(c.peak("ram_peak_bytes")),
+                )
+                for c in configs
+            ),
+            weights=(2.5, 1.0, 0.8, 2.4, 0.95, 0.95, 0.95, 1.0, 1.0),
+            numeric=(False, False, False, False, True, True, True, True, True),
+        )
+    )
+    batch_rows = [
+        (
+            names.name(c.model_id),
+            c.quant,
+            basis_short(c.basis),
+            placement_of(c),
+            str(b),
+            fmt.num(v),
+        )
+        for c in configs
+        for b, v in c.batch_points()
+    ]
+    if batch_rows:
+        s.add(
+            Table(
+                title="Parallel sequences: aggregate generation throughput",
+                headers=("Model", "Quant", "Basis", "Placement", "B", "Aggregate (t/s)"),
+                rows=tuple(batch_rows),
+                weights=(2.4, 1.1, 0.9, 2.6, 0.6, 1.4),
+                numeric=(False, False, False, False, True, True),
+            )
+        )
+    depth_rows = [
+        (
+            names.name(c.model_id),
+            c.quant,
+            basis_short(c.basis),
+            placement_of(c),
+            str(r["n_depth"]),
+            fmt.num(r["avg_ts"]),
+        )
+        for c in configs
+        for r in sorted(c.records, key=lambda r: r["n_depth"])
+        if r["test"] == "depth" and r["status"] == "ok"
+    ]
+    if depth_rows:
+        s.add(
+            Table(
+                title="Speed with a filled KV cache",
+                headers=("Model", "Quant", "Basis", "Placement", "Depth (tokens)", "Speed (t/s)"),
+                rows=tuple(depth_rows),
+                weights=(2.4, 1.1, 0.9, 2.6, 1.1, 1.1),
+                numeric=(False, False, False, False, True, True),
+            )
+        )
+    failed = [(c, r) for c in configs for r in c.errors]
+    if failed:
+        s.add(
+            Table(
+                title="Tests that did not finish",
+                headers=("Model", "Quant", "Placement", "Test", "Status", "What happened"),
+                rows=tuple(
+                    (
+                        names.name(c.model_id),
+                        c.quant,
+                        placement_of(c),
+                        r["test"],
+                        r["status"],
+                        r["error"] or fmt.DASH,
+                    )
+                    for c, r in failed
+                ),
+                weights=(2.0, 1.0, 2.2, 0.7, 0.9, 4.0),
+            )
+        )
+    groups = _colour_groups(configs, names)
+    for fig in (
+        _tg_figure(configs, names, groups),
+        _batch_figure(configs, names, groups),
+        _memory_figure(records, samples),
+        _advantage_figure(configs, names, advice),
+    ):
+        if isinstance(fig, str):
+            s.para(fig, "note")
+        else:
+            s.add(fig)
+    return s
+
+
+def _best_table(configs: Sequence[Config], names: Names) -> Table:
+    rows = []
+    for model_id in dict.fromkeys(c.model_id for c in configs):
+        mine = [c for c in configs if c.model_id == model_id and c.ts("tg") is not None]
+        if not mine:
+            rows.append((names.name(model_id), fmt.DASH, fmt.DASH, fmt.DASH, "no tg test finished"))
+            continue
+        best = max(mine, key=lambda c: c.ts("tg") or 0.0)
+        rows.append(
+            (
+                names.name(model_id),
+                best.quant,
+                fmt.placement(best.n_gpu_layers, best.n_cpu_moe, best.n_layer),
+                fmt.ts(best.ts("tg")),
+                basis_label(best.basis),
+            )
+        )
+    return Table(
+        title="Fastest measured generation per model",
+        headers=("Model", "Quant", "Placement", "tg", "Basis"),
+        rows=tuple(rows),
+        weights=(2.6, 1.1, 2.8, 1.3, 2.2),
+        numeric=(False, False, False, True, False),
+        font_size=8.5,
+    )
+
+
+def _tg_figure(
+    configs: Sequence[Config], names: Names, groups: dict[str, int]
+) -> figures.Figure | str:
+    lines: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    for c in configs:
+        tg = c.ts("tg")
+        if tg is not None and c.n_cpu_moe == 0:
+            lines.setdefault((c.model_id, c.quant, c.source), []).append((c.gpu_share, tg))
+    if not lines:
+        return "No generation (tg) test finished, so there is no offload figure."
+    series = []
+    for (model_id, quant, source), pts in lines.items():
+        pts.sort()
+        c0 = next(
+            c for c in configs if (c.model_id, c.quant, c.source) == (model_id, quant, source)
+        )
+        series.append(
+            figures.Series(
+                label=_label(c0, names),
+                x=tuple(p[0] for p in pts),
+                y=tuple(p[1] for p in pts),
+                basis=c0.basis,
+                group=groups[model_id],
+            )
+        )
+    return figures.tg_vs_offload(
+        series,
+        "Batch-1 generation speed as more layers move to the GPU; 100% = every layer and the "
+        "output on the GPU. Measured; the legend says whether on real files or twins. Placements "
+        "with experts kept on the CPU are in the tables above.",
+    )
+
+
+def _batch_figure(
+    configs: Sequence[Config], names: Names, groups: dict[str, int]
+) -> figures.Figure | str:
+    with_batch = [c for c in configs if c.batch_points()]
+    if not with_batch:
+        return "No parallel-sequence (batch) test finished, so there is no batch figure."
+    per_model = {
+        m: sum(1 for c in with_batch if c.model_id == m) for m in {c.model_id for c in with_batch}
+    }
+    series = []
+    for c in with_batch:
+        pts = c.batch_points()
+        label = _label(c, names)
+        if per_model[c.model_id] > 1:
+            label += f", {placement_of(c)}"
+        series.append(
+            figures.Series(
+                label,
+                tuple(float(b) for b, _ in pts),
+                tuple(v for _, v in pts),
+                c.basis,
+                groups[c.model_id],
+            )
+        )
+    return figures.throughput_vs_batch(
+        series,
+        "Total generated tokens per second across B parallel sequences. An MoE layer touches up "
+        "to min(8, 2B) experts, so its advantage over a dense model shrinks as B grows. Measured.",
+    )
+
+
+def _seconds_since(records: Sequence[Record]) -> list[tuple[float, Record]]:
+    stamped = []
+    for r in records:
+        try:
+            stamped.append((datetime.fromisoformat(r["test_time"].replace("Z", "+00:00")), r))
+        except (ValueError, AttributeError):
+            continue
+    if not stamped:
+        return []
+    t0 = min(t for t, _ in stamped)
+    return sorted(((t - t0).total_seconds(), r) for t, r in stamped)
+
+
+def _memory_figure(
+    records: Sequence[Record], samples: Sequence[dict[str, Any]] | None
+) -> figures.Figure | str:
+    if samples:
+        pts = sorted(samples, key=lambda p: float(p.get("t_s", 0.0)))
+        return figures.memory_over_time(
+            [float(p.get("t_s", 0.0)) for p in pts],
+            [p.get("vram_bytes") for p in pts],
+            [p.get("ram_bytes") for p in pts],
+            f"Memory sampled {len(pts)} times during the run (measured). VRAM is the sum over all "
+            "GPUs as NVML reports it; RAM is the benchmark worker's resident set.",
+            from_peaks=False,
+        )
+    timed = [
+        (t, r)
+        for t, r in _seconds_since(records)
+        if r["vram_peak_bytes"] is not None or r["ram_peak_bytes"] is not None
+    ]
+    if not timed:
+        return "No memory was recorded during the run, so there is no memory figure."
+    return figures.memory_over_time(
+        [t for t, _ in timed],
+        [r["vram_peak_bytes"] for _, r in timed],
+        [r["ram_peak_bytes"] for _, r in timed],
+        "Peak memory of each test, placed at the time the test started (measured). No "
+        "continuous memory samples were saved with these results.",
+        from_peaks=True,
+    )
+
+
+def _ratio_basis(a: Config, b: Config) -> Basis:
+    return "measured-real" if a.basis == b.basis == "measured-real" else "measured-twin"
+
+
+def measured_advantage(
+    configs: Sequence[Config], names: Names
+) -> tuple[list[figures.RatioPoint], list[figures.RatioPoint]]:
+    """MoE tg ÷ dense tg where both were measured at the same batch size or GPU share."""
+    moe = [c for c in configs if names.is_moe(c.model_id)]
+    dense = [c for c in configs if not names.is_moe(c.model_id)]
+    by_batch: dict[float, figures.RatioPoint] = {}
+    by_offload: dict[float, figures.RatioPoint] = {}
+    for m in moe:
+        for d in dense:
+            if m.n_cpu_moe or d.n_cpu_moe:
+                continue
+            db = dict(d.batch_points())
+            for b, v in m.batch_points():
+                if b in db and db[b] > 0:
+                    by_batch.setdefault(
+                        float(b), figures.RatioPoint(float(b), v / db[b], _ratio_basis(m, d))
+                    )
+            mt, dt = m.ts("tg"), d.ts("tg")
+            if mt and dt and round(m.gpu_share) == round(d.gpu_share):
+                x = float(round(m.gpu_share))
+                by_offload.setdefault(x, figures.RatioPoint(x, mt / dt, _ratio_basis(m, d)))
+    return sorted(by_batch.values(), key=lambda p: p.x), sorted(
+        by_offload.values(), key=lambda p: p.x
+    )
+
+
+def gpu_share_percent(gpu_fraction: Any) -> float:
+    """Percent of layers on the GPU; the contract says a 0-1 fraction, percent is tolerated."""
+    frac = float(gpu_fraction or 0.0)
+    return frac * 100 if frac <= 1.0 else frac
+
+
+def _advice_ratio_points(
+    moe_vs_dense: dict[str, Any],
+) -> tuple[list[figures.RatioPoint], list[figures.RatioPoint]]:
+    by_batch = [
+        figures.RatioPoint(float(p["batch"]), float(p["ratio"]), p.get("basis", "predicted"))
+        for p in moe_vs_dense.get("by_batch") or []
+        if p.get("ratio") is not None and p.get("batch") is not None
+    ]
+    by_offload = []
+    for p in moe_vs_dense.get("by_offload") or []:
+        if p.get("ratio") is None or p.get("gpu_fraction") is None:
+            continue
+        by_offload.append(
+            figures.RatioPoint(
+                gpu_share_percent(p["gpu_fraction"]), float(p["ratio"]), p.get("basis", "predicted")
+            )
+        )
+    return by_batch, by_offload
+
+
+def _advantage_figure(
+    configs: Sequence[Config], names: Names, advice: dict[str, Any] | None
+) -> figures.Figure | str:
+    moe_vs_dense = (advice or {}).get("moe_vs_dense") or {}
+    by_batch, by_offload = _advice_ratio_points(moe_vs_dense)
+    source = "the advice"
+    if not by_batch and not by_offload:
+        by_batch, by_offload = measured_advantage(configs, names)
+        source = "the measurements"
+    if not by_batch and not by_offload:
+        return (
+            "The MoE and the dense model were not measured at matching settings, so there is "
+            "no advantage-ratio figure."
+        )
+    verdict = moe_vs_dense.get("verdict") or ""
+    return figures.moe_advantage(
+        by_batch,
+        by_offload,
+        f"Mixtral's generation speed divided by Llama 2 70B's at the same settings, from {source}. "
+        "Above 1 the MoE is faster. Filled markers: measured; hollow markers on dashed lines: "
+        f"PREDICTED. {verdict}".strip(),
+    )
