@@ -1,0 +1,443 @@
+"""The sweep runner: one worker process per config, events out, every record stored at once.
+
+`run_sweep()` is a generator of `events.Event`; every `yield` is a cancellation point. The GUI
+drives it on a worker thread and forwards the events as signals; the CLI prints them.
+
+- A worker that crashes (segfault, abort, CUDA error) or is killed (the kernel's OOM killer) is
+  that config's outcome: a record with status crash|oom|error is stored for each test it did not
+  finish, and the sweep goes on with the next config.
+- `cancel` stops the running worker (terminate, then kill after 1 s) and ends the sweep.
+- Each finished record goes to the SQLite store (and `out_jsonl`) before the next test starts:
+  the worker streams records as soon as a test ends and the runner commits them as they arrive.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import IO, Any
+
+from fitbench import __version__
+from fitbench.core.bench.config import BenchConfig, BenchTest
+from fitbench.core.bench.events import (
+    ConfigFailed,
+    ConfigStarted,
+    Event,
+    RecordReady,
+    Sample,
+    SweepFinished,
+    SweepStarted,
+)
+from fitbench.core.bench.sampler import MemorySampler
+from fitbench.core.bench.worker import MARK, classify_failure
+from fitbench.core.results import new_record, validate, write_jsonl
+from fitbench.core.store import Store
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.05
+TERMINATE_GRACE_S = 1.0
+_CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
+
+
+@dataclass
+class _Attempt:
+    """What one worker process did."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    done: set[int] = field(default_factory=set)
+    current: int | None = None
+    buffers: dict[str, int] = field(default_factory=dict)
+    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=60))
+    returncode: int | None = None
+    cancelled: bool = False
+    vram_base: int | None = None
+
+
+def llama_cpp_python_version() -> str:
+    try:
+        return metadata.version("llama_cpp_python")
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def failure_record(
+    cfg: BenchConfig, spec: BenchTest, status: str, error: str, **extra: Any
+) -> dict[str, Any]:
+    """A record for a test that did not finish, from what the config says."""
+    return new_record(
+        model_filename=cfg.model_path,
+        model_id=cfg.model_id or Path(cfg.model_path).stem,
+        quant=cfg.quant,
+        source=cfg.source,
+        file_sha256=cfg.file_sha256,
+        n_layer_model=cfg.n_layer_model,
+        n_layer_file=cfg.n_layer_file,
+        config_id=cfg.config_id,
+        test=spec.record_test,
+        n_prompt=spec.n_prompt,
+        n_gen=spec.n_gen,
+        n_depth=spec.n_depth,
+        n_parallel=spec.n_parallel,
+        n_batch=cfg.n_batch,
+        n_ubatch=cfg.n_ubatch,
+        n_threads=cfg.n_threads,
+        poll=cfg.poll,
+        type_k=cfg.type_k,
+        type_v=cfg.type_v,
+        n_gpu_layers=cfg.n_gpu_layers,
+        n_cpu_moe=max(cfg.n_cpu_moe, 0),
+        split_mode=cfg.split_mode,
+        main_gpu=cfg.main_gpu,
+        no_kv_offload=cfg.no_kv_offload,
+        flash_attn=cfg.flash_attn,
+        use_mmap=cfg.use_mmap,
+        repack=cfg.repack,
+        llama_cpp_python_version=llama_cpp_python_version(),
+        fitbench_version=__version__,
+        test_time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        status=status,
+        error=error[-2000:],
+        **extra,
+    )
+
+
+def _explain_exit(returncode: int, test: str, tail: str) -> tuple[str, str]:
+    """(status, error) for a worker that ended without finishing its tests."""
+    where = f" during {test}" if test else ""
+    if returncode < 0:
+        sig = -returncode
+        name = signal.Signals(sig).name if sig in signal.Signals.__members__.values() else str(sig)
+        if sig == signal.SIGKILL:
+            return (
+                "oom",
+                f"the worker was killed (SIGKILL){where}: most likely the kernel's out-of-memory "
+                "killer, the placement needs more RAM than is free",
+            )
+        status = "crash"
+        if sig == signal.SIGABRT and classify_failure(tail) == "oom":
+            status = "oom"
+        return status, f"llama.cpp crashed ({name}){where}" + (f"\n{tail}" if tail else "")
+    status = classify_failure(tail)
+    return status, f"the worker exited with code {returncode}{where}" + (
+        f"\n{tail}" if tail else ""
+    )
+
+
+class _WorkerProcess:
+    def __init__(self, cfg: BenchConfig, python: str) -> None:
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self.proc = subprocess.Popen(
+            [python, "-m", "fitbench.core.bench.worker", "-", "--ack"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=env,
+            start_new_session=True,  # the terminal's Ctrl-C reaches the runner, which stops it
+        )
+        self.lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
+        self._send(cfg.to_json())
+        for name, stream in (("out", self.proc.stdout), ("err", self.proc.stderr)):
+            threading.Thread(
+                target=self._pump, args=(name, stream), name=f"worker-{name}", daemon=True
+            ).start()
+
+    def _pump(self, name: str, stream: IO[str] | None) -> None:
+        assert stream is not None
+        for line in stream:
+            self.lines.put((name, line.rstrip("\n")))
+        self.lines.put((name, None))
+
+    def _send(self, line: str) -> None:
+        stdin = self.proc.stdin
+        assert stdin is not None
+        try:
+            stdin.write(line + "\n")
+            stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass  # the worker is gone; its exit status tells why
+
+    def ack(self) -> None:
+        self._send("ok")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        """Terminate, then kill: the worker is gone within TERMINATE_GRACE_S + a little."""
+        if self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=TERMINATE_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+class SweepRunner:
+    def __init__(
+        self,
+        configs: list[BenchConfig],
+        *,
+        store: Store,
+        out_jsonl: Path | None,
+        cancel: threading.Event | None,
+        hardware: Mapping[str, Any] | None,
+        hardware_fingerprint: str,
+        settings: Mapping[str, Any] | None,
+        python: str,
+        sample_interval_s: float,
+    ) -> None:
+        self.configs = configs
+        self.store = store
+        self.out_jsonl = out_jsonl
+        self.cancel = cancel or threading.Event()
+        self.hardware = dict(hardware or {})
+        self.fingerprint = hardware_fingerprint
+        self.settings = dict(settings or {})
+        self.python = python
+        self.t0 = time.monotonic()
+        self.sampler = MemorySampler(origin=self.t0, interval_s=sample_interval_s)
+        self.run_id = ""
+        self.n_records = 0
+        self.n_failed = 0
+        self.repack_off = False  # set after llama.cpp's AMX kernels crashed once in this sweep
+
+    def _persist(self, record: dict[str, Any]) -> dict[str, Any]:
+        record = validate(
+            {**record, "run_id": self.run_id, "hardware_fingerprint": self.fingerprint}
+        )
+        self.store.add_record(self.run_id, record)
+        if self.out_jsonl is not None:
+            write_jsonl([record], self.out_jsonl)
+        self.n_records += 1
+        return record
+
+    def events(self) -> Iterator[Event]:
+        self.run_id = self.store.add_run(
+            settings={**self.settings, "configs": [c.to_dict() for c in self.configs]},
+            hardware=self.hardware,
+            hardware_fingerprint=self.fingerprint,
+        )
+        status = "interrupted"
+        try:
+            yield SweepStarted(self.run_id, len(self.configs), None)
+            durations: list[float] = []
+            for index, cfg in enumerate(self.configs):
+                if self.cancel.is_set():
+                    break
+                if self.repack_off and cfg.repack:
+                    cfg = cfg.with_(repack=False, config_id=cfg.config_id, label=cfg.label)
+                left = len(self.configs) - index
+                remaining = sum(durations) / len(durations) * left if durations else None
+                yield ConfigStarted(
+                    self.run_id, cfg.config_id, index, len(self.configs), cfg.label, remaining
+                )
+                started = time.monotonic()
+                yield from self._run_config(cfg)
+                durations.append(time.monotonic() - started)
+            status = "cancelled" if self.cancel.is_set() else "finished"
+        finally:
+            self.sampler.close()
+            self.store.finish_run(self.run_id, status)
+        yield SweepFinished(
+            self.run_id,
+            self.n_records,
+            self.n_failed,
+            status == "cancelled",
+            time.monotonic() - self.t0,
+        )
+
+    def _run_config(self, cfg: BenchConfig) -> Iterator[Event]:
+        attempt = yield from self._attempt(cfg)
+        if attempt.cancelled:
+            return
+        missing = [i for i in range(len(cfg.tests)) if i not in attempt.done]
+        rc = attempt.returncode or 0
+        amx = any(name.upper().startswith("AMX") for name in attempt.buffers)
+        if missing and rc < 0 and -rc in _CRASH_SIGNALS and amx and cfg.repack:
+            # llama.cpp's AMX weight buffers crash on some CPUs/VMs (ggml-org/llama.cpp#20824);
+            # plain CPU buffers work everywhere, so the tests left run again without repacking
+            log.warning("llama.cpp crashed in AMX buffers; %s again without repack", cfg.label)
+            self.repack_off = True
+            cfg = cfg.with_(
+                repack=False,
+                tests=tuple(cfg.tests[i] for i in missing),
+                config_id=cfg.config_id,
+                label=cfg.label,
+            )
+            attempt = yield from self._attempt(cfg)
+            if attempt.cancelled:
+                return
+            missing = [i for i in range(len(cfg.tests)) if i not in attempt.done]
+            rc = attempt.returncode or 0
+        failed = [r for r in attempt.records if r["status"] != "ok"]
+        if missing:
+            current = attempt.current
+            test = cfg.tests[current].name if current is not None else ""
+            tail = "\n".join(attempt.stderr_tail)[-1500:]
+            status, error = _explain_exit(rc, test, tail)
+            peaks = self.sampler.peaks()
+            for i in missing:
+                first_line = error.splitlines()[0]
+                why = error if current in (i, None) else f"not run: {first_line}"
+                rec = failure_record(
+                    cfg,
+                    cfg.tests[i],
+                    status,
+                    why,
+                    ram_peak_bytes=peaks.ram_bytes,
+                    vram_peak_bytes=peaks.vram_bytes,
+                    vram_peak_per_gpu=peaks.vram_per_gpu,
+                    vram_base_bytes=attempt.vram_base,
+                )
+                yield RecordReady(self._persist(rec))
+            self.n_failed += 1
+            yield ConfigFailed(cfg.config_id, cfg.label, status, error)
+        elif failed:
+            self.n_failed += 1
+            yield ConfigFailed(cfg.config_id, cfg.label, failed[0]["status"], failed[0]["error"])
+
+    def _samples(self, config_id: str) -> Iterator[Event]:
+        for p in self.sampler.drain():
+            yield Sample(config_id, p.t_s, p.vram_bytes, p.ram_bytes)
+
+    def _attempt(self, cfg: BenchConfig) -> Generator[Event, None, _Attempt]:
+        """Run one worker on `cfg` until it exits or the sweep is cancelled."""
+        attempt = _Attempt()
+        base = self.sampler.vram_now()
+        attempt.vram_base = sum(base) if base else None
+        worker = _WorkerProcess(cfg, self.python)
+        self.sampler.start(worker.pid)
+        open_streams = 2
+        try:
+            while open_streams:
+                if self.cancel.is_set():
+                    worker.stop()
+                    attempt.cancelled = True
+                    break
+                try:
+                    stream, line = worker.lines.get(timeout=POLL_S)
+                except queue.Empty:
+                    yield from self._samples(cfg.config_id)
+                    continue
+                if line is None:
+                    open_streams -= 1
+                elif stream == "out":
+                    record = self._on_record(attempt, line)
+                    if record is not None:
+                        worker.ack()  # stored: the worker may start the next test
+                        yield from self._samples(cfg.config_id)
+                        yield RecordReady(record)
+                elif self._on_stderr(attempt, line):
+                    worker.ack()
+            attempt.returncode = worker.proc.wait(timeout=30)
+        finally:
+            if worker.proc.poll() is None:  # the consumer stopped iterating: never leave a worker
+                worker.stop()
+            self.sampler.stop()
+        yield from self._samples(cfg.config_id)
+        if attempt.cancelled:
+            test = cfg.tests[attempt.current] if attempt.current is not None else cfg.tests[0]
+            peaks = self.sampler.peaks()
+            rec = failure_record(
+                cfg,
+                test,
+                "cancelled",
+                "cancelled by the user",
+                ram_peak_bytes=peaks.ram_bytes,
+                vram_peak_bytes=peaks.vram_bytes,
+                vram_peak_per_gpu=peaks.vram_per_gpu,
+                vram_base_bytes=attempt.vram_base,
+            )
+            yield RecordReady(self._persist(rec))
+            yield ConfigFailed(cfg.config_id, cfg.label, "cancelled", "cancelled by the user")
+        return attempt
+
+    def _on_record(self, attempt: _Attempt, line: str) -> dict[str, Any] | None:
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError:
+            attempt.stderr_tail.append(line)  # a library printed to stdout: keep it as context
+            return None
+        if not isinstance(raw, dict):
+            return None
+        peaks = self.sampler.peaks()
+        raw.update(
+            ram_peak_bytes=peaks.ram_bytes,
+            vram_peak_bytes=peaks.vram_bytes,
+            vram_peak_per_gpu=peaks.vram_per_gpu,
+            vram_base_bytes=attempt.vram_base,
+        )
+        record = self._persist(raw)
+        index = attempt.current if attempt.current is not None else len(attempt.done)
+        attempt.done.add(index)
+        attempt.records.append(record)
+        if attempt.current is None:  # load failures come without test_start, one per test
+            attempt.done = set(range(len(attempt.records)))
+        return record
+
+    def _on_stderr(self, attempt: _Attempt, line: str) -> bool:
+        """Handle a stderr line; True when the worker waits for an ack (test_start)."""
+        if not line.startswith(MARK):
+            attempt.stderr_tail.append(line)
+            log.debug("worker: %s", line)
+            return False
+        try:
+            event = json.loads(line[len(MARK) :])
+        except json.JSONDecodeError:
+            return False
+        log.debug("worker event: %s", event)
+        kind = event.get("event")
+        if kind == "test_start":
+            attempt.current = int(event["index"])
+            self.sampler.reset_peaks()
+            return True
+        if kind == "loaded":
+            attempt.buffers = dict(event.get("buffers") or {})
+        return False
+
+
+def run_sweep(
+    configs: Iterable[BenchConfig],
+    *,
+    store: Store,
+    out_jsonl: Path | None = None,
+    cancel: threading.Event | None = None,
+    hardware: Mapping[str, Any] | None = None,
+    hardware_fingerprint: str = "",
+    settings: Mapping[str, Any] | None = None,
+    python: str | None = None,
+    sample_interval_s: float = 0.05,
+) -> Iterator[Event]:
+    """Run every config in its own worker process; yields events (see module doc)."""
+    runner = SweepRunner(
+        list(configs),
+        store=store,
+        out_jsonl=out_jsonl,
+        cancel=cancel,
+        hardware=hardware,
+        hardware_fingerprint=hardware_fingerprint,
+        settings=settings,
+        python=python or sys.executable,
+        sample_interval_s=sample_interval_s,
+    )
+    return runner.events()

@@ -1,0 +1,484 @@
+"""The benchmark worker: one model load and its tests, in a child process.
+
+    python -m fitbench.core.bench.worker CONFIG.json|- [--ack]
+
+CONFIG.json: a BenchConfig as JSON; "-" reads it from the first line of stdin. With --ack (the
+runner's mode) the worker waits for an "ok" line on stdin after every event and record (Acks).
+
+stdout: one validated result record per finished test, as a JSON line, flushed at once.
+stderr: progress as `@fitbench {json}` lines (events: loading, loaded, test_start, test_end),
+        plus llama.cpp's warnings and errors (everything with `verbose`).
+Exit 0 when every test ran (failed tests are records with a status), 2 for a bad config, 3 when
+the model could not be loaded (a failure record per test is written first).
+
+The protocol follows llama-bench (tools/llama-bench/llama-bench.cpp): random token ids, a warm-up
+run, `reps` timed repetitions, a fresh context per test with n_ctx = depth + prompt + generated
+tokens, prompts fed in n_batch chunks with logits for the last token only, generation one token
+at a time with a synchronize after each, and depth states cached between repetitions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fitbench import __version__
+from fitbench.core.bench.config import INJECT_ENV, BenchConfig, BenchTest, ConfigError
+from fitbench.core.results import new_record
+
+MARK = "@fitbench "
+EXIT_BAD_CONFIG = 2
+EXIT_LOAD_FAILED = 3
+_OOM_WORDS = re.compile(
+    r"out of memory|failed to allocate|unable to allocate|cudaMalloc failed|"
+    r"ErrorOutOfDeviceMemory|cannot allocate memory",
+    re.IGNORECASE,
+)
+_OVERRIDDEN = re.compile(r"tensor (\S+) \((\d+) MiB (\S+)\) buffer type overridden to (\S+)")
+
+
+def emit(event: str, **data: Any) -> None:
+    sys.stderr.write(MARK + json.dumps({"event": event, **data}) + "\n")
+    sys.stderr.flush()
+
+
+def classify_failure(text: str) -> str:
+    """oom when llama.cpp's words say memory ran out, else error."""
+    return "oom" if _OOM_WORDS.search(text) else "error"
+
+
+def cpu_info() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _inject(cfg: BenchConfig, where: str) -> None:
+    """Test-only faults, honoured only when FITBENCH_ALLOW_INJECT=1: `segfault@<where>`,
+    `sleep@<where>` (sleep 60 s), `hang@<where>` (sleep, ignoring SIGTERM), `exit@<where>`;
+    where = load | test<N> | after<N>."""
+    if not cfg.inject or os.environ.get(INJECT_ENV) != "1":
+        return
+    action, _, at = cfg.inject.partition("@")
+    if at != where:
+        return
+    if action == "segfault":
+        import ctypes
+
+        ctypes.string_at(0)  # a real SIGSEGV inside the process, as a llama.cpp crash would be
+    elif action == "sleep":
+        time.sleep(60)
+    elif action == "hang":  # ignores SIGTERM, as a worker stuck in a driver call would
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(60)
+    elif action == "exit":
+        os._exit(1)
+
+
+class Worker:
+    def __init__(self, cfg: BenchConfig) -> None:
+        from fitbench.core.bench import llama_lowlevel as ll
+
+        self.ll = ll
+        self.cfg = cfg
+        self.rng = np.random.default_rng(cfg.seed)
+        self.log = ll.install_log(cfg.verbose)
+        self.model: Any = None
+        self.overrides: Any = None
+        self.load_s: float | None = None
+        self.buffers: dict[str, dict[str, int]] = {}
+        self.overridden: list[str] = []
+        self.has_gpu = False
+        self.depth_state: tuple[int, bytes] | None = None  # llama-bench's cstate
+
+    # -- loading --
+
+    def load(self) -> None:
+        import llama_cpp
+
+        ll, cfg = self.ll, self.cfg
+        llama_cpp.llama_backend_init()
+        self.has_gpu = bool(ll.gpu_names())
+        n_cpu_moe = cfg.n_cpu_moe
+        if n_cpu_moe < 0:
+            n_cpu_moe = 4096  # every block (llama.cpp's --cpu-moe); patterns past the end are inert
+        self.overrides = ll.Overrides(ll.expert_patterns(n_cpu_moe))
+        emit("loading", path=cfg.model_path)
+        self.log.capturing = True
+        self.log.clear()
+        t0 = time.perf_counter()
+        self.model = ll.Model(
+            Path(cfg.model_path),
+            n_gpu_layers=cfg.n_gpu_layers,
+            overrides=self.overrides,
+            split_mode=cfg.split_mode,
+            main_gpu=cfg.main_gpu,
+            tensor_split=list(cfg.tensor_split),
+            use_mmap=cfg.use_mmap,
+            repack=cfg.repack,
+        )
+        self.load_s = time.perf_counter() - t0
+        self.buffers["model"] = self.log.buffers("model")
+        self.overridden = [m[0] for m in _OVERRIDDEN.findall(self.log.text())]
+        emit(
+            "loaded",
+            load_s=self.load_s,
+            buffers=self.buffers["model"],
+            overridden=self.overridden,
+            n_layer=self.model.info.n_layer,
+        )
+
+    # -- record fields --
+
+    def effective_placement(self) -> tuple[int, int]:
+        """(n_gpu_layers, n_cpu_moe) as they took effect; nothing is offloaded without a GPU."""
+        n_layer = self.model.info.n_layer
+        ngl = self.cfg.n_gpu_layers
+        if not self.has_gpu:
+            ngl = 0
+        elif ngl < 0 or ngl > n_layer + 1:
+            ngl = n_layer + 1  # every block plus the output layer
+        expert_layers = {
+            int(m.group(1)) for m in map(re.compile(r"blk\.(\d+)\.").match, self.overridden) if m
+        }
+        return ngl, len(expert_layers)
+
+    def base_fields(self, spec: BenchTest) -> dict[str, Any]:
+        import llama_cpp
+
+        cfg = self.cfg
+        fields: dict[str, Any] = {
+            "build_commit": "",
+            "build_number": 0,
+            "cpu_info": cpu_info(),
+            "gpu_info": ", ".join(self.ll.gpu_names()),
+            "backends": self.ll.backends_string(),
+            "model_filename": cfg.model_path,
+            "n_batch": cfg.n_batch,
+            "n_ubatch": cfg.n_ubatch,
+            "n_threads": cfg.n_threads,
+            "poll": cfg.poll,
+            "type_k": cfg.type_k,
+            "type_v": cfg.type_v,
+            "n_gpu_layers": cfg.n_gpu_layers,
+            "n_cpu_moe": max(cfg.n_cpu_moe, 0),
+            "split_mode": cfg.split_mode,
+            "main_gpu": cfg.main_gpu,
+            "no_kv_offload": cfg.no_kv_offload,
+            "flash_attn": cfg.flash_attn,
+            "tensor_split": "/".join(f"{x:.2f}" for x in cfg.tensor_split) or "0.00",
+            "use_mmap": cfg.use_mmap,
+            "repack": cfg.repack,
+            "n_prompt": spec.n_prompt,
+            "n_gen": spec.n_gen,
+            "n_depth": spec.n_depth,
+            "n_parallel": spec.n_parallel,
+            "test": spec.record_test,
+            "config_id": cfg.config_id,
+            "model_id": cfg.model_id or Path(cfg.model_path).stem,
+            "quant": cfg.quant,
+            "source": cfg.source,
+            "file_sha256": cfg.file_sha256,
+            "n_layer_model": cfg.n_layer_model,
+            "n_layer_file": cfg.n_layer_file,
+            "llama_cpp_python_version": llama_cpp.__version__,
+            "fitbench_version": __version__,
+            "load_s": self.load_s,
+        }
+        if self.model is not None:
+            info = self.model.info
+            ngl, ncmoe = self.effective_placement()
+            fields.update(
+                model_type=info.desc,
+                model_size=info.size,
+                model_n_params=info.n_params,
+                n_gpu_layers=ngl,
+                n_cpu_moe=ncmoe,
+                tensor_buft_overrides=self.overrides.describe() if cfg.n_cpu_moe else "none",
+                n_layer_file=cfg.n_layer_file or info.n_layer,
+                n_layer_model=cfg.n_layer_model or cfg.n_layer_file or info.n_layer,
+                buffer_bytes=dict(self.buffers),
+            )
+        return fields
+
+    def failure(self, spec: BenchTest, status: str, error: str) -> dict[str, Any]:
+        return new_record(
+            **self.base_fields(spec),
+            test_time=_now(),
+            status=status,
+            error=error[-2000:],
+        )
+
+    # -- tests --
+
+    def _tokens(self, n: int, bos_first: bool) -> np.ndarray:
+        toks = self.rng.integers(0, self.model.info.n_vocab, n, dtype=np.int32)
+        if bos_first and n and self.model.info.add_bos:
+            toks[0] = self.model.info.bos
+        return toks
+
+    def _context(self, spec: BenchTest) -> Any:
+        cfg = self.cfg
+        n_ctx = spec.n_ctx if spec.kind == "batch" else spec.n_depth + spec.n_prompt + spec.n_gen
+        params = self.ll.ContextParams(
+            n_ctx=max(n_ctx, 1),
+            n_batch=max(cfg.n_batch, spec.n_parallel),
+            n_ubatch=cfg.n_ubatch,
+            n_seq_max=spec.n_parallel,
+            n_threads=cfg.n_threads,
+            type_k=cfg.type_k,
+            type_v=cfg.type_v,
+            flash_attn=cfg.flash_attn,
+            offload_kqv=not cfg.no_kv_offload,
+            poll=cfg.poll,
+        )
+        self.log.capturing = True
+        self.log.clear()
+        ctx = self.ll.Context(self.model, params)
+        text = self.log.text()
+        self.buffers["kv"] = self.log.buffers("kv")
+        self.buffers["compute"] = self.log.buffers("compute")
+        self.log.capturing = False  # nothing is kept (or formatted) while timing
+        self.flash_attn_used: bool | None = cfg.flash_attn
+        if "Flash Attention enabled" in text:
+            self.flash_attn_used = True
+        elif "Flash Attention not supported" in text:
+            self.flash_attn_used = False
+        return ctx
+
+    def _prompt(self, ctx: Any, n: int, start: int) -> None:
+        ctx.decode_prompt(self._tokens(n, bos_first=True), start, logits_last=True)
+        ctx.synchronize()
+
+    def _gen(self, ctx: Any, n: int, times: list[int] | None) -> None:
+        info = self.model.info
+        toks = self._tokens(n, bos_first=False)
+        token = info.bos if info.add_bos else int(toks[0])
+        pos = ctx.seq_pos_max(0) + 1
+        ctx.prepare_single()
+        clock = time.perf_counter_ns
+        last = clock()
+        for i in range(n):
+            ctx.decode_one(token, pos + i)
+            ctx.synchronize()
+            token = int(toks[i])
+            if times is not None:
+                now = clock()
+                times.append(now - last)
+                last = now
+
+    def _fill_depth(self, ctx: Any, depth: int) -> None:
+        """Prefill `depth` tokens, or restore them from the state saved at that depth."""
+        if self.depth_state and self.depth_state[0] == depth and ctx.state_set(self.depth_state[1]):
+            return
+        ctx.clear()
+        self._prompt(ctx, depth, 0)
+        self.depth_state = (depth, ctx.state_get())
+
+    def run_test(self, spec: BenchTest) -> dict[str, Any]:
+        ctx = self._context(spec)
+        try:
+            run: Callable[[Any, BenchTest], tuple[list[int], list[int], list[int]]]
+            run = self._batch if spec.kind == "batch" else self._single
+            test_time = _now()
+            samples, itl, ttft = run(ctx, spec)
+        finally:
+            ctx.close()
+        n_tokens = spec.n_prompt + spec.n_gen * spec.n_parallel
+        ts = [1e9 * n_tokens / s for s in samples]
+        fields = self.base_fields(spec)
+        fields["flash_attn"] = self.flash_attn_used
+        return new_record(
+            **fields,
+            test_time=test_time,
+            avg_ns=int(statistics.fmean(samples)),
+            stddev_ns=int(statistics.stdev(samples)) if len(samples) > 1 else 0,
+            avg_ts=statistics.fmean(ts),
+            stddev_ts=statistics.stdev(ts) if len(ts) > 1 else 0.0,
+            samples_ns=samples,
+            samples_ts=ts,
+            ttft_ms=statistics.fmean(ttft) / 1e6 if ttft else None,
+            itl_ms_p50=_percentile(itl, 50),
+            itl_ms_p95=_percentile(itl, 95),
+            itl_ms_p99=_percentile(itl, 99),
+            status="ok",
+        )
+
+    def _single(self, ctx: Any, spec: BenchTest) -> tuple[list[int], list[int], list[int]]:
+        cfg = self.cfg
+        n_prompt = spec.n_prompt
+        n_gen = spec.n_gen
+        if cfg.warmup:
+            if n_prompt:
+                self._prompt(ctx, n_prompt, 0)
+            if n_gen:
+                self._gen(ctx, 1, None)
+        samples: list[int] = []
+        itl: list[int] = []
+        ttft: list[int] = []
+        clock = time.perf_counter_ns
+        for _ in range(cfg.reps):
+            ctx.clear()
+            if spec.n_depth:
+                self._fill_depth(ctx, spec.n_depth)
+            t0 = clock()
+            if n_prompt:
+                self._prompt(ctx, n_prompt, spec.n_depth)
+                if spec.kind == "ttft":
+                    ctx.last_logits_argmax()  # the first token is chosen from these logits
+                ttft.append(clock() - t0)
+            if n_gen:
+                self._gen(ctx, n_gen, itl)
+            samples.append(clock() - t0)
+        if spec.kind == "tg":
+            ttft = []
+        return samples, itl, ttft
+
+    def _batch(self, ctx: Any, spec: BenchTest) -> tuple[list[int], list[int], list[int]]:
+        import llama_cpp
+
+        cfg = self.cfg
+        n_seq = spec.n_parallel
+        ctx.prepare_parallel(n_seq)
+        if cfg.warmup:
+            ctx.decode_parallel(self._tokens(n_seq, bos_first=False), 0)
+            ctx.synchronize()
+        samples: list[int] = []
+        itl: list[int] = []
+        clock = time.perf_counter_ns
+        for _ in range(cfg.reps):
+            ctx.clear()
+            start = 0
+            if spec.n_depth:
+                ctx.reset_seq_ids()
+                self._fill_depth(ctx, spec.n_depth)
+                for s in range(1, n_seq):
+                    llama_cpp.llama_memory_seq_cp(ctx.memory, 0, s, -1, -1)
+                ctx.prepare_parallel(n_seq)
+                start = spec.n_depth
+            steps = [self._tokens(n_seq, bos_first=False) for _ in range(spec.n_gen)]
+            t0 = last = clock()
+            for i in range(spec.n_gen):
+                ctx.decode_parallel(steps[i], start + i)
+                ctx.synchronize()
+                now = clock()
+                itl.append(now - last)
+                last = now
+            samples.append(clock() - t0)
+        return samples, itl, []
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _percentile(values_ns: list[int], q: float) -> float | None:
+    if not values_ns:
+        return None
+    return float(np.percentile(np.asarray(values_ns, dtype=np.float64), q)) / 1e6
+
+
+def _print_record(record: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+class Acks:
+    """With a runner attached (`--ack`), wait for its "ok" after each test_start and record.
+
+    The runner answers once it has reset the memory peaks for the test, or committed the record
+    to the store, so every record is stored before the next test starts and progress events and
+    records are handled in order although they travel on two pipes. End of input means the
+    runner is gone: the worker stops at once instead of running on unobserved.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def wait(self) -> None:
+        if self.enabled and not sys.stdin.readline():
+            os._exit(0)
+
+
+def run(cfg: BenchConfig, acks: Acks | None = None) -> int:
+    acks = acks or Acks(False)
+    worker = Worker(cfg)
+    _inject(cfg, "load")
+    try:
+        worker.load()
+    except Exception as exc:  # llama.cpp's refusal becomes one record per planned test
+        text = f"{exc}\n{worker.log.text()[-4000:]}"
+        status = classify_failure(text)
+        for spec in cfg.tests:
+            _print_record(worker.failure(spec, status, _summary(exc, worker.log.text())))
+            acks.wait()
+        return EXIT_LOAD_FAILED
+    for index, spec in enumerate(cfg.tests):
+        emit("test_start", index=index, test=spec.name, n_ctx=spec.n_ctx)
+        acks.wait()
+        _inject(cfg, f"test{index}")
+        t0 = time.perf_counter()
+        try:
+            record = worker.run_test(spec)
+        except Exception as exc:  # a context that does not fit, a failed decode: this test only
+            worker.log.capturing = False
+            record = worker.failure(
+                spec,
+                classify_failure(f"{exc}\n{worker.log.text()}"),
+                _summary(exc, worker.log.text()),
+            )
+        _print_record(record)
+        acks.wait()
+        emit("test_end", index=index, status=record["status"], s=time.perf_counter() - t0)
+        _inject(cfg, f"after{index}")
+    if worker.model is not None:
+        worker.model.close()
+    return 0
+
+
+def _summary(exc: BaseException, log_text: str) -> str:
+    """The exception plus llama.cpp's last error lines: what a person needs to see."""
+    errors = [
+        ln for ln in log_text.splitlines() if re.search(r"error|fail|out of memory", ln, re.I)
+    ]
+    tail = "\n".join(errors[-5:])
+    return f"{exc}" + (f"\n{tail}" if tail else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    ack = "--ack" in args
+    if ack:
+        args.remove("--ack")
+    if len(args) != 1:
+        print("usage: python -m fitbench.core.bench.worker CONFIG.json|- [--ack]", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    try:
+        # with "-" the config is the first line of stdin; acks follow on the same stream
+        text = sys.stdin.readline() if args[0] == "-" else Path(args[0]).read_text("utf-8")
+        cfg = BenchConfig.from_json(text)
+    except (OSError, ConfigError) as exc:
+        print(f"fitbench worker: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    return run(cfg, Acks(ack))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

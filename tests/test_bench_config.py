@@ -1,0 +1,65 @@
+"""Benchmark configs: llama-bench's list syntax, validation, JSON round trip."""
+
+from __future__ import annotations
+
+import pytest
+
+from fitbench.core.bench.config import (
+    BenchConfig,
+    ConfigError,
+    BenchTest,
+    expand,
+    parse_int_list,
+    standard_tests,
+)
+
+
+def test_int_lists_follow_llama_bench_syntax() -> None:
+    assert parse_int_list("512") == [512]
+    assert parse_int_list("0,8,16") == [0, 8, 16]
+    assert parse_int_list("0-32+8") == [0, 8, 16, 24, 32]
+    assert parse_int_list("1-16*2") == [1, 2, 4, 8, 16]
+    assert parse_int_list("1,4-6") == [1, 4, 5, 6]
+    assert parse_int_list("-1", allow_negative=True) == [-1]
+
+
+@pytest.mark.parametrize("bad", ["", "a", "1,,2", "0-8*1", "-1", "3-1x"])
+def test_bad_int_lists_name_the_flag(bad: str) -> None:
+    with pytest.raises(ConfigError, match="-ngl"):
+        parse_int_list(bad, name="-ngl")
+
+
+def test_config_round_trips_through_json_with_a_stable_id() -> None:
+    tests = standard_tests([64], [16], depths=(0, 32), batches=(2,), ttft=(32,))
+    cfg = BenchConfig(model_path="/m.gguf", tests=tests, n_cpu_moe=-1, tensor_split=(0.5, 0.5))
+    again = BenchConfig.from_json(cfg.to_json())
+    assert again == cfg
+    assert again.config_id == cfg.config_id
+    assert cfg.with_(n_gpu_layers=8).config_id != cfg.config_id
+    kinds = [(t.kind, t.record_test, t.n_depth) for t in tests]
+    assert ("pp", "depth", 32) in kinds and ("tg", "tg", 0) in kinds
+    assert ("batch", "batch", 0) in kinds and ("ttft", "ttft", 0) in kinds
+    assert "all experts on CPU" in cfg.label
+
+
+def test_bad_settings_are_clear_errors() -> None:
+    tests = (BenchTest("pp", n_prompt=8),)
+    with pytest.raises(ConfigError, match="KV cache type"):
+        BenchConfig(model_path="/m.gguf", tests=tests, type_k="q3")
+    with pytest.raises(ConfigError, match="repetitions"):
+        BenchConfig(model_path="/m.gguf", tests=tests, reps=0)
+    with pytest.raises(ConfigError, match="needs a positive token count"):
+        BenchTest("tg", n_gen=0)
+    with pytest.raises(ConfigError, match="not a benchmark config"):
+        BenchConfig.from_json('{"model_path": "/m.gguf"}')
+    with pytest.raises(ConfigError, match="not JSON"):
+        BenchConfig.from_json("{")
+
+
+def test_expand_is_model_major_cross_product() -> None:
+    tests = (BenchTest("tg", n_gen=8),)
+    models = [{"model_path": "/a.gguf"}, {"model_path": "/b.gguf"}]
+    configs = expand(models, tests, n_gpu_layers=[0, 8], n_cpu_moe=[0, -1], n_threads=[2])
+    assert len(configs) == 8
+    assert [c.model_path for c in configs[:4]] == ["/a.gguf"] * 4
+    assert len({c.config_id for c in configs}) == 8
