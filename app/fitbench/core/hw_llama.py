@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
-import os
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -164,12 +163,16 @@ def _from_dict(data: dict[str, Any]) -> LlamaCppInfo:
 def probe(timeout_s: float = PROBE_TIMEOUT_S) -> tuple[LlamaCppInfo, list[str]]:
     """probe_in_process() in a child Python; a crash or hang there is a note, not our crash."""
     package_root = str(Path(__file__).resolve().parents[2])  # the directory holding fitbench/
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "fitbench.core.hw_llama"]
+    # -P: the working directory must not shadow modules; the package root goes last on the
+    # path so an installed fitbench wins and nothing outranks the standard library
+    code = (
+        f"import runpy, sys; sys.path.append({package_root!r}); "
+        "runpy.run_module('fitbench.core.hw_llama', run_name='__main__')"
+    )
+    command = [sys.executable, "-P", "-c", code]
     try:
         proc = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout_s, env=env, check=False
+            command, capture_output=True, text=True, timeout=timeout_s, check=False
         )
     except subprocess.TimeoutExpired:
         note = (
