@@ -1,17 +1,130 @@
-"""`fitbench recommend` (not built yet)."""
+"""`fitbench recommend`: the deployment to use, with its reasons, from benchmark results."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
 
-from fitbench.commands._common import not_implemented
+from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, print_json
 
 HELP = "recommend a deployment from benchmark results"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--results", type=Path, required=True, help="results JSONL (fitbench bench --out)"
+    )
+    parser.add_argument("--goal", choices=("interactive", "throughput"), default="interactive")
+    parser.add_argument(
+        "--hardware",
+        type=Path,
+        help="the machine as `fitbench detect --json` wrote it (default: detect this machine)",
+    )
+    parser.add_argument("--ctx", type=int, default=4096, help="context per sequence (4096)")
+    parser.add_argument("--ttft-max-ms", type=float, default=3000.0, help="interactive: TTFT limit")
+    parser.add_argument(
+        "--itl-p95-max-ms", type=float, default=200.0, help="throughput: p95 inter-token limit"
+    )
+    parser.add_argument(
+        "--max-ppl-increase",
+        type=float,
+        default=0.2,
+        help="quality floor: most perplexity a quant may add (llama.cpp's table; 0.2 = Q4_K_M)",
+    )
+    parser.add_argument("--min-mmlu", type=float, help="quality floor: least published MMLU")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _hardware(path: Path | None) -> dict[str, Any]:
+    if path is not None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ValueError(f"cannot read the hardware file {path}: {exc.strerror}") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not JSON ({exc.msg}, line {exc.lineno})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected the JSON object of `fitbench detect --json`")
+        return data
+    try:
+        from fitbench.core import hardware
+    except ImportError:
+        raise ValueError(
+            "hardware detection is not available in this build; pass --hardware FILE "
+            "(the output of `fitbench detect --json`)"
+        ) from None
+    detected: dict[str, Any] = hardware.detect().to_dict()
+    return detected
+
+
+def _print_human(d: dict[str, Any]) -> None:
+    print(d["verdict"])
+    if d["expected"]:
+        print("\nExpected:")
+        for name, v in d["expected"].items():
+            value = v["value"]
+            if name.endswith("_bytes") and value is not None:
+                shown = f"{value / 1024**3:.1f} GiB"
+            else:
+                shown = f"{value}"
+            print(f"  {name:14s} {shown:>12s}  ({v['basis']})")
+    print("\nReasons:")
+    for r in d["reasons"]:
+        print(f"  - {r}")
+    if d["alternatives"]:
+        print("\nAlternatives (speed vs memory vs quality):")
+        for a in d["alternatives"]:
+            e = a["expected"]
+            speed = e["tg_ts"] if d["goal"] == "interactive" else e["aggregate_ts"]
+            mem = ((e["vram_bytes"]["value"] or 0) + (e["ram_bytes"]["value"] or 0)) / 1024**3
+            print(
+                f"  {a['model_name']} {a['quant']}, {a['placement']['description']}, "
+                f"batch {a['batch']}: {speed['value']} t/s ({speed['basis']}), {mem:.1f} GiB"
+            )
+    if d["caveats"]:
+        print("\nCaveats:")
+        for c in d["caveats"]:
+            print(f"  - {c}")
+    if d["recipe"]:
+        print("\nRun it:")
+        print(f"  {d['recipe']['llama_server']}")
+        print(f"  {d['recipe']['llama_cpp_python']}")
+        for note in d["recipe"]["notes"]:
+            print(f"  note: {note}")
+    if d["moe_vs_dense"]:
+        print("\nMoE vs dense:")
+        print(f"  {d['moe_vs_dense']['verdict']}")
+
+
 def run(args: argparse.Namespace) -> int:
-    return not_implemented("recommend")
+    from fitbench.core import catalog, results
+    from fitbench.core.advise import AdviceError, recommend
+    from fitbench.core.advise_candidates import QualityFloor
+
+    try:
+        records = results.read_jsonl(args.results)
+        hardware = _hardware(args.hardware)
+        advice = recommend(
+            records,
+            hardware=hardware,
+            catalog=catalog.load(),
+            goal=args.goal,
+            ctx=args.ctx,
+            ttft_max_ms=args.ttft_max_ms,
+            itl_p95_max_ms=args.itl_p95_max_ms,
+            quality_floor=QualityFloor(
+                min_mmlu=args.min_mmlu, max_ppl_increase=args.max_ppl_increase
+            ),
+        )
+    except (results.ResultError, AdviceError, catalog.CatalogError, ValueError) as exc:
+        print(f"fitbench recommend: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    data = advice.to_dict()
+    if args.json:
+        print_json(data)
+    else:
+        _print_human(data)
+    return EXIT_OK
