@@ -123,3 +123,33 @@ def test_json_in_process(capsys: pytest.CaptureFixture[str]) -> None:
     data = json.loads(capsys.readouterr().out)
     assert data["cpu"]["ram_bandwidth_gbps"] is None
     assert data["llama_cpp"]["probed_in"] == "child process"
+
+
+def test_module_entry_point_for_bare_machines(tmp_path: Path) -> None:
+    """`python -m fitbench.core.hardware`: what the H200 run uses (no CLI, no platformdirs)."""
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), FITBENCH_HOME=str(tmp_path / "fb"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "fitbench.core.hardware", "--no-bandwidth"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["detect_seconds"] > 0
+    assert data["fingerprint"] == detect(probe_bandwidth=False, llama=False).fingerprint
+
+
+def test_importing_the_module_is_cheap() -> None:
+    """Heavy or optional packages load only when detect() needs them, never at import."""
+    code = (
+        "import sys, fitbench.core.hardware; "
+        "print([m for m in ('numpy', 'llama_cpp', 'pynvml', 'platformdirs', 'huggingface_hub') "
+        "if m in sys.modules])"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert proc.stdout.strip() == "[]"
