@@ -49,8 +49,14 @@ def test_full_download_lands_in_the_hf_cache_verified(
     # progress: bytes, total, rate and ETA; the last report is complete
     last = [p for p in reports if p.phase == "download"][-1]
     assert last.done == last.total == f.size and last.rate > 0 and last.eta_s == 0  # type: ignore[attr-defined]
-    # the downloaded twin is a GGUF the planner can read (header parse from the local file)
-    assert gguf.read_header(result.path).n_layer > 0
+    # the downloaded twin is planned as it is: every weight byte of the file, on the CPU
+    from fitbench.core import memory
+
+    manifest = gguf.read_header(result.path)
+    plan = memory.plan(manifest, memory.Placement(n_gpu_layers=0), n_ctx=256)
+    weights = sum(t.n_bytes for t in manifest.tensors)
+    assert plan.devices["CPU"]["weights"] == weights and 0 < weights < result.size
+    assert plan.ram_bytes > weights and plan.vram_total == 0
     # huggingface_hub itself now finds the file without any network
     from huggingface_hub import try_to_load_from_cache
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,8 +37,16 @@ def test_split_parts_are_found_joined_verified_and_removed(
     assert result.compat_checked and {"download", "join"} <= phases
     # the parts were only a vehicle: gone from the HF cache once joined
     assert not list((Path(os.environ["HF_HOME"]) / "hub").glob("*/blobs/*"))
-    # the joined file is one GGUF llama.cpp (and the header reader) can open
+    # the joined file is one GGUF that llama.cpp itself loads (in a child process, as always)
     assert gguf.read_header(result.path).n_layer > 0
+    load = (
+        "import sys, llama_cpp; m = llama_cpp.Llama(sys.argv[1], n_ctx=64, verbose=False); "
+        "print(m.n_vocab())"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", load, str(result.path)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and int(proc.stdout.split()[-1]) > 0, proc.stderr[-2000:]
     hub_server.reset_counters()
     again = download.download_file(REPO, "tiny.Q6_K.gguf")
     assert again.reused and again.path == result.path and hub_server.bytes_served == 0

@@ -15,6 +15,7 @@ import errno
 import hashlib
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -160,6 +161,29 @@ def make_hasher(etag: str, size: int) -> Any:
     return None  # an etag we cannot check (not from the Hub): size check only
 
 
+class ThreadedHasher:
+    """Hash on a second thread: hashlib releases the GIL, so hashing overlaps network reads."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
+        self._thread = threading.Thread(target=self._run, name="fitbench-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self.inner.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self._queue.put(chunk)
+
+    def finish(self) -> Any:
+        """Wait until every chunk is hashed; returns the inner hasher."""
+        self._queue.put(None)
+        self._thread.join()
+        return self.inner
+
+
 def hash_file(
     path: Path, hasher: Any, meter: ProgressMeter | None, cancel: threading.Event | None
 ) -> None:
@@ -205,6 +229,25 @@ def stream_to_partial(
     if urlsplit(url).netloc != urlsplit(resolve_url).netloc:
         # as huggingface_hub does: the token stays on the Hub, never goes to the CDN
         headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+    bg = ThreadedHasher(hasher) if hasher is not None else None
+    try:
+        received, bg = _stream_loop(url, headers, partial, size, bg, meter, cancel, refresh_url)
+    finally:
+        hasher = bg.finish() if bg is not None else None
+    meter.report(final=True)
+    return received, hasher
+
+
+def _stream_loop(
+    url: str,
+    headers: dict[str, str],
+    partial: Path,
+    size: int,
+    bg: ThreadedHasher | None,
+    meter: ProgressMeter,
+    cancel: threading.Event | None,
+    refresh_url: Callable[[], str] | None,
+) -> tuple[int, ThreadedHasher | None]:
     received = 0
     failures = 0
     with open_partial(partial) as out:
@@ -230,7 +273,8 @@ def stream_to_partial(
                         log.warning("%s: server ignored Range; restarting from byte 0", url)
                         out.seek(0)
                         out.truncate()
-                        hasher = _restart_hasher(hasher)
+                        if bg is not None:
+                            bg = ThreadedHasher(_restart_hasher(bg.finish()))
                         meter.done -= have
                     for chunk in response.iter_bytes():
                         if cancel is not None and cancel.is_set():
@@ -247,8 +291,8 @@ def stream_to_partial(
                             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                                 raise _no_space(partial) from None
                             raise
-                        if hasher is not None:
-                            hasher.update(chunk)
+                        if bg is not None:
+                            bg.update(chunk)
                         received += len(chunk)
                         meter.add(len(chunk))
             except httpx2.TransportError as exc:
@@ -277,8 +321,7 @@ def stream_to_partial(
                         f"{out.tell()} of {size}"
                     )
         os.fsync(out.fileno())
-    meter.report(final=True)
-    return received, hasher
+    return received, bg
 
 
 def _restart_hasher(hasher: Any) -> Any:
