@@ -14,7 +14,7 @@ Advice.to_dict() is the contract for the report and the GUI.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,10 +135,12 @@ def _tiebreak(c: Candidate) -> tuple[float, float, float, float]:
     )
 
 
-def _pick(pool: list[Candidate], goal: str) -> tuple[Candidate, list[Candidate]]:
-    """The fastest; among options within TIE_TOLERANCE of it, better quality, then less memory."""
-    best = max(_speed(c, goal) for c in pool)
-    tied = [c for c in pool if _speed(c, goal) >= best * (1 - TIE_TOLERANCE)]
+def _pick(
+    pool: list[Candidate], score: Callable[[Candidate], float]
+) -> tuple[Candidate, list[Candidate]]:
+    """The best score; among options within TIE_TOLERANCE of it, better quality, less memory."""
+    best = max(score(c) for c in pool)
+    tied = [c for c in pool if score(c) >= best - abs(best) * TIE_TOLERANCE]
     tied.sort(key=_tiebreak)
     return tied[0], tied[1:]
 
@@ -310,10 +312,9 @@ def recommend(
     }
     explain = Explainer(goal, limits, calibration, points, evidence, memory_fn is None)
     if within:
-        choice, tied = _pick(within, goal)
-    elif options:
-        choice = min(options, key=lambda c: _latency(c, goal))
-        tied = []
+        choice, tied = _pick(within, lambda c: _speed(c, goal))
+    elif options:  # nothing meets the latency limit: the quickest to respond
+        choice, tied = _pick(options, lambda c: -_latency(c, goal))
         explain.missed_limit(choice)
     else:
         choice, tied = None, []

@@ -111,10 +111,12 @@ class Explainer:
         needed: list[dict[str, Any]],
         story: Mapping[str, Any] | None,
     ) -> list[str]:
-        out: list[str] = []
+        out: list[str] = list(self.extra)  # a missed latency limit comes first
         lim = self.limits
         if choice is not None:
-            if self.goal == "interactive":
+            if self.extra:  # the latency limit was missed: that sentence says why this one
+                pass
+            elif self.goal == "interactive":
                 out.append(
                     f"Among {len(options)} options that fit with headroom and meet the quality "
                     f"floor, it generates fastest for one user: {self._speed_text(choice)}, with "
@@ -128,24 +130,31 @@ class Explainer:
                     f"token every {choice.itl_p95_ms.value or 0:.0f} ms at p95 (limit "
                     f"{lim['itl_p95_max_ms']:.0f} ms)."
                 )
-            out.append(
-                f"It needs {_gib(choice.vram_bytes.value)} of VRAM ({choice.vram_bytes.basis}) of "
-                f"{_gib(lim['vram_usable_bytes'])} usable and {_gib(choice.ram_bytes.value)} of "
-                f"RAM ({choice.ram_bytes.basis}) of {_gib(lim['ram_usable_bytes'])} usable, after "
-                f"keeping {lim['vram_headroom']:.0%} of VRAM and "
-                f"{_gib(lim['ram_headroom_bytes'])} of RAM free for everything else."
-            )
+            if not lim["vram_usable_bytes"]:
+                out.append(
+                    f"With no GPU offload here it runs from RAM: {_gib(choice.ram_bytes.value)} "
+                    f"({choice.ram_bytes.basis}) of {_gib(lim['ram_usable_bytes'])} usable, after "
+                    f"keeping {_gib(lim['ram_headroom_bytes'])} free for everything else."
+                )
+            else:
+                vram, ram = choice.vram_bytes, choice.ram_bytes
+                out.append(
+                    f"It needs {_gib(vram.value)} of VRAM ({vram.basis}) of "
+                    f"{_gib(lim['vram_usable_bytes'])} usable and {_gib(ram.value)} of RAM "
+                    f"({ram.basis}) of {_gib(lim['ram_usable_bytes'])} usable, after keeping "
+                    f"{lim['vram_headroom']:.0%} of VRAM and {_gib(lim['ram_headroom_bytes'])} of "
+                    "RAM free for everything else."
+                )
             out.extend(self._versus_other_models(choice, options, catalog, fitting_models))
             out.extend(self._quality(choice, catalog))
             out.extend(self._moe(choice, story))
             if tied:
                 out.append(
-                    f"{len(tied)} other option(s) come within 1% of its speed (run-to-run noise); "
-                    "it wins the tie on quality, then on memory: e.g. "
+                    f"{len(tied)} other option(s) come within 1% of it (run-to-run noise); it "
+                    "wins the tie on quality, then on memory: e.g. "
                     f"{tied[0].model.name} {tied[0].quant} with {tied[0].gpu_layers_label}, "
                     f"{self._speed_text(tied[0])}."
                 )
-        out.extend(self.extra)
         for n in needed:
             prefix = "" if fitting_models else "Nothing fits: "
             if fitting_models:
@@ -167,6 +176,12 @@ class Explainer:
             theirs = [c for c in options if c.model.id == model.id]
             if theirs:
                 best = max(theirs, key=self._speed)
+                if abs(self._speed(best) - self._speed(choice)) <= 0.01 * self._speed(choice):
+                    out.append(
+                        f"The best {model.name} option, {best.quant} with "
+                        f"{best.gpu_layers_label}, is as fast ({self._speed_text(best)}): a tie."
+                    )
+                    continue
                 out.append(
                     f"The best {model.name} option, {best.quant} with {best.gpu_layers_label}, "
                     f"reaches {self._speed_text(best)}: "

@@ -1,0 +1,199 @@
+"""The recommendation: known answers, goals that flip it, nothing fits, ties, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fitbench.core import catalog, results
+from fitbench.core.advise import AdviceError, recommend
+from fitbench.core.advise_candidates import GIB, QualityFloor
+
+DATA = Path(__file__).parent / "data"
+MIXTRAL, LLAMA = "mixtral-8x7b-instruct", "llama-2-70b-chat"
+
+
+def _catalog(quants: tuple[str, ...] = ("Q4_K_M",)) -> catalog.Catalog:
+    """The shipped catalog cut to a few quants (keeps each recommendation fast)."""
+    models = tuple(
+        dataclasses.replace(m, quants=tuple(q for q in m.quants if q.quant in quants))
+        for m in catalog.load().models
+    )
+    return catalog.Catalog(models)
+
+
+def _h200() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    records = results.read_jsonl(DATA / "predict_h200_facts.jsonl")
+    hardware = json.loads((DATA / "predict_h200_hardware.json").read_text())
+    return records, hardware
+
+
+def _cpu_machine(ram_gib: float, fingerprint: str = "cpu-box") -> dict[str, Any]:
+    return {
+        "fingerprint": fingerprint,
+        "cpu": {"physical_cores": 8, "ram_bandwidth_gbps": 50.0},
+        "ram": {"total_bytes": int(ram_gib * GIB), "usable_bytes": int(ram_gib * GIB)},
+        "gpus": [],
+        "llama_cpp": {"gpu_offload": False},
+    }
+
+
+def _scaled_twin_tg(model_id: str, n_layer: int, ts: float, fp: str = "cpu-box") -> dict[str, Any]:
+    return results.new_record(
+        model_id=model_id, quant="Q4_K_M", source="scaled-twin", test="tg", n_gen=32,
+        n_layer_model=n_layer, n_layer_file=4, avg_ts=ts, hardware_fingerprint=fp,
+    )  # fmt: skip
+
+
+def test_h200_interactive_picks_mixtral_full_offload_with_measured_numbers() -> None:
+    records, hardware = _h200()
+    advice = recommend(records, hardware=hardware, catalog=_catalog())
+    d = advice.to_dict()
+    assert d["choice"]["model_id"] == MIXTRAL
+    assert d["choice"]["quant"] == "Q4_K_M"
+    assert d["choice"]["placement"]["n_gpu_layers"] == 33 and d["choice"]["batch"] == 1
+    assert d["expected"]["tg_ts"] == {"value": 196.0, "basis": "measured-twin"}
+    assert d["expected"]["ttft_ms"]["basis"] == "predicted"
+    for key in ("pp_ts", "tg_ts", "ttft_ms", "itl_p95_ms", "vram_bytes", "ram_bytes"):
+        assert d["expected"][key]["basis"] in ("measured-real", "measured-twin", "predicted")
+    assert all(isinstance(r, str) and any(ch.isdigit() for ch in r) for r in d["reasons"])
+    assert any("4.3x" in r for r in d["reasons"])  # 196 / 45.4, from the measurements
+    assert "-ngl 99" in d["recipe"]["llama_server"]
+    assert "n_gpu_layers=-1" in d["recipe"]["llama_cpp_python"]
+    assert {"ollama", "lm_studio"} <= set(d["recipe"])
+    story = d["moe_vs_dense"]
+    assert [b["batch"] for b in story["by_batch"]] == [1, 2, 4, 8, 16, 32, 64]
+    assert story["by_batch"][0]["ratio"] == pytest.approx(196 / 45.4, rel=1e-3)
+    assert story["by_batch"][-1]["ratio"] == pytest.approx(2612 / 770, rel=1e-3)
+    assert {o["gpu_fraction"] for o in story["by_offload"]} == {0.0, 0.25, 0.5, 0.75, 1.0}
+    assert d["predictor"]["constants"]["gpu_bandwidth"]["fitted"]
+    assert len(d["predictor"]["residuals"]) == len(records)
+    assert d["hardware_fingerprint"] == "facts-md-h200"
+    json.dumps(d)  # the contract is plain JSON
+
+
+def test_goal_flips_the_choice() -> None:
+    """A measured batch curve where the dense model serves more: throughput picks it."""
+    records, hardware = _h200()
+    dense_batch = results.new_record(
+        model_id=LLAMA, quant="Q4_K_M", source="real", test="batch", n_gen=128, n_parallel=32,
+        n_gpu_layers=99, avg_ts=9000.0, itl_ms_p50=3.4, itl_ms_p95=3.6,
+        hardware_fingerprint="facts-md-h200",
+    )  # fmt: skip
+    records.append(dense_batch)
+    interactive = recommend(records, hardware=hardware, catalog=_catalog())
+    throughput = recommend(records, hardware=hardware, catalog=_catalog(), goal="throughput")
+    assert interactive.choice is not None and interactive.choice.model.id == MIXTRAL
+    assert throughput.choice is not None and throughput.choice.model.id == LLAMA
+    d = throughput.to_dict()
+    assert d["choice"]["batch"] == 32
+    assert d["expected"]["aggregate_ts"] == {"value": 9000.0, "basis": "measured-real"}
+    assert d["expected"]["itl_p95_ms"] == {"value": 3.6, "basis": "measured-real"}
+    assert "-np 32" in d["recipe"]["llama_server"]
+
+
+def test_latency_limit_flips_the_batch() -> None:
+    records, hardware = _h200()
+    loose = recommend(records, hardware=hardware, catalog=_catalog(), goal="throughput")
+    tight = recommend(
+        records, hardware=hardware, catalog=_catalog(), goal="throughput", itl_p95_max_ms=8.0
+    )
+    assert loose.choice is not None and tight.choice is not None
+    assert tight.choice.batch < loose.choice.batch
+    assert (tight.choice.itl_p95_ms.value or 0) <= 8.0
+
+
+def test_nothing_fits_says_what_hardware_would() -> None:
+    records = [_scaled_twin_tg(MIXTRAL, 32, 60.0), _scaled_twin_tg(LLAMA, 80, 30.0)]
+    advice = recommend(records, hardware=_cpu_machine(16), catalog=_catalog())
+    d = advice.to_dict()
+    assert d["choice"] is None and d["recipe"] is None and d["expected"] is None
+    assert "Nothing fits" in d["verdict"]
+    needed = {n["model_id"]: n for n in d["hardware_needed"]}
+    assert set(needed) == {MIXTRAL, LLAMA}
+    assert needed[MIXTRAL]["ram_bytes_cpu_only"] > 16 * GIB
+    assert needed[MIXTRAL]["ram_bytes_cpu_only"] < needed[LLAMA]["ram_bytes_cpu_only"]
+    assert any("GiB of RAM" in r for r in d["reasons"])
+    assert any("scaled twins" in c for c in d["caveats"])
+
+
+def test_only_one_model_fits_says_so() -> None:
+    records = [_scaled_twin_tg(MIXTRAL, 32, 60.0)]
+    advice = recommend(records, hardware=_cpu_machine(40), catalog=_catalog())
+    d = advice.to_dict()
+    assert d["choice"]["model_id"] == MIXTRAL
+    assert d["choice"]["placement"]["n_gpu_layers"] == 0
+    assert any("Only Mixtral" in r and "Llama 2 70B" in r for r in d["reasons"])
+    assert [n["model_id"] for n in d["hardware_needed"]] == [LLAMA]
+    assert "Only Mixtral" in d["moe_vs_dense"]["verdict"]
+    assert [o["gpu_fraction"] for o in d["moe_vs_dense"]["by_offload"]] == [0.0]
+
+
+def test_tie_goes_to_quality_and_is_explained() -> None:
+    base = _catalog()
+    mixtral = base.get(MIXTRAL)
+    twin = dataclasses.replace(mixtral, id="mixtral-clone", name="Mixtral clone", mmlu=60.0)
+    cat = catalog.Catalog((twin, mixtral))  # the worse one first: order must not decide
+    records = [_scaled_twin_tg(MIXTRAL, 32, 60.0), _scaled_twin_tg("mixtral-clone", 32, 60.0)]
+    advice = recommend(records, hardware=_cpu_machine(64), catalog=cat)
+    assert advice.choice is not None and advice.choice.model.id == MIXTRAL
+    assert any("within 1%" in r for r in advice.reasons)
+
+
+def test_quality_floor_excludes_and_explains() -> None:
+    records, hardware = _h200()
+    advice = recommend(
+        records, hardware=hardware, catalog=_catalog(), quality_floor=QualityFloor(min_mmlu=75)
+    )
+    assert advice.choice is None
+    assert "below the quality floor" in advice.verdict
+
+
+def test_mixed_machines_are_refused() -> None:
+    records, hardware = _h200()
+    other = dict(records[0], hardware_fingerprint="another-machine")
+    with pytest.raises(AdviceError, match="2 different machines"):
+        recommend([*records, other], hardware=hardware, catalog=_catalog())
+
+
+def test_results_from_another_machine_than_the_hardware() -> None:
+    records, _ = _h200()
+    with pytest.raises(AdviceError, match="measured on machine facts-md-h200"):
+        recommend(records, hardware=_cpu_machine(64), catalog=_catalog())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"goal": "fastest"}, "goal must be one of"),
+        ({"ctx": 0}, "must be positive"),
+        ({"vram_headroom": 1.5}, "VRAM headroom"),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
+    records, hardware = _h200()
+    with pytest.raises(AdviceError, match=message):
+        recommend(records, hardware=hardware, catalog=_catalog(), **kwargs)
+
+
+def test_empty_inputs() -> None:
+    _, hardware = _h200()
+    with pytest.raises(AdviceError, match="no result records"):
+        recommend([], hardware=hardware, catalog=_catalog())
+    with pytest.raises(AdviceError, match="catalog is empty"):
+        recommend(_h200()[0], hardware=hardware, catalog=catalog.Catalog(()))
+
+
+def test_measured_oom_removes_the_placement() -> None:
+    records, hardware = _h200()
+    oom = results.new_record(
+        model_id=MIXTRAL, quant="Q4_K_M", source="twin", test="tg", n_gen=128, n_gpu_layers=99,
+        status="oom", error="CUDA out of memory", hardware_fingerprint="facts-md-h200",
+    )  # fmt: skip
+    advice = recommend([*records, oom], hardware=hardware, catalog=_catalog())
+    assert advice.choice is not None
+    assert advice.choice.placement.n_gpu_layers != 33 or advice.choice.model.id != MIXTRAL
