@@ -12,7 +12,7 @@ from fitbench.core.report.closing_sections import (
     caveats_section,
     predicted_section,
 )
-from fitbench.core.report.configs import Config, Names, Record, group, load_names
+from fitbench.core.report.configs import Config, Names, Record, group, load_names, test_time
 from fitbench.core.report.configs import single_fingerprint as _single_fingerprint
 from fitbench.core.report.model import (
     Bullets,
@@ -347,13 +347,7 @@ def _gpu_table(gpus: Sequence[dict[str, Any]]) -> Table:
 
 
 def _times(records: Sequence[Record]) -> list[datetime]:
-    out = []
-    for r in records:
-        try:
-            out.append(datetime.fromisoformat(r["test_time"].replace("Z", "+00:00")))
-        except (ValueError, AttributeError):
-            continue
-    return out
+    return [when for r in records if (when := test_time(r)) is not None]
 
 
 def run_section(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from fitbench.core.report.model import Basis, ReportError, basis_of_source
@@ -154,6 +155,15 @@ def group(records: Iterable[Record]) -> list[Config]:
         configs.values(),
         key=lambda c: (c.model_id, c.quant, c.source, c.n_cpu_moe > 0, c.n_gpu_layers, c.n_cpu_moe),
     )
+
+
+def test_time(record: Record) -> datetime | None:
+    """When the test started, timezone-aware (naive times are taken as UTC), or None."""
+    try:
+        when = datetime.fromisoformat(str(record.get("test_time") or "").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def single_fingerprint(records: Sequence[Record], where: str) -> str:

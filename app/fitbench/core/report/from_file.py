@@ -12,14 +12,15 @@ import inspect
 import json
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from fitbench.core import results
+from fitbench.core import paths, results
 from fitbench.core.report.build import build_report
 from fitbench.core.report.configs import only_fingerprint, single_fingerprint
 from fitbench.core.report.model import ReportError
-from fitbench.core.report.pdf import WrittenReport, write_pdf
+from fitbench.core.report.pdf import WrittenReport, check_target, write_pdf
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +53,54 @@ def detected_hardware(fingerprint: str) -> dict[str, Any] | None:
     """This machine's description, but only when the results were measured on this machine."""
     try:
         hardware = importlib.import_module("fitbench.core.hardware")
+        # the fingerprint needs no probes: check it cheaply before the full detection
+        quick = hardware.detect(probe_bandwidth=False, llama=False).to_dict()
+        if fingerprint and quick.get("fingerprint") != fingerprint:
+            return None
         data = hardware.detect().to_dict()
     except Exception:  # hardware detection is optional here; the records carry the basics
         log.debug("hardware detection unavailable for the report", exc_info=True)
         return None
-    if isinstance(data, dict) and (not fingerprint or data.get("fingerprint") == fingerprint):
-        return data
-    return None
+    return data if isinstance(data, dict) else None
+
+
+def stored_run(
+    records: Sequence[dict[str, Any]], fingerprint: str
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Hardware and run metadata the results store kept for these records' run, if it has them.
+
+    Only read, never created: a report must not leave an empty database behind.
+    """
+    run_ids = {r["run_id"] for r in records if r["run_id"]}
+    db = paths.results_db()
+    if len(run_ids) != 1 or not db.is_file():
+        return None, {}
+    try:
+        store = importlib.import_module("fitbench.core.store")
+        with store.open_store(db) as s:
+            run = s.get_run(next(iter(run_ids)))
+    except Exception:  # a missing run or an unreadable store only means less detail
+        log.debug("no stored run for the report", exc_info=True)
+        return None, {}
+    meta: dict[str, Any] = {"run_id": run.run_id, "started": run.started, "status": run.status}
+    if run.finished:
+        meta["finished"] = run.finished
+        start, end = _parse(run.started), _parse(run.finished)
+        if start and end:
+            meta["duration_s"] = (end - start).total_seconds()
+    if run.settings:
+        meta["settings"] = run.settings
+    hardware = run.hardware or None
+    if hardware and fingerprint and hardware.get("fingerprint") not in (None, "", fingerprint):
+        hardware = None
+    return hardware, meta
+
+
+def _parse(iso: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(iso).replace("Z", "+00:00")) if iso else None
+    except ValueError:
+        return None
 
 
 def compute_advice(
@@ -76,7 +118,12 @@ def compute_advice(
     if goal and "goal" in params:
         kwargs["goal"] = goal
     if "hardware" in params:
-        kwargs["hardware"] = hardware
+        # without a description of the measured machine the advice leans on the records alone
+        kwargs["hardware"] = hardware or {}
+    if "catalog" in params:
+        from fitbench.core import catalog
+
+        kwargs["catalog"] = catalog.load()
     try:
         advice = recommend(list(records), **kwargs)
     except Exception as exc:
@@ -87,6 +134,18 @@ def compute_advice(
         to_dict = getattr(advice, "to_dict", None)
         advice = to_dict() if callable(to_dict) else None
     return advice, ""
+
+
+def _check_goal(goal: str | None) -> None:
+    """A mistyped goal is the user's error, not a reason to drop the recommendation silently."""
+    if not goal:
+        return
+    try:
+        goals = tuple(importlib.import_module("fitbench.core.advise").GOALS)
+    except (ImportError, AttributeError):
+        return
+    if goal not in goals:
+        raise ReportError(f"unknown goal {goal!r}: choose one of {', '.join(goals)}")
 
 
 def _on_machine(line: bytes, fingerprint: str) -> bool:
@@ -112,14 +171,20 @@ def report_from_results_file(
 ) -> WrittenReport:
     """Read `results_path`, compute the advice (unless given, or compute=False), write `out`.
 
-    hardware: when None, this machine is detected and used only if its fingerprint matches the
-    records'; a report about another machine's results never shows this machine's hardware.
+    hardware, run_meta: when None, taken from the results store's record of the run, else
+    (hardware) from detecting this machine, used only when its fingerprint matches the records':
+    a report about another machine's results never shows this machine's hardware.
     """
     results_path = Path(results_path)
+    check_target(Path(out), page_size)
+    _check_goal(goal)
     records, raw = read_results(results_path, fingerprint)
     fp = single_fingerprint(records, str(results_path))
+    stored_hardware, stored_meta = stored_run(records, fp)
     if hardware is None:
-        hardware = detected_hardware(fp)
+        hardware = stored_hardware or detected_hardware(fp)
+    if run_meta is None and stored_meta:
+        run_meta = stored_meta
     problem = ""
     if advice is None and compute:
         advice, problem = compute_advice(records, goal, hardware)

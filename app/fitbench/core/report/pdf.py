@@ -369,7 +369,10 @@ def _attachment_note(report: Report) -> AttachmentNote | None:
     return None
 
 
-def _check_target(out: Path) -> None:
+def check_target(out: Path, page_size: str = "A4") -> None:
+    """Fail before any work when the PDF could not be written or the paper is unknown."""
+    if page_size not in PAGE_SIZES:
+        raise ReportError(f"page size must be one of {', '.join(PAGE_SIZES)}, not {page_size!r}")
     if out.is_dir():
         raise ReportError(
             f"cannot write the report to {out}: that is a folder; "
@@ -419,7 +422,7 @@ def write_pdf(
     """Render `report` to `out`. The raw JSONL is embedded, or written beside the PDF when it is
     larger than `max_embed_bytes`; either way the appendix says where it is."""
     out = Path(out)
-    _check_target(out)
+    check_target(out, page_size)
     note = _attachment_note(report)
     filename = note.filename if note else "results.jsonl"
     where: Literal["embedded", "beside", "none"] = "none"

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from fitbench.core.report import figures, fmt
-from fitbench.core.report.configs import Config, Names, Record
+from fitbench.core.report.configs import Config, Names, Record, test_time
 from fitbench.core.report.model import (
     Basis,
     Section,
@@ -291,16 +290,11 @@ def _batch_figure(
 
 
 def _seconds_since(records: Sequence[Record]) -> list[tuple[float, Record]]:
-    stamped = []
-    for r in records:
-        try:
-            stamped.append((datetime.fromisoformat(r["test_time"].replace("Z", "+00:00")), r))
-        except (ValueError, AttributeError):
-            continue
+    stamped = [(when, r) for r in records if (when := test_time(r)) is not None]
     if not stamped:
         return []
     t0 = min(t for t, _ in stamped)
-    return sorted(((t - t0).total_seconds(), r) for t, r in stamped)
+    return sorted((((t - t0).total_seconds(), r) for t, r in stamped), key=lambda p: p[0])
 
 
 def _memory_figure(
