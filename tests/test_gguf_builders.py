@@ -31,10 +31,10 @@ _SCALE_OFFSETS: dict[GGMLQuantizationType, tuple[int, ...]] = {
 @dataclass(frozen=True)
 class LlamaShape:
     n_layer: int = 2
-    n_embd: int = 64
+    n_embd: int = 256  # row lengths must be multiples of the K-quant block (256)
     n_head: int = 4
     n_head_kv: int = 2
-    n_ff: int = 128
+    n_ff: int = 512
     n_vocab: int = 320
     n_expert: int = 0
     n_expert_used: int = 0
@@ -51,6 +51,7 @@ def _tensor_data(
     if qtype == Q.F16:
         return rng.normal(0.0, 0.02, np_shape).astype(np.float16)
     block, type_size = GGML_QUANT_SIZES[qtype]
+    assert shape[0] % block == 0, f"row length {shape[0]} is not a multiple of {block}"
     rows = int(np.prod(np_shape[:-1])) if len(np_shape) > 1 else 1
     n_blocks = shape[0] // block
     raw = rng.integers(0, 256, (rows, n_blocks, type_size), dtype=np.uint8)

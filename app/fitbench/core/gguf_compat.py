@@ -2,7 +2,8 @@
 
 Architectures: llama.cpp keeps its architecture names as C strings in one table
 (src/llama-arch.cpp LLM_ARCH_NAMES), so they are in libllama's read-only data; we look the name up
-there, in the library that will really load the file. Without a findable library we fall back to
+there (exactly, or as the tail of a longer string: linkers merge suffixes), in the library that
+will really load the file. Without a findable library we fall back to
 the list below, copied from the vendored llama.cpp of llama-cpp-python 0.3.36 (a test checks it
 against that source when present).
 """
@@ -77,7 +78,11 @@ def is_known_architecture(arch: str, library: Path | None = None) -> bool:
     lib = library if library is not None else _llama_library()
     if lib is not None:
         try:
-            return arch.encode() in _library_strings(lib)
+            name = arch.encode()
+            strings = _library_strings(lib)
+            # the linker merges string literals that are suffixes of others ("qwen2" lives at
+            # the tail of "rwkv6qwen2"), so a name may only appear as the end of a C string
+            return name in strings or any(s.endswith(name) for s in strings)
         except OSError:
             pass
     return arch in KNOWN_ARCHITECTURES_0_3_36

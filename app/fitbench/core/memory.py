@@ -116,6 +116,47 @@ class PlacementPlan:
     def placement(self) -> Placement:
         return self.plan.placement
 
+    @property
+    def n_gpu_layers(self) -> int:
+        return self.plan.placement.n_gpu_layers
+
+    @property
+    def n_cpu_moe(self) -> int:
+        return self.plan.placement.n_cpu_moe
+
+    @property
+    def vram_bytes(self) -> int:
+        """All GPUs together (per GPU: plan.vram_bytes)."""
+        return self.plan.vram_total
+
+    @property
+    def ram_bytes(self) -> int:
+        return self.plan.ram_bytes
+
+    @property
+    def reason(self) -> str:
+        return self.why_not
+
+    def to_dict(self, n_layer: int | None = None) -> dict[str, Any]:
+        """Flat: the fields `fitbench plan --json` prints for each placement."""
+        pl = self.plan.placement
+        return {
+            "n_gpu_layers": pl.n_gpu_layers,
+            "n_cpu_moe": pl.n_cpu_moe,
+            "tensor_split": list(pl.tensor_split) if pl.tensor_split else None,
+            "label": pl.label(n_layer),
+            "vram_bytes": self.plan.vram_total,
+            "vram_bytes_per_gpu": list(self.plan.vram_bytes),
+            "ram_bytes": self.plan.ram_bytes,
+            "rss_bytes": self.plan.rss_bytes,
+            "fits": self.fits,
+            "reason": self.why_not,
+            "gpu_layers": self.plan.gpu_layers,
+            "output_on_gpu": self.plan.output_on_gpu,
+            "breakdown": dict(self.plan.breakdown),
+            "basis": "predicted",
+        }
+
 
 def ggml_kv_type(name: str) -> int:
     try:
