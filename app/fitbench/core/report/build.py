@@ -378,9 +378,9 @@ def run_section(
             )
         )
     )
-    files: dict[tuple[str, str, str, str], str] = {}
-    for c in configs:
-        files[(c.model_id, c.quant, c.source, c.file_sha256)] = c.model_filename
+    files = dict.fromkeys(
+        (c.model_id, c.quant, c.source, c.file_sha256, c.model_filename) for c in configs
+    )
     s.add(
         Table(
             title="Models and files",
@@ -393,30 +393,42 @@ def run_section(
             ),
             rows=tuple(
                 (names.name(mid), quant, _source_words(source), _basename(fname), sha or fmt.DASH)
-                for (mid, quant, source, sha), fname in files.items()
+                for mid, quant, source, sha, fname in files
             ),
             weights=(2.2, 1.0, 1.3, 2.6, 3.4),
             mono_columns=(3, 4),
         )
     )
-    placements: dict[tuple[str, str], list[str]] = {}
+    by_model: dict[tuple[str, str], list[Config]] = {}
     for c in configs:
-        placements.setdefault((c.model_id, c.quant), []).append(
-            fmt.placement(c.n_gpu_layers, c.n_cpu_moe, c.n_layer)
-        )
+        by_model.setdefault((c.model_id, c.quant), []).append(c)
     s.add(
         Table(
             title="Placements tried",
             headers=("Model", "Quant", "Placements"),
             rows=tuple(
-                (names.name(mid), quant, "; ".join(dict.fromkeys(p)))
-                for (mid, quant), p in placements.items()
+                (names.name(mid), quant, _placements_text(cs))
+                for (mid, quant), cs in by_model.items()
             ),
             weights=(2.2, 1.0, 6.8),
         )
     )
     s.add(KeyValues(title="Test settings", rows=tuple(_settings_rows(records, run_meta))))
     return s
+
+
+def _placements_text(configs: Sequence[Config]) -> str:
+    """'0, 8, 16, 24, 33 of 33 layers on GPU; ...' instead of one phrase per placement."""
+    n_layer = max(c.n_layer for c in configs)
+    plain = sorted({c.n_gpu_layers for c in configs if not c.n_cpu_moe})
+    parts = []
+    if plain:
+        total = f" of {n_layer + 1}" if n_layer else ""
+        parts.append(f"{', '.join(str(n) for n in plain)}{total} layers on GPU")
+    parts.extend(
+        fmt.placement(c.n_gpu_layers, c.n_cpu_moe, c.n_layer) for c in configs if c.n_cpu_moe
+    )
+    return "; ".join(dict.fromkeys(parts))
 
 
 def _source_words(source: str) -> str:
