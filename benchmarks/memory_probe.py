@@ -78,8 +78,14 @@ def main(raw: str) -> dict[str, Any]:
     after_decode: dict[str, int] = {}
     if not mparams.no_alloc and args.get("decode_tokens", 0):
         n = int(args["decode_tokens"])
-        tokens = (llama_cpp.llama_token * n)(*[3 + i % 200 for i in range(n)])
-        rc = llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(tokens, n))
+        step = int(cparams.n_batch)
+        rc = 0
+        for start in range(0, n, step):  # positions continue from what the cache holds
+            k = min(step, n - start)
+            tokens = (llama_cpp.llama_token * k)(*[3 + (start + i) % 200 for i in range(k)])
+            rc = llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(tokens, k))
+            if rc != 0:
+                break
         if rc != 0:
             return {"error": f"llama_decode returned {rc}"}
         after_decode = _status()

@@ -42,6 +42,11 @@ COMPUTE_ATTN_EMBD_F32 = 20
 COMPUTE_ATTN_EMBD_KV_F32 = 8
 COMPUTE_FFN_FF_F32 = 3
 COMPUTE_FFN_EMBD_F32 = 4
+# The CPU backend's own work buffer (ggml-cpu cplan, malloc'd outside the compute buffer): without
+# flash-attn the softmax(KQ) matrix is converted to f16 for the KQV product, 2*n_kv*T*n_head bytes.
+# Measured as the RSS gap on full-context CPU runs (benchmarks/memory_rss.py): 8 MB tiny, 32 MB
+# medium twins, as the formula gives.
+CPU_WORK_KQ_F16 = 2
 # VmRSS of a Python 3.11 process after `import llama_cpp` + llama_backend_init() (CPU build,
 # 0.3.36), measured by benchmarks/memory_probe.py on the 2-core dev machine: 43.7 MB.
 HOST_RUNTIME_BYTES = 44_000_000
@@ -91,7 +96,7 @@ class MemoryPlan:
     vram_bytes: tuple[int, ...]  # per GPU index
     ram_bytes: int  # host RAM the run needs (what must fit)
     rss_bytes: int  # expected process RSS after load (adds reclaimable mapped file pages)
-    breakdown: dict[str, int]  # totals: weights, kv, compute, output, overhead
+    breakdown: dict[str, int]  # totals: weights, kv, compute, work, output, overhead
     devices: dict[str, dict[str, int]]  # "CPU", "GPU0", ...: weights/kv/compute/... bytes
     gpu_layers: int  # repeating layers on a GPU
     output_on_gpu: bool
@@ -319,7 +324,8 @@ def plan(
     layer_dev = _layer_devices(hp.n_layer, p, n_gpus)
     names = ["CPU"] + [f"GPU{g}" for g in range(n_gpus)]
     dev: dict[str, dict[str, int]] = {
-        n: {"weights": 0, "kv": 0, "compute": 0, "output": 0, "overhead": 0} for n in names
+        n: {"weights": 0, "kv": 0, "compute": 0, "work": 0, "output": 0, "overhead": 0}
+        for n in names
     }
 
     def key(d: int | None) -> str:
@@ -353,14 +359,16 @@ def plan(
     n_kv_stream = cells // n_parallel
     full_graph = compute_buffer_bytes(hp, n_kv_stream, n_tokens, flash_attn)
     gpus_with_layers = {d for d in layer_dev if d is not None}
+    cpu_work = 0 if flash_attn else CPU_WORK_KQ_F16 * n_kv_stream * n_tokens * hp.n_head
     if n_gpus == 0 or not gpus_with_layers:
         dev["CPU"]["compute"] = full_graph
+        dev["CPU"]["work"] = cpu_work
     else:
         for g in gpus_with_layers:
             dev[key(g)]["compute"] = full_graph
         # host side: the input embeddings always, the whole graph if layers stay on the CPU
         any_cpu_layer = any(d is None for d in layer_dev)
-        dev["CPU"]["compute"] = full_graph if any_cpu_layer else n_tokens * 4 * hp.n_embd
+        dev["CPU"]["compute"] = full_graph + cpu_work if any_cpu_layer else n_tokens * 4 * hp.n_embd
     for g in range(n_gpus):
         dev[key(g)]["overhead"] = gpu_runtime_bytes
     dev["CPU"]["output"] = 4 * hp.n_vocab * n_parallel
@@ -379,7 +387,7 @@ def plan(
     vram = tuple(sum(dev[key(g)].values()) for g in range(n_gpus))
     breakdown = {
         k: sum(d[k] for d in dev.values())
-        for k in ("weights", "kv", "compute", "output", "overhead")
+        for k in ("weights", "kv", "compute", "work", "output", "overhead")
     }
     return MemoryPlan(
         placement=p,
