@@ -31,7 +31,7 @@ from gguf import GGUFValueType
 from fitbench.core import catalog, paths
 from fitbench.core.catalog import Arch, Model
 from fitbench.core.tensors import ModelManifest, TensorInfo
-from fitbench.core.twin_data import tensor_chunks
+from fitbench.core.twin_data import TwinDataError, tensor_chunks
 from fitbench.core.twin_header import (
     KV,
     HeaderError,
@@ -354,6 +354,9 @@ def write_twin(
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, out)
+    except TwinDataError as exc:
+        tmp.unlink(missing_ok=True)
+        raise TwinError(f"twin of {manifest.source}: {exc}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
