@@ -296,3 +296,37 @@ def expand(
                                     )
                                 )
     return configs
+
+
+def build_configs(
+    *,
+    models: Sequence[str],
+    catalog: Any = None,
+    n_gpu_layers: Sequence[int] = (N_GPU_LAYERS_ALL,),
+    n_cpu_moe: Sequence[int] = (0,),
+    batch: Sequence[int] = (),
+    n_prompt: int | Sequence[int] = 512,
+    n_gen: int | Sequence[int] = 128,
+    repetitions: int = 5,
+    twin_layers: int | None = None,
+    quant: str | None = None,
+    depths: Sequence[int] = (0,),
+    **common: Any,
+) -> list[BenchConfig]:
+    """Configs from plain values (the GUI's custom sweep): models are catalog ids or paths."""
+    from fitbench.core.bench.models import resolve
+
+    prompts = [n_prompt] if isinstance(n_prompt, int) else list(n_prompt)
+    gens = [n_gen] if isinstance(n_gen, int) else list(n_gen)
+    tests = standard_tests(prompts, gens, depths=depths, batches=[b for b in batch if b > 0])
+    resolved = [
+        resolve(spec, quant, layers=twin_layers, catalog=catalog).config_fields() for spec in models
+    ]
+    return expand(
+        resolved,
+        tests,
+        n_gpu_layers=n_gpu_layers,
+        n_cpu_moe=n_cpu_moe,
+        reps=repetitions,
+        **common,
+    )

@@ -13,6 +13,7 @@ drives it on a worker thread and forwards the events as signals; the CLI prints 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -160,9 +161,15 @@ class _WorkerProcess:
 
     def _pump(self, name: str, stream: IO[str] | None) -> None:
         assert stream is not None
-        for line in stream:
-            self.lines.put((name, line.rstrip("\n")))
+        with stream:
+            for line in stream:
+                self.lines.put((name, line.rstrip("\n")))
         self.lines.put((name, None))
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
 
     def _send(self, line: str) -> None:
         stdin = self.proc.stdin
@@ -353,6 +360,7 @@ class SweepRunner:
         finally:
             if worker.proc.poll() is None:  # the consumer stopped iterating: never leave a worker
                 worker.stop()
+            worker.close()
             self.sampler.stop()
         yield from self._samples(cfg.config_id)
         if attempt.cancelled:
@@ -380,6 +388,7 @@ class SweepRunner:
             return None
         if not isinstance(raw, dict):
             return None
+        self.sampler.sample_once()  # a test shorter than the sampling interval still gets one
         peaks = self.sampler.peaks()
         raw.update(
             ram_peak_bytes=peaks.ram_bytes,
@@ -410,6 +419,7 @@ class SweepRunner:
         if kind == "test_start":
             attempt.current = int(event["index"])
             self.sampler.reset_peaks()
+            self.sampler.sample_once()
             return True
         if kind == "loaded":
             attempt.buffers = dict(event.get("buffers") or {})

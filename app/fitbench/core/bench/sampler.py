@@ -126,6 +126,8 @@ class MemorySampler:
                 ram = int(self._proc.memory_info().rss)
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 return None
+            if ram == 0:  # a zombie: the worker has ended, nothing left to measure
+                return None
         vram = self.nvml.used()
         point = MemoryPoint(
             t_s=time.monotonic() - self.origin,

@@ -1,0 +1,131 @@
+"""Which file a benchmark loads for `-m ID|PATH`, and what the records say about it.
+
+A catalog id resolves to the real file when it is downloaded (in the Hugging Face cache, or
+joined from split parts), else to a twin (`twin_for`); a path is measured as it is, its twin
+marker deciding whether records call it real, twin or scaled-twin.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fitbench.core import catalog as catalog_mod
+from fitbench.core.catalog import Catalog, CatalogError, Model
+
+
+class ModelSpecError(ValueError):
+    """`-m` names neither a catalog model nor a GGUF file; the message says what was tried."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    path: Path
+    model_id: str
+    quant: str
+    source: str  # real | twin | scaled-twin
+    n_layer_model: int
+    n_layer_file: int
+    n_expert: int = 0
+
+    def config_fields(self) -> dict[str, Any]:
+        """The BenchConfig fields that describe the file."""
+        return {
+            "model_path": str(self.path),
+            "model_id": self.model_id,
+            "quant": self.quant,
+            "source": self.source,
+            "n_layer_model": self.n_layer_model,
+            "n_layer_file": self.n_layer_file,
+        }
+
+
+def local_real_file(model: Model, quant: str) -> Path | None:
+    """The downloaded real file of a catalog quant, or None when it is not on this machine."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from fitbench.core import download_store
+
+    q = model.quant(quant)
+    if q.is_joined:
+        joined = download_store.joined_dir() / download_store.repo_folder(model.repo)
+        found = sorted(joined.glob(f"*/{q.file}"))
+        return found[0] if found else None
+    filename = q.parts[0] if q.is_sharded else q.file
+    cached = try_to_load_from_cache(
+        model.repo, filename, cache_dir=download_store.hf_cache_dir(), revision=model.revision
+    )
+    if isinstance(cached, str) and Path(cached).is_file():
+        return Path(cached)
+    return None
+
+
+def _file_layers(path: Path) -> tuple[int, int, int]:
+    """(n_layer in the file, n_layer of the full model, experts) from the GGUF header."""
+    from fitbench.core.twin import manifest_from_gguf, read_twin_marker
+
+    manifest = manifest_from_gguf(path)
+    marker = read_twin_marker(path)
+    n_model = marker.n_layer_model if marker and marker.n_layer_model else manifest.n_layer
+    return manifest.n_layer, n_model, manifest.n_expert
+
+
+_QUANT_IN_NAME = re.compile(r"(?<![A-Za-z0-9])(I?Q\d_[A-Z0-9_]*[A-Z0-9]|Q\d_\d|BF16|F16|F32)", re.I)
+
+
+def quant_from_name(name: str) -> str:
+    """Q4_K_M from "llama-2-70b.Q4_K_M.gguf"; "" when the name does not say."""
+    m = _QUANT_IN_NAME.search(name)
+    return m.group(1).upper() if m else ""
+
+
+def resolve_path(path: Path, *, model_id: str = "", quant: str = "") -> ResolvedModel:
+    from fitbench.core.twin import TwinError, twin_kind
+
+    if not path.is_file():
+        raise ModelSpecError(f"model file not found: {path}")
+    try:
+        source = twin_kind(path)
+        n_file, n_model, n_expert = _file_layers(path)
+    except (TwinError, ValueError, OSError) as exc:
+        raise ModelSpecError(f"{path} is not a GGUF file llama.cpp can load: {exc}") from None
+    stem = path.name.removesuffix(".gguf").removesuffix(".fitbench-twin")
+    quant = quant or quant_from_name(path.name)
+    return ResolvedModel(path, model_id or stem, quant, source, n_model, n_file, n_expert)
+
+
+def resolve(
+    spec: str,
+    quant: str | None = None,
+    *,
+    layers: int | None = None,
+    catalog: Catalog | None = None,
+    prefer_real: bool = True,
+) -> ResolvedModel:
+    """`-m` for a benchmark: a catalog id (real file if downloaded, else a twin) or a path.
+
+    layers: measure a scaled twin with this many blocks instead of the full model.
+    """
+    cat = catalog if catalog is not None else catalog_mod.load()
+    if spec in cat.ids:
+        model = cat.get(spec)
+        q = model.quant(quant or model.default_quant).quant
+        if prefer_real and layers is None:
+            real = local_real_file(model, q)
+            if real is not None:
+                return resolve_path(real, model_id=model.id, quant=q)
+        from fitbench.core.twin import twin_for
+
+        path = twin_for(model.id, q, layers)
+        resolved = resolve_path(path, model_id=model.id, quant=q)
+        return resolved
+    path = Path(spec).expanduser()
+    if path.exists() or spec.endswith(".gguf") or "/" in spec:
+        return resolve_path(path, quant=quant or "")
+    known = ", ".join(cat.ids)
+    raise ModelSpecError(f"-m {spec!r} is neither a catalog model ({known}) nor a GGUF file")
+
+
+__all__ = ["CatalogError", "ModelSpecError", "ResolvedModel", "local_real_file", "resolve"]

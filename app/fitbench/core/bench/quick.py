@@ -1,0 +1,238 @@
+"""The one-click sweep: every catalog model at its default quant, placements worth measuring.
+
+Per model, the file measured is, in this order of preference:
+1. the real file, when it is downloaded (placements whose memory fits only);
+2. a full twin, when the planner says a placement fits in RAM/VRAM and the twin fits on disk;
+3. a scaled twin of a few blocks (source "scaled-twin"), whose per-block costs the predictor
+   extrapolates to the full depth.
+Nothing is ever measured on a file that would not fit in memory (it would stream from disk and
+measure the disk). Placements: CPU-only, all-GPU, the largest that fits ("max-fit"), half the
+layers and all experts on the CPU, each where it fits and the machine has a GPU llama.cpp can
+use. Tests are short (pp 256, tg 64, 2 repetitions), plus the batch curve B = 1, 4, 16 on the
+best placement.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fitbench.core import memory, paths
+from fitbench.core.bench.config import BenchConfig, BenchTest, physical_cores
+from fitbench.core.catalog import Catalog, Model
+from fitbench.core.tensors import ModelManifest
+
+QUICK_PROMPT = 256
+QUICK_GEN = 64
+QUICK_REPS = 2
+QUICK_BATCHES = (1, 4, 16)
+QUICK_BATCH_GEN = 32
+SCALED_LAYERS = 4
+DISK_MARGIN = 2 << 30
+
+Progress = Callable[[str, int, int], None]  # (what, done bytes, total bytes)
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the planner needs from a hardware report (HardwareReport or its to_dict())."""
+
+    gpu_vram: tuple[int, ...]
+    ram_available: int
+    threads: int
+
+    @classmethod
+    def from_hardware(cls, hardware: Any) -> Machine:
+        data: Mapping[str, Any] = hardware if isinstance(hardware, Mapping) else hardware.to_dict()
+        llama = data.get("llama_cpp") or {}
+        offload = bool(llama.get("gpu_offload"))
+        gpus = tuple(int(g.get("vram_total_bytes") or 0) for g in data.get("gpus") or [])
+        if offload and not gpus:  # Metal/Vulkan/ROCm: llama.cpp's own GPU devices
+            gpus = tuple(
+                int(d.get("memory_total_bytes") or 0)
+                for d in llama.get("devices") or []
+                if d.get("type") == "gpu"
+            )
+        ram = data.get("ram") or {}
+        cpu = data.get("cpu") or {}
+        return cls(
+            gpu_vram=gpus if offload else (),
+            ram_available=int(ram.get("available_bytes") or ram.get("usable_bytes") or 0),
+            threads=int(cpu.get("physical_cores") or 0) or physical_cores(),
+        )
+
+
+@dataclass
+class QuickPlan:
+    configs: list[BenchConfig] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _fits(
+    manifest: ModelManifest, placement: memory.Placement, m: Machine, n_ctx: int, n_par: int
+) -> bool:
+    plan = memory.plan(
+        manifest, placement, n_ctx, n_par, n_gpus=len(m.gpu_vram) if placement.n_gpu_layers else 0
+    )
+    vram_ok = all(
+        need <= have * (1 - memory.DEFAULT_VRAM_HEADROOM)
+        for need, have in zip(plan.vram_bytes, m.gpu_vram, strict=False)
+    )
+    return vram_ok and plan.ram_bytes <= m.ram_available - memory.DEFAULT_RAM_HEADROOM_BYTES
+
+
+def placements(
+    manifest: ModelManifest, m: Machine, n_ctx: int
+) -> list[tuple[str, memory.Placement]]:
+    """(name, placement) worth measuring that fit, best first (max-fit leads)."""
+    n_layer = manifest.n_layer
+    cpu = memory.Placement(0)
+    split = tuple(float(v) for v in m.gpu_vram) if len(m.gpu_vram) > 1 else None
+    if not m.gpu_vram:
+        return [("CPU only", cpu)] if _fits(manifest, cpu, m, n_ctx, 1) else []
+    wanted = [("all on GPU", memory.Placement(n_layer + 1, tensor_split=split))]
+    plans = memory.candidate_placements(
+        manifest,
+        m.gpu_vram,
+        m.ram_available,
+        n_ctx,
+        layer_step=1,
+    )
+    best = memory.best_fitting(plans)
+    if best is not None:
+        wanted.insert(0, ("max-fit", best.placement))
+    wanted.append(("half the layers on GPU", memory.Placement(n_layer // 2, tensor_split=split)))
+    if manifest.n_expert:
+        wanted.append(
+            ("experts on CPU", memory.Placement(n_layer + 1, n_cpu_moe=n_layer, tensor_split=split))
+        )
+    wanted.append(("CPU only", cpu))
+    out: list[tuple[str, memory.Placement]] = []
+    seen: set[tuple[int, int]] = set()
+    for name, pl in wanted:
+        key = (min(pl.n_gpu_layers, n_layer + 1), pl.n_cpu_moe)
+        if key in seen or not _fits(manifest, pl, m, n_ctx, 1):
+            continue
+        seen.add(key)
+        out.append((name, pl))
+    return out
+
+
+def _disk_free() -> int:
+    return shutil.disk_usage(paths.twins_dir()).free
+
+
+def _choose_file(
+    model: Model, quant: str, m: Machine, n_ctx: int, scaled_layers: int
+) -> tuple[str, ModelManifest, int | None, list[tuple[str, memory.Placement]], str]:
+    """(source, manifest, layers for twin_for, placements, note)."""
+    from fitbench.core.bench.models import local_real_file
+    from fitbench.core.twin import manifest_for, manifest_from_gguf, twin_size
+
+    real = local_real_file(model, quant)
+    if real is not None:
+        manifest = manifest_from_gguf(real)
+        fit = placements(manifest, m, n_ctx)
+        if fit:
+            return "real", manifest, None, fit, f"{model.id}: the downloaded real file"
+    full = manifest_for(model, quant)
+    fit = placements(full, m, n_ctx)
+    if fit:
+        size = twin_size(full)
+        if size + DISK_MARGIN <= _disk_free():
+            return "twin", full, None, fit, f"{model.id}: a full twin ({size / 1e9:.1f} GB)"
+        why = f"its {size / 1e9:.1f} GB twin does not fit on disk"
+    else:
+        why = "the full model fits in no placement of this machine's memory"
+    layers = min(scaled_layers, full.n_layer)
+    scaled = manifest_for(model, quant, layers)
+    note = f"{model.id}: {why}; measuring a scaled twin of {layers} of {full.n_layer} blocks"
+    return "scaled-twin", scaled, layers, placements(scaled, m, n_ctx), note
+
+
+def quick_plan(
+    hardware: Any,
+    catalog: Catalog,
+    *,
+    prepare: bool = True,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    n_threads: list[int] | int | None = None,
+    scaled_layers: int = SCALED_LAYERS,
+    n_prompt: int = QUICK_PROMPT,
+    n_gen: int = QUICK_GEN,
+    reps: int = QUICK_REPS,
+    batches: tuple[int, ...] = QUICK_BATCHES,
+    model_ids: list[str] | None = None,
+) -> QuickPlan:
+    """The configs of the quick sweep, with a note per model saying which file and why.
+
+    prepare: write the twins now (they are cached; progress/cancel go to twin_for).
+    """
+    from fitbench.core.bench.models import resolve_path
+    from fitbench.core.twin import twin_for
+
+    m = Machine.from_hardware(hardware)
+    if isinstance(n_threads, list):
+        n_threads = n_threads[0] if n_threads else None
+    threads = int(n_threads or m.threads)
+    n_ctx = n_prompt + n_gen
+    out = QuickPlan()
+    for model in catalog.models:
+        if model_ids is not None and model.id not in model_ids:
+            continue
+        quant = model.default_quant
+        source, manifest, layers, fit, note = _choose_file(model, quant, m, n_ctx, scaled_layers)
+        if not fit:
+            out.notes.append(f"{model.id}: not even a scaled twin fits in memory; skipped")
+            continue
+        out.notes.append(note)
+        if not prepare:
+            path_fields: dict[str, Any] = {"model_path": "", "model_id": model.id, "quant": quant}
+        elif source == "real":
+            path_fields = resolve_path(
+                Path(manifest.source), model_id=model.id, quant=quant
+            ).config_fields()
+        else:
+
+            def on_progress(done: int, total: int, _id: str = model.id) -> None:
+                if progress is not None:
+                    progress(f"writing the twin of {_id}", done, total)
+
+            path = twin_for(model.id, quant, layers, progress=on_progress, cancel=cancel)
+            path_fields = resolve_path(path, model_id=model.id, quant=quant).config_fields()
+        if source != "real":  # a real file keeps what its header says (a marked twin stays one)
+            path_fields["source"] = source
+        path_fields["n_layer_model"] = model.arch.n_layer
+        path_fields["n_layer_file"] = manifest.n_layer
+        base_tests = (BenchTest("pp", n_prompt=n_prompt), BenchTest("tg", n_gen=n_gen))
+        for i, (name, pl) in enumerate(fit):
+            tests: tuple[BenchTest, ...] = base_tests
+            if i == 0:  # the batch curve on the best placement, where its KV cache fits
+                curve = [
+                    BenchTest("batch", n_gen=QUICK_BATCH_GEN, n_parallel=b)
+                    for b in batches
+                    if _fits(manifest, pl, m, QUICK_BATCH_GEN + 1, b)
+                ]
+                tests = base_tests + tuple(curve)
+            n_cpu_moe = -1 if pl.n_cpu_moe >= manifest.n_layer else pl.n_cpu_moe
+            cfg = BenchConfig(
+                tests=tests,
+                n_gpu_layers=pl.n_gpu_layers,
+                n_cpu_moe=n_cpu_moe,
+                tensor_split=pl.tensor_split or (),
+                n_threads=threads,
+                reps=reps,
+                **path_fields,
+            )
+            out.configs.append(cfg.with_(label=f"{cfg.label} [{name}]", config_id=cfg.config_id))
+    return out
+
+
+def quick_configs(hardware: Any, catalog: Catalog, **kwargs: Any) -> list[BenchConfig]:
+    """The quick sweep's configs (twins written as needed); see quick_plan for the options."""
+    return quick_plan(hardware, catalog, **kwargs).configs

@@ -1,0 +1,147 @@
+"""The sweep runner with real workers: crashes and kills are outcomes, cancel, persistence."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from fitbench.core.bench import events as ev
+from fitbench.core.bench.config import INJECT_ENV, BenchConfig, BenchTest
+from fitbench.core.bench.runner import run_sweep
+from fitbench.core.results import read_jsonl
+from fitbench.core.store import open_store
+
+TESTS = (BenchTest("pp", n_prompt=16), BenchTest("tg", n_gen=4))
+
+
+@pytest.fixture(autouse=True)
+def _allow_injection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(INJECT_ENV, "1")
+
+
+def cfg(path: Path, inject: str = "", **kw: Any) -> BenchConfig:
+    kw.setdefault("repack", False)
+    return BenchConfig(
+        model_path=str(path),
+        tests=TESTS,
+        reps=1,
+        n_threads=2,
+        source="twin",
+        inject=inject,
+        **kw,
+    )
+
+
+def workers() -> list[psutil.Process]:
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "fitbench.core.bench.worker" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def test_sweep_survives_a_segfault_and_a_sigkill(tmp_path: Path, tiny_dense_twin: Path) -> None:
+    configs = [
+        cfg(tiny_dense_twin, n_gpu_layers=0),
+        cfg(tiny_dense_twin, "segfault@test1", n_gpu_layers=1),
+        cfg(tiny_dense_twin, "sleep@test1", n_gpu_layers=2),
+        cfg(tiny_dense_twin, n_gpu_layers=3),
+    ]
+    out = tmp_path / "out.jsonl"
+    store = open_store()
+    seen: list[ev.Event] = []
+    for event in run_sweep(configs, store=store, out_jsonl=out):
+        seen.append(event)
+        if isinstance(event, ev.RecordReady):
+            # committed before the event (and before the worker was told to go on)
+            db = sqlite3.connect(store.path)
+            n = db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+            assert n == sum(isinstance(e, ev.RecordReady) for e in seen)
+            db.close()
+            rec = event.record
+            if rec["config_id"] == configs[2].config_id and rec["test"] == "pp":
+                (victim,) = workers()  # sleeping in test 1: an out-of-memory kill, as it looks
+                os.kill(victim.pid, signal.SIGKILL)
+    records = store.records()
+    by_config = {
+        c.config_id: [r for r in records if r["config_id"] == c.config_id] for c in configs
+    }
+    assert [r["status"] for r in by_config[configs[0].config_id]] == ["ok", "ok"]
+    crashed = by_config[configs[1].config_id]
+    assert [r["status"] for r in crashed] == ["ok", "crash"]
+    assert "SIGSEGV" in crashed[1]["error"] and "tg4" in crashed[1]["error"]
+    killed = by_config[configs[2].config_id]
+    assert [r["status"] for r in killed] == ["ok", "oom"]
+    assert "SIGKILL" in killed[1]["error"]
+    assert [r["status"] for r in by_config[configs[3].config_id]] == ["ok", "ok"]
+
+    failed = [e for e in seen if isinstance(e, ev.ConfigFailed)]
+    assert [(f.config_id, f.status) for f in failed] == [
+        (configs[1].config_id, "crash"),
+        (configs[2].config_id, "oom"),
+    ]
+    (finished,) = [e for e in seen if isinstance(e, ev.SweepFinished)]
+    assert (finished.n_records, finished.n_failed, finished.cancelled) == (8, 2, False)
+    assert len(read_jsonl(out)) == 8
+    run = store.list_runs()[0]
+    assert run.status == "finished" and run.n_records == 8
+    assert all(r["run_id"] == run.run_id for r in records)
+    # memory was sampled while the workers ran
+    samples = [e for e in seen if isinstance(e, ev.Sample)]
+    assert samples and all(s.ram_bytes > 0 for s in samples)
+    assert all(r["ram_peak_bytes"] > 10_000_000 for r in records if r["status"] == "ok")
+    assert not workers()
+
+
+@pytest.mark.parametrize("inject", ["sleep@test0", "hang@test0"])
+def test_cancel_stops_the_worker_and_the_sweep(tiny_dense_twin: Path, inject: str) -> None:
+    """`hang` ignores SIGTERM: the runner has to kill it."""
+    cancel = threading.Event()
+    configs = [cfg(tiny_dense_twin, inject), cfg(tiny_dense_twin, n_gpu_layers=5)]
+    store = open_store()
+    seen: list[ev.Event] = []
+    pids: list[int] = []
+    for event in run_sweep(configs, store=store, cancel=cancel):
+        seen.append(event)
+        if isinstance(event, ev.Sample) and not cancel.is_set() and workers():
+            pids = [p.pid for p in workers()]
+            cancel.set()
+    assert pids
+    assert all(not psutil.pid_exists(p) or psutil.Process(p).status() == "zombie" for p in pids)
+    (finished,) = [e for e in seen if isinstance(e, ev.SweepFinished)]
+    assert finished.cancelled
+    started = [e.config_id for e in seen if isinstance(e, ev.ConfigStarted)]
+    assert started == [configs[0].config_id]  # the second config never ran
+    (failed,) = [e for e in seen if isinstance(e, ev.ConfigFailed)]
+    assert failed.status == "cancelled"
+    assert [r["status"] for r in store.records()] == ["cancelled"]
+    assert store.list_runs()[0].status == "cancelled"
+
+
+def test_stopping_iteration_leaves_no_worker_behind(tiny_dense_twin: Path) -> None:
+    sweep = run_sweep([cfg(tiny_dense_twin, "sleep@test0")], store=open_store())
+    for event in sweep:
+        if isinstance(event, ev.Sample) and workers():
+            break
+    pids = [p.pid for p in workers()]
+    sweep.close()  # what a GUI does when its job is dropped
+    assert all(not psutil.pid_exists(p) or psutil.Process(p).status() == "zombie" for p in pids)
+    assert open_store().list_runs()[0].status == "interrupted"
+
+
+def test_repacked_weights_work_or_fall_back(tiny_moe_twin: Path) -> None:
+    """llama.cpp's AMX buffers (repack on) crash on AMX VMs; the runner measures without them."""
+    store = open_store()
+    list(run_sweep([cfg(tiny_moe_twin, repack=True)], store=store))
+    recs = store.records()
+    assert [r["status"] for r in recs] == ["ok", "ok"]
