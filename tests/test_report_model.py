@@ -134,7 +134,10 @@ def test_number_formats() -> None:
     assert fmt.placement(16, 0, 32) == "16 of 33 layers on GPU"
     assert fmt.placement(33, 32, 32) == "all 33 layers on GPU, experts of 32 layers on CPU"
     assert fmt.humanize_key("vram_total_bytes") == "VRAM total"
-    assert fmt.humanize_key("predicted_ts") == "Predicted (t/s)"
+    assert fmt.humanize_key("predicted_ts", with_unit=True) == "Predicted (t/s)"
+    assert fmt.humanize_key("ttft_max_ms") == "TTFT max"
+    assert fmt.value("ttft_max_ms", 3000.0) == "3000 ms"
+    assert fmt.value("error_pct", -6.94) == "-6.9%"
     assert fmt.value("bandwidth_gbps", 4800.0) == "4800 GB/s"
 
 

@@ -129,7 +129,9 @@ def test_every_number_says_its_basis(full_report: Built) -> None:
     assert "131 t/s (PREDICTED)" in text
     assert "1.3 GiB (PREDICTED)" in text
     section5 = text.split("5. Predicted vs measured", 2)[-1].split("6. Caveats")[0]
-    assert "PREDICTED (t/s)" in section5  # the residual table's predicted column
+    # the residual table: its predicted column shouts, its errors are signed percentages
+    assert "Point Kind Measured PREDICTED Unit Error" in section5
+    assert "-6.9%" in section5 and "Mean absolute error of the predictor over 5" in section5
     # the results section's speed table has a basis column saying twin for every row
     speed = text.split("Speed per configuration", 1)[1].split("Latency and memory", 1)[0]
     assert speed.count(" twin ") >= 11

@@ -163,6 +163,17 @@ VERDICT = (
 )
 
 
+def _residual(point: str, kind: str, measured: float, predicted: float) -> dict[str, Any]:
+    return {
+        "point": point,
+        "kind": kind,
+        "measured": measured,
+        "predicted": predicted,
+        "unit": "t/s",
+        "error_pct": round((predicted - measured) / measured * 100, 2),
+    }
+
+
 def h200_advice() -> dict[str, Any]:
     """A hand-made advice dict following the advise module's contract."""
     m = lambda v, b="measured-twin": {"value": v, "basis": b}  # noqa: E731
@@ -171,7 +182,11 @@ def h200_advice() -> dict[str, Any]:
             "model_id": MIXTRAL,
             "model_name": "Mixtral 8x7B Instruct v0.1",
             "quant": "Q4_K_M",
-            "placement": {"n_gpu_layers": 33, "n_cpu_moe": 0},
+            "placement": {
+                "n_gpu_layers": 33,
+                "n_cpu_moe": 0,
+                "description": "all 32 layers and the output on the GPU",
+            },
             "ctx": 8192,
             "batch": 1,
         },
@@ -206,7 +221,7 @@ def h200_advice() -> dict[str, Any]:
                     "tg_ts": m(131.0, "predicted"),
                     "vram_bytes": m(int(47.9 * GIB), "predicted"),
                 },
-                "verdict": "Higher fidelity, not measured here.",
+                "quality": {"mmlu": 70.6, "mt_bench": 8.3, "ppl_increase": 0.0026},
             },
         ],
         "reasons": [
@@ -246,34 +261,44 @@ def h200_advice() -> dict[str, Any]:
             ),
         },
         "predictor": {
-            "constants": {"gpu_efficiency": 0.62, "cpu_bandwidth_gbps": 180.0, "pcie_gbps": 50.0},
+            "constants": {
+                "gpu_bandwidth": {
+                    "value": 2342.9,
+                    "unit": "GB/s",
+                    "prior": 2880.0,
+                    "prior_source": "60% of the detected 4800 GB/s",
+                    "fitted": True,
+                    "not_limiting": False,
+                },
+                "cpu_bandwidth": {
+                    "value": 69.45,
+                    "unit": "GB/s",
+                    "prior": 20.0,
+                    "prior_source": "a 20 GB/s guess (no RAM probe)",
+                    "fitted": True,
+                    "not_limiting": False,
+                },
+                "pcie_bandwidth": {
+                    "value": 12.0,
+                    "unit": "GB/s",
+                    "prior": 12.0,
+                    "prior_source": "12 GB/s (PCIe 3.0 x16 in practice)",
+                    "fitted": False,
+                    "not_limiting": False,
+                },
+            },
             "residuals": [
-                {
-                    "label": "Mixtral ngl 16",
-                    "measured_ts": 15.9,
-                    "predicted_ts": 14.8,
-                    "residual": -0.069,
-                },
-                {
-                    "label": "Mixtral ngl 24",
-                    "measured_ts": 28.3,
-                    "predicted_ts": 30.1,
-                    "residual": 0.064,
-                },
-                {
-                    "label": "Llama 70B ngl 40",
-                    "measured_ts": 3.5,
-                    "predicted_ts": 3.3,
-                    "residual": -0.057,
-                },
-                {
-                    "label": "Llama 70B ngl 60",
-                    "measured_ts": 5.8,
-                    "predicted_ts": 6.2,
-                    "residual": 0.069,
-                },
+                _residual("mixtral-8x7b-instruct/Q4_K_M tg ngl=16 (twin)", "tg", 15.9, 14.8),
+                _residual("mixtral-8x7b-instruct/Q4_K_M tg ngl=24 (twin)", "tg", 28.3, 30.1),
+                _residual("llama-2-70b-chat/Q4_K_M tg ngl=40 (twin)", "tg", 3.5, 3.3),
+                _residual("llama-2-70b-chat/Q4_K_M tg ngl=60 (twin)", "tg", 5.8, 6.2),
+                _residual("mixtral-8x7b-instruct/Q4_K_M pp ngl=33 (twin)", "pp", 5758.0, 5210.0),
             ],
+            "n_points": 5,
+            "mae_pct": {"tg": 6.5, "pp": 9.5},
         },
+        "hardware_needed": [],
+        "limits": {"ttft_max_ms": 3000.0, "itl_p95_max_ms": 200.0, "vram_headroom": 0.05},
         "goal": "fastest single-user generation",
         "hardware_fingerprint": FINGERPRINT,
     }

@@ -1,4 +1,8 @@
-"""Results + advice + hardware -> the report model (sections 1-3 here, 4-7 in sections.py)."""
+"""Results + advice + hardware -> the report model.
+
+Sections 2-3 live here; 1 in verdict_section.py, 4 in results_section.py, 5-7 in
+closing_sections.py.
+"""
 
 from __future__ import annotations
 
@@ -22,27 +26,9 @@ from fitbench.core.report.model import (
     ReportError,
     Section,
     Table,
-    basis_label,
-    basis_short,
 )
 from fitbench.core.report.results_section import results_section
-
-# expected-number keys of the advice contract -> (label, formatter)
-EXPECTED: tuple[tuple[str, str, Any], ...] = (
-    ("tg_ts", "Generation speed (tg)", fmt.ts),
-    ("pp_ts", "Prompt processing (pp)", fmt.ts),
-    ("ttft_ms", "Time to first token", fmt.ms),
-    ("itl_p95_ms", "Inter-token latency, 95th percentile", fmt.ms),
-    ("vram_bytes", "VRAM", fmt.gib),
-    ("ram_bytes", "RAM", fmt.gib),
-)
-
-RECIPES: tuple[tuple[str, str], ...] = (
-    ("llama_server", "llama-server (llama.cpp)"),
-    ("llama_cpp_python", "llama-cpp-python"),
-    ("ollama", "Ollama"),
-    ("lm_studio", "LM Studio"),
-)
+from fitbench.core.report.verdict_section import verdict_section
 
 
 def build_report(
@@ -114,129 +100,6 @@ def _subtitle(records: Sequence[Record], hardware: dict[str, Any] | None, fp: st
     cpu_text = cpu.get("model") or cpu.get("name") or records[0].get("cpu_info") or ""
     machine = gpu_text or (f"{cpu_text} (no GPU)" if cpu_text else "unknown machine")
     return f"{machine} · hardware fingerprint {fp or 'not recorded'}"
-
-
-# -- 1. verdict ----------------------------------------------------------------------------------
-
-
-def _expected_value(key: str, entry: Any, formatter: Any) -> tuple[str, str]:
-    if isinstance(entry, dict):
-        return formatter(entry.get("value")), entry.get("basis", "")
-    return formatter(entry), ""
-
-
-def _placement_text(placement: dict[str, Any], model_id: str, configs: Sequence[Config]) -> str:
-    n_layer = max((c.n_layer for c in configs if c.model_id == model_id), default=0)
-    return fmt.placement(
-        int(placement.get("n_gpu_layers") or 0), int(placement.get("n_cpu_moe") or 0), n_layer
-    )
-
-
-def verdict_section(
-    advice: dict[str, Any] | None, configs: Sequence[Config], names: Names, problem: str = ""
-) -> Section:
-    s = Section("1. Verdict and recommended deployment")
-    s.para(
-        "Every number in this report says how it was obtained: measured on the real model file, "
-        "measured on a twin (a file with the real model's exact tensor layout and quantization "
-        "but random weights), or PREDICTED by FitBench's speed model.",
-        "note",
-    )
-    if not advice:
-        why = (
-            f"FitBench could not compute one: {problem}"
-            if problem
-            else "Run `fitbench report --results FILE --pdf OUT.pdf` without --no-advice."
-        )
-        s.para(
-            "No recommendation was computed for these results: the report shows what was "
-            f"measured. {why}",
-            "warning",
-        )
-        return s
-    s.para(advice.get("verdict") or "The advice gave no verdict.", "verdict")
-    choice = advice.get("choice") or {}
-    model_id = choice.get("model_id", "")
-    s.add(
-        KeyValues(
-            title="Recommended deployment",
-            rows=(
-                ("Model", choice.get("model_name") or names.name(model_id)),
-                ("Quantization", choice.get("quant") or fmt.DASH),
-                ("Placement", _placement_text(choice.get("placement") or {}, model_id, configs)),
-                ("Context", f"{choice['ctx']} tokens" if choice.get("ctx") else fmt.DASH),
-                (
-                    "Batch",
-                    f"{choice['batch']} parallel sequence(s)" if choice.get("batch") else fmt.DASH,
-                ),
-                ("Goal", str(advice.get("goal") or fmt.DASH)),
-            ),
-        )
-    )
-    expected = advice.get("expected") or {}
-    rows = []
-    for key, label, formatter in EXPECTED:
-        if key in expected:
-            text, basis = _expected_value(key, expected[key], formatter)
-            rows.append((label, text, basis_label(basis)))
-    if rows:
-        s.add(
-            Table(
-                title="Expected on this machine",
-                headers=("Metric", "Value", "Basis"),
-                rows=tuple(rows),
-                weights=(3.0, 1.6, 2.4),
-                numeric=(False, True, False),
-                font_size=8.5,
-            )
-        )
-    if advice.get("reasons"):
-        s.add(Paragraph("Why", "heading"))
-        s.add(Bullets(tuple(str(r) for r in advice["reasons"])))
-    alternatives = advice.get("alternatives") or []
-    if alternatives:
-        s.add(_alternatives_table(alternatives, configs, names))
-    recipe = advice.get("recipe") or {}
-    if recipe:
-        s.add(Paragraph("Recipe: run the recommended deployment", "heading"))
-        for key, label in RECIPES:
-            if recipe.get(key):
-                s.add(Paragraph(label, "body"))
-                s.add(Paragraph(str(recipe[key]), "code"))
-        for key, text in recipe.items():
-            if key not in dict(RECIPES) and text:
-                s.add(Paragraph(fmt.humanize_key(key), "body"))
-                s.add(Paragraph(str(text), "code"))
-    return s
-
-
-def _alternatives_table(
-    alternatives: Sequence[dict[str, Any]], configs: Sequence[Config], names: Names
-) -> Table:
-    rows = []
-    for alt in alternatives:
-        model_id = alt.get("model_id", "")
-        expected = alt.get("expected") or {}
-        tg, tg_basis = _expected_value("tg_ts", expected.get("tg_ts"), fmt.ts)
-        vram, _ = _expected_value("vram_bytes", expected.get("vram_bytes"), fmt.gib)
-        why = alt.get("verdict") or alt.get("reason") or alt.get("why") or ""
-        rows.append(
-            (
-                alt.get("model_name") or names.name(model_id),
-                alt.get("quant") or fmt.DASH,
-                _placement_text(alt.get("placement") or {}, model_id, configs),
-                f"{tg} ({basis_short(tg_basis)})" if tg != fmt.DASH else tg,
-                vram,
-                str(why),
-            )
-        )
-    return Table(
-        title="Alternatives considered",
-        headers=("Model", "Quant", "Placement", "tg", "VRAM", "Why not first"),
-        rows=tuple(rows),
-        weights=(2.2, 1.1, 2.2, 1.6, 1.0, 3.2),
-        numeric=(False, False, False, True, True, False),
-    )
 
 
 # -- 2. machine ----------------------------------------------------------------------------------

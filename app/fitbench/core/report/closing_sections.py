@@ -16,13 +16,12 @@ from fitbench.core.report.model import (
     basis_label,
 )
 from fitbench.core.report.results_section import NOISY_SHARE, gpu_share_percent, placement_of
+from fitbench.core.report.verdict_section import EXPECTED
 
 # -- 5. predicted vs measured --------------------------------------------------------------------
 
 
 def _predicted_expected(advice: dict[str, Any], names: Names) -> list[tuple[str, str, str]]:
-    from fitbench.core.report.build import EXPECTED  # the one list of expected metrics
-
     rows = []
     for c in [advice.get("choice") or {}, *(advice.get("alternatives") or [])]:
         expected = c.get("expected") if c is not advice.get("choice") else advice.get("expected")
@@ -35,35 +34,35 @@ def _predicted_expected(advice: dict[str, Any], names: Names) -> list[tuple[str,
     return rows
 
 
+def _residual_cell(key: str, value: Any) -> str:
+    # the header carries the unit of *_ts columns (humanize_key with_unit), so the cell is bare
+    return fmt.num(value) if key.endswith("_ts") else fmt.value(key, value)
+
+
 def _residual_table(residuals: Sequence[dict[str, Any]]) -> Table:
     keys = list(dict.fromkeys(k for r in residuals for k in r))
     # predicted columns shout, so no predicted number can be mistaken for a measurement
-    headers = tuple(fmt.humanize_key(k).replace("Predicted", "PREDICTED") for k in keys)
+    headers = tuple(
+        fmt.humanize_key(k, with_unit=True).replace("Predicted", "PREDICTED") for k in keys
+    )
     numeric = tuple(
         all(isinstance(r.get(k), int | float) or r.get(k) is None for r in residuals) for k in keys
     )
-    rows = []
-    for r in residuals:
-        row = []
-        for k in keys:
-            v = r.get(k)
-            if isinstance(v, float) and ("residual" in k or "error" in k) and abs(v) < 5:
-                row.append(fmt.pct(v))
-            else:
-                row.append(fmt.value(k, v))
-        rows.append(tuple(row))
+    longest = [max(len(str(r.get(k, ""))) for r in residuals) for k in keys]
+    weights = tuple(3.6 if n > 24 else 1.0 for n in longest)
+    rows = tuple(tuple(_residual_cell(k, r.get(k)) for k in keys) for r in residuals)
     return Table(
         title="The predictor's residuals on the measured points",
         headers=headers,
-        rows=tuple(rows),
+        rows=rows,
+        weights=weights,
         numeric=numeric,
-        note="Residual = (predicted − measured) ÷ measured unless the advice says otherwise.",
+        note="Error = (PREDICTED − measured) ÷ measured, for every point the predictor was "
+        "calibrated on.",
     )
 
 
-def _residual_points(
-    residuals: Sequence[dict[str, Any]],
-) -> tuple[list[tuple[float, float, str]], str]:
+def _residual_points(residuals: Sequence[dict[str, Any]]) -> tuple[list[figures.Point], str]:
     if not residuals:
         return [], ""
     keys = list(residuals[0])
@@ -72,15 +71,51 @@ def _residual_points(
     if pred is None or meas is None:
         return [], ""
     pts = [
-        (float(r[pred]), float(r[meas]), str(r.get("label", "")))
+        figures.Point(float(r[pred]), float(r[meas]), str(r.get("kind") or "measured points"))
         for r in residuals
         if isinstance(r.get(pred), int | float)
         and isinstance(r.get(meas), int | float)
         and r[pred] > 0
         and r[meas] > 0
     ]
-    unit = "tokens/s" if pred.endswith("_ts") or "ts" in pred.split("_") else "value"
-    return pts, unit
+    units = sorted({str(r["unit"]) for r in residuals if r.get("unit")})
+    if not units:
+        units = ["t/s"] if pred.endswith("_ts") else []
+    return pts, " or ".join(units) or "value"
+
+
+def _constants(constants: dict[str, Any]) -> Table | KeyValues:
+    """Fitted constants: a table when each says its value, unit and prior, else plain facts."""
+    if constants and all(isinstance(v, dict) and "value" in v for v in constants.values()):
+        return Table(
+            title="Predictor constants (fitted to this machine's measurements)",
+            headers=("Constant", "Value", "Unit", "Prior", "Where the prior came from", "Fitted"),
+            rows=tuple(
+                (
+                    fmt.humanize_key(name),
+                    fmt.num(c.get("value")),
+                    str(c.get("unit") or ""),
+                    fmt.num(c.get("prior")),
+                    str(c.get("prior_source") or fmt.DASH),
+                    "yes" if c.get("fitted") else "no (prior kept)",
+                )
+                for name, c in constants.items()
+            ),
+            weights=(2.2, 1.0, 0.9, 1.0, 4.0, 1.2),
+            numeric=(False, True, False, True, False, False),
+        )
+    return KeyValues(title="Predictor constants", rows=tuple(fmt.flatten(constants)))
+
+
+def _accuracy(predictor: dict[str, Any]) -> str:
+    mae = predictor.get("mae_pct")
+    if not isinstance(mae, dict) or not mae:
+        return ""
+    parts = ", ".join(f"{kind} {float(v):.0f}%" for kind, v in mae.items())
+    n = predictor.get("n_points")
+    return (
+        f"Mean absolute error of the predictor{f' over {n} measured points' if n else ''}: {parts}."
+    )
 
 
 def predicted_section(advice: dict[str, Any] | None, names: Names) -> Section:
@@ -139,6 +174,10 @@ def predicted_section(advice: dict[str, Any] | None, names: Names) -> Section:
             )
         )
     predictor = advice.get("predictor") or {}
+    if _accuracy(predictor):
+        s.para(_accuracy(predictor), "body")
+    if predictor.get("constants"):
+        s.add(_constants(predictor["constants"]))
     residuals = [r for r in predictor.get("residuals") or [] if isinstance(r, dict)]
     if residuals:
         s.add(_residual_table(residuals))
@@ -170,8 +209,10 @@ def caveats_section(
 ) -> Section:
     s = Section("6. Caveats")
     items: list[str] = [str(c) for c in (advice or {}).get("caveats") or []]
+    # the advice's caveats come first; a generic one here is added only if it says nothing alike
+    said = " ".join(items).lower()
     sources = {c.source for c in configs}
-    if sources & {"twin", "scaled-twin"}:
+    if sources & {"twin", "scaled-twin"} and "twin" not in said:
         items.append(
             "Some numbers were measured on twins: files with the real model's exact tensor "
             "layout and quantization types but random weights. Speed depends mostly on the "
@@ -220,9 +261,13 @@ def caveats_section(
                 f"Other processes were using GPU {gpu.get('index', '?')} ({gpu.get('name', '')}) "
                 f"when the machine was examined ({len(procs)} process(es))."
             )
-    if advice and any(
-        isinstance(e, dict) and e.get("basis") == "predicted"
-        for e in (advice.get("expected") or {}).values()
+    if (
+        advice
+        and "predicted" not in said
+        and any(
+            isinstance(e, dict) and e.get("basis") == "predicted"
+            for e in (advice.get("expected") or {}).values()
+        )
     ):
         items.append(
             "Some expected numbers in the verdict are PREDICTED, not measured; section 5 shows "
@@ -271,8 +316,8 @@ def appendix_section(
     )
     if run_meta:
         s.add(KeyValues(title="Run metadata", rows=tuple(fmt.flatten(run_meta))))
-    constants = ((advice or {}).get("predictor") or {}).get("constants") or {}
-    if constants:
-        s.add(KeyValues(title="Predictor constants", rows=tuple(fmt.flatten(constants))))
+    limits = (advice or {}).get("limits") or {}
+    if isinstance(limits, dict) and limits:
+        s.add(KeyValues(title="Limits the advice applied", rows=tuple(fmt.flatten(limits))))
     s.add(AttachmentNote(filename=raw_filename, n_records=len(records), sha256=raw_sha256))
     return s

@@ -236,18 +236,32 @@ def moe_advantage(
     return _png(fig, title, caption, "ratio of MoE to dense generation speed; 1.0 means equal")
 
 
-def predicted_vs_measured(
-    points: Sequence[tuple[float, float, str]], unit: str, caption: str
-) -> Figure:
-    """Scatter of predicted against measured values (label per point) with the y = x line."""
+@dataclass(frozen=True)
+class Point:
+    predicted: float
+    measured: float
+    group: str  # one colour per group (the kind of test: tg, pp, batch, ...)
+
+
+def predicted_vs_measured(points: Sequence[Point], unit: str, caption: str) -> Figure:
+    """Scatter of predicted against measured values with the y = x line, coloured by kind."""
     fig = _new(width_in=5.2, height_in=3.6)
     ax = fig.add_subplot()
-    xs = [p[1] for p in points]
-    ys = [p[0] for p in points]
-    ax.scatter(xs, ys, s=18, color=PALETTE[0], zorder=3, label="configurations")
-    lo = min([*xs, *ys]) * 0.8
-    hi = max([*xs, *ys]) * 1.25
-    ax.plot([lo, hi], [lo, hi], color="#888888", lw=0.9, ls="--", label="predicted = measured")
+    groups = list(dict.fromkeys(p.group for p in points))
+    for i, g in enumerate(groups):
+        mine = [p for p in points if p.group == g]
+        ax.scatter(
+            [p.measured for p in mine],
+            [p.predicted for p in mine],
+            s=16,
+            color=PALETTE[i % len(PALETTE)],
+            marker=MARKERS[i % len(MARKERS)],
+            zorder=3,
+            label=g,
+        )
+    values = [v for p in points for v in (p.measured, p.predicted)]
+    lo, hi = min(values) * 0.8, max(values) * 1.25
+    ax.plot([lo, hi], [lo, hi], color="#888888", lw=0.9, ls="--", label="PREDICTED = measured")
     ax.set_xscale("log")
     ax.set_yscale("log")
     _plain_log_ticks(ax, "x")

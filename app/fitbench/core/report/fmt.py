@@ -90,18 +90,29 @@ ACRONYMS = {
     "cuda": "CUDA",
     "nvml": "NVML",
     "moe": "MoE",
+    "mmlu": "MMLU",
+    "mt": "MT",
+    "ppl": "perplexity",
     "pp": "pp",
     "tg": "tg",
 }
-UNIT_SUFFIXES = (("_bytes", ""), ("_gbps", ""), ("_ms", " (ms)"), ("_ts", " (t/s)"), ("_s", ""))
+UNIT_SUFFIXES = (
+    ("_bytes", ""),
+    ("_gbps", ""),
+    ("_ms", " (ms)"),
+    ("_ts", " (t/s)"),
+    ("_pct", ""),
+    ("_s", ""),
+)
 
 
-def humanize_key(key: str) -> str:
-    """'vram_total_bytes' -> 'VRAM total'; units go to the value, or in brackets for tables."""
+def humanize_key(key: str, *, with_unit: bool = False) -> str:
+    """'vram_total_bytes' -> 'VRAM total'. value() puts the unit on the number; with_unit puts
+    it in brackets instead, for table headers over bare numbers."""
     suffix = ""
     for ending, shown in UNIT_SUFFIXES:
         if key.endswith(ending) and len(key) > len(ending):
-            key, suffix = key[: -len(ending)], shown
+            key, suffix = key[: -len(ending)], shown if with_unit else ""
             break
     words = [ACRONYMS.get(w.lower(), w) for w in key.replace("_", " ").split()]
     if words and words[0] == words[0].lower():
@@ -118,6 +129,8 @@ def value(key: str, raw: Any) -> str:
     if isinstance(raw, int | float):
         if key.endswith("_ts"):
             return num(raw)
+        if key.endswith("_pct"):
+            return f"{float(raw):+.1f}%"
         if key.endswith("_bytes"):
             return gib(raw)
         if key.endswith("_gbps"):

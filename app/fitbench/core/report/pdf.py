@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -165,7 +166,7 @@ class _Document(FPDF):
         if p.style == "heading":
             self.block_title(p.text)
         elif p.style == "verdict":
-            self._boxed(p.text, VERDICT_FILL, ("DejaVu", "B", 12), 6.2)
+            self._verdict(p.text)
         elif p.style == "warning":
             self._boxed(p.text, WARNING_FILL, ("DejaVu", "", 9.5), 5.0)
         elif p.style == "code":
@@ -193,6 +194,41 @@ class _Document(FPDF):
             self.set_font("DejaVu", "", 9.5)
             self.multi_cell(0, 5.0, p.text, align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
             self.ln(1)
+
+    def _verdict(self, text: str) -> None:
+        """The first sentence large and bold, the rest (often long) in body text, one box."""
+        match = re.match(r"(.+?[.!?])\s+(\S.*)$", text, re.S)
+        headline, rest = (match.group(1), match.group(2)) if match else (text, "")
+        self.room(30)
+        self.set_fill_color(*VERDICT_FILL)
+        self.set_draw_color(*ACCENT)
+        self.set_font("DejaVu", "B", 12)
+        pad_bottom = 1.5 if rest else 3
+        self.multi_cell(
+            0,
+            6.2,
+            headline,
+            fill=True,
+            border="L",
+            padding=Padding(3, 4, pad_bottom, 4),
+            align=Align.L,
+            new_x=XPos.LMARGIN,
+            new_y=YPos.NEXT,
+        )
+        if rest:
+            self.set_font("DejaVu", "", 9.5)
+            self.multi_cell(
+                0,
+                4.9,
+                rest,
+                fill=True,
+                border="L",
+                padding=Padding(0, 4, 3, 4),
+                align=Align.L,
+                new_x=XPos.LMARGIN,
+                new_y=YPos.NEXT,
+            )
+        self.ln(3)
 
     def _boxed(
         self, text: str, fill: tuple[int, int, int], font: tuple[str, str, float], line_h: float
