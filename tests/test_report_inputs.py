@@ -12,11 +12,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageChops
 
 import test_report_support as data
 from fitbench.cli import main
 from fitbench.core.report import ReportError, report_from_results_file
 from fitbench.core.report import pdf as pdf_module
+from fitbench.core.report.pdf import WARNING_FILL
 from fitbench.core.results import write_jsonl
 
 needs_poppler = pytest.mark.skipif(
@@ -176,6 +178,18 @@ def test_without_advice_the_verdict_says_so(tmp_path: Path, results: Path) -> No
     # the measurements are all still there, with their basis
     assert "Fastest measured generation per model" in text
     assert "196 t/s measured on a twin" in text
+    # the warning box is the only yellow area: its colour must not leak into table rows
+    # (figures may have a few antialiased pixels of that colour, a leaked row has thousands)
+    subprocess.run(["pdftoppm", "-r", "30", "-png", str(pdf), str(tmp_path / "p")], check=True)
+    yellow = {}
+    for png in sorted(tmp_path.glob("p-*.png")):
+        rgb = Image.open(png).convert("RGB")
+        distance = ImageChops.difference(rgb, Image.new("RGB", rgb.size, WARNING_FILL))
+        mask = Image.eval(distance.convert("L"), lambda v: 255 if v < 8 else 0)
+        yellow[png.name] = (mask.histogram()[255], mask.getbbox())
+    count, (_x0, y0, _x1, y1) = yellow.pop(sorted(yellow)[0])
+    assert count > 1000 and y1 - y0 < 25, "page 1: the warning box (about 21 mm at 30 dpi)"
+    assert all(n < 500 for n, _box in yellow.values()), yellow
 
 
 @needs_poppler

@@ -265,8 +265,14 @@ class _Document(FPDF):
             self.ln(0.8)
         self.ln(1.5)
 
+    def _plain_fill(self) -> None:
+        """fpdf2 tables paint their unstriped rows in the current fill colour: reset it, or the
+        colour of the last box (a warning, a code block) leaks into every other row."""
+        self.set_fill_color(255, 255, 255)
+
     def key_values(self, kv: KeyValues) -> None:
         self.block_title(kv.title)
+        self._plain_fill()
         self.set_font("DejaVu", "", 8.4)
         with self.table(
             col_widths=(30, 70),
@@ -288,6 +294,7 @@ class _Document(FPDF):
 
     def data_table(self, t: Table) -> None:
         self.block_title(t.title)
+        self._plain_fill()
         self.set_font("DejaVu", "", t.font_size)
         weights = t.weights or tuple(1.0 for _ in t.headers)
         aligns = tuple(
