@@ -329,5 +329,9 @@ def _settings_rows(records: Sequence[Record], run_meta: dict[str, Any]) -> list[
     ]
     settings = run_meta.get("settings")
     if isinstance(settings, dict):
-        rows.extend(_trimmed(fmt.flatten(settings, prefix="Run / ")))
+        # scalars only here; nested settings (per-config test lists) are in the appendix in full
+        scalars = {k: v for k, v in settings.items() if not isinstance(v, dict | list)}
+        rows.extend(_trimmed(fmt.flatten(scalars, prefix="Run / ")))
+        if len(scalars) < len(settings):
+            rows.append(("Run / other settings", "in full in the appendix"))
     return rows

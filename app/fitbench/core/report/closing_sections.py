@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ from fitbench.core.report.model import (
     AttachmentNote,
     Bullets,
     KeyValues,
+    Paragraph,
     Section,
     Table,
     basis_label,
@@ -141,8 +143,10 @@ def predicted_section(advice: dict[str, Any] | None, names: Names) -> Section:
                 numeric=(False, False, True),
             )
         )
-    else:
+    elif advice.get("expected"):
         s.para("The recommendation's expected numbers were all measured.", "body")
+    else:
+        s.para("The advice recommended no deployment, so it expects no numbers.", "body")
     moe_vs_dense = advice.get("moe_vs_dense") or {}
     ratio_rows = [
         (
@@ -286,6 +290,24 @@ def caveats_section(
 # -- 7. appendix ---------------------------------------------------------------------------------
 
 
+def _settings_text(settings: Any) -> str:
+    """One line per setting, and per entry of a list (one per configuration): complete, but
+    compact enough that a sweep's settings take a page, not ten."""
+    if not isinstance(settings, dict):
+        return _compact(settings)
+    lines = []
+    for key, value in sorted(settings.items()):
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            lines.extend(f"{key}[{i}]: {_compact(v)}" for i, v in enumerate(value))
+        else:
+            lines.append(f"{key}: {_compact(value)}")
+    return "\n".join(lines)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(", ", ": "), default=str)
+
+
 def appendix_section(
     records: Sequence[Record],
     advice: dict[str, Any] | None,
@@ -315,7 +337,12 @@ def appendix_section(
         )
     )
     if run_meta:
-        s.add(KeyValues(title="Run metadata", rows=tuple(fmt.flatten(run_meta))))
+        facts = {k: v for k, v in run_meta.items() if k != "settings"}
+        if facts:
+            s.add(KeyValues(title="Run metadata", rows=tuple(fmt.flatten(facts))))
+        if run_meta.get("settings"):
+            s.add(Paragraph("Run settings, as saved with the run", "heading"))
+            s.add(Paragraph(_settings_text(run_meta["settings"]), "code"))
     limits = (advice or {}).get("limits") or {}
     if isinstance(limits, dict) and limits:
         s.add(KeyValues(title="Limits the advice applied", rows=tuple(fmt.flatten(limits))))

@@ -226,6 +226,7 @@ def moe_advantage(
             ax.set_xlabel("parallel sequences B", fontsize=8.5)
             ax.set_title("by batch size", fontsize=9)
         else:
+            ax.set_xlim(-3, 103)
             ax.set_xlabel("share of layers on the GPU (%)", fontsize=8.5)
             ax.set_title("by GPU offload", fontsize=9)
         ax.set_ylabel("MoE speed ÷ dense speed (×)", fontsize=8.5)
