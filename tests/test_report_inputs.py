@@ -171,9 +171,11 @@ def test_large_raw_results_go_beside_the_pdf(tmp_path: Path, results: Path) -> N
 @needs_poppler
 def test_without_advice_the_verdict_says_so(tmp_path: Path, results: Path) -> None:
     pdf = tmp_path / "r.pdf"
-    report_from_results_file(results, pdf, compute=False)
+    problem = "the advice job was cancelled"  # what the GUI passes when its advice job failed
+    report_from_results_file(results, pdf, compute=False, advice_problem=problem)
     text = pdf_text(pdf)
     assert "No recommendation was computed for these results" in text
+    assert f"FitBench could not compute one: {problem}" in text
     assert "No predictions were made for this report: every number in it was measured" in text
     # the measurements are all still there, with their basis
     assert "Fastest measured generation per model" in text

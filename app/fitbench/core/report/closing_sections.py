@@ -295,7 +295,7 @@ def _settings_text(settings: Any) -> str:
     compact enough that a sweep's settings take a page, not ten."""
     if not isinstance(settings, dict):
         return _compact(settings)
-    lines = []
+    lines: list[str] = []
     for key, value in sorted(settings.items()):
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             lines.extend(f"{key}[{i}]: {_compact(v)}" for i, v in enumerate(value))

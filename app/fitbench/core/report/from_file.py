@@ -168,12 +168,15 @@ def report_from_results_file(
     page_size: str = "A4",
     fingerprint: str | None = None,
     compute: bool = True,
+    advice_problem: str = "",
 ) -> WrittenReport:
     """Read `results_path`, compute the advice (unless given, or compute=False), write `out`.
 
     hardware, run_meta: when None, taken from the results store's record of the run, else
     (hardware) from detecting this machine, used only when its fingerprint matches the records':
     a report about another machine's results never shows this machine's hardware.
+    advice_problem: with advice=None and compute=False, why there is no advice (shown in the
+    verdict section).
     """
     results_path = Path(results_path)
     check_target(Path(out), page_size)
@@ -185,7 +188,7 @@ def report_from_results_file(
         hardware = stored_hardware or detected_hardware(fp)
     if run_meta is None and stored_meta:
         run_meta = stored_meta
-    problem = ""
+    problem = advice_problem  # why the caller has no advice (the GUI's failed advice job)
     if advice is None and compute:
         advice, problem = compute_advice(records, goal, hardware)
     if fingerprint:
