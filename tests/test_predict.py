@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fitbench.core import catalog, predict, predict_fit, results
-from fitbench.core.layer_costs import BlockCost, LayerCosts, catalog_costs
+from fitbench.core import catalog, memory, predict, predict_fit, results, twin
+from fitbench.core.layer_costs import BlockCost, LayerCosts, catalog_costs, from_manifest
 from fitbench.core.predict import Placement
 
 DATA = Path(__file__).parent / "data"
@@ -145,7 +145,8 @@ def test_partial_offload_prompt_copies_cpu_weights_over_pcie() -> None:
     pp = predict.prompt_features(
         costs, Placement(4), n_prompt=512, n_ubatch=512, depth=0, has_gpu=True
     )
-    cpu_weights = 6 * costs.blocks[0].dense_bytes + costs.output_bytes
+    # ngl 4 = the output layer and the last 3 blocks (this llama.cpp offloads the output first)
+    cpu_weights = 7 * costs.blocks[0].dense_bytes
     assert pp[2] == pytest.approx(cpu_weights)  # the pcie feature
     tg = predict.step_features(
         costs, Placement(4), n_tokens=1, n_seqs=1, depth=0, n_outputs=1, has_gpu=True
@@ -199,3 +200,34 @@ def test_h200_table_held_out_within_targets() -> None:
     assert h.mae_pct("pp") < 20.0
     fit = predict_fit.calibrate(points, prior)
     assert np.all(fit.values > 0)
+
+
+@pytest.mark.parametrize("moe", [False, True])
+def test_weight_bytes_per_device_agree_with_the_memory_planner(moe: bool) -> None:
+    """Predictor and planner place the same weights on the GPU for every n_gpu_layers (the
+    output layer first, then blocks from the last) and every n_cpu_moe."""
+    manifest = twin.manifest_for(twin.tiny_arch(moe=moe), "Q4_K_M")
+    costs = from_manifest(manifest)
+    n = costs.n_layer
+    placements = [Placement(ngl) for ngl in (-1, *range(n + 3))]
+    if moe:
+        placements += [Placement(ngl, c) for ngl in (2, n + 1) for c in (-1, *range(1, n + 1))]
+    embd = next(t.n_bytes for t in manifest.tensors if t.name == "token_embd.weight")
+    for p in placements:
+        # 64 sequences read every expert: the bytes read are the bytes resident
+        feats = predict.step_features(
+            costs, p, n_tokens=64, n_seqs=64, depth=0, n_outputs=64, has_gpu=True
+        )
+        mp = memory.plan(
+            manifest,
+            memory.Placement(p.n_gpu_layers, n if p.n_cpu_moe < 0 else p.n_cpu_moe),
+            256,
+            n_gpus=1,
+        )
+        gpu_weights = mp.devices["GPU0"]["weights"]
+        assert feats[0] == pytest.approx(gpu_weights, rel=1e-3), p
+        assert feats[1] == 0 and feats[2] == pytest.approx(
+            mp.devices["CPU"]["weights"] - embd, rel=1e-3
+        ), p  # 64 tokens a step: CPU weights cross PCIe (token_embd is a row lookup)
+    assert predict.offloaded(n, 1) == (0, True)  # ngl 1: only the output layer
+    assert predict.offloaded(n, n + 1) == (n, True) == predict.offloaded(n, -1)

@@ -32,7 +32,7 @@ class BlockCost:
 class LayerCosts:
     label: str
     blocks: tuple[BlockCost, ...]
-    output_bytes: int  # the output projection (llama.cpp's "output layer")
+    output_bytes: int  # llama.cpp's "output layer": the output projection and its norm
     output_params: int
     n_expert: int
     n_expert_used: int
@@ -92,9 +92,11 @@ def from_manifest(manifest: ModelManifest, label: str = "") -> LayerCosts:
     for t in manifest.tensors:
         layer = t.layer
         if layer is None:
-            # token_embd is a row lookup, not a matmul: one row per token, negligible
-            if t.name.startswith("output."):
+            # token_embd is a row lookup, not a matmul: one row per token, negligible; the rest
+            # (output matrix, output_norm) lives with llama.cpp's output layer
+            if not t.name.startswith("token_embd"):
                 output_bytes += t.n_bytes
+            if t.name.startswith("output."):
                 output_params += t.n_elements
             continue
         if layer >= n_layer:

@@ -55,10 +55,22 @@ class PredictError(ValueError):
 
 @dataclass(frozen=True)
 class Placement:
-    """Where the weights live: llama.cpp's n_gpu_layers (from the last block) and n_cpu_moe."""
+    """Where the weights live: llama.cpp's n_gpu_layers and n_cpu_moe (see `offloaded`)."""
 
     n_gpu_layers: int
     n_cpu_moe: int = 0
+
+
+def offloaded(n_layer: int, n_gpu_layers: int) -> tuple[int, bool]:
+    """(blocks on the GPU, output layer on the GPU) for llama.cpp's n_gpu_layers.
+
+    This llama.cpp (src/llama-model.cpp, load_tensors) counts the output layer first: layers
+    il >= n_layer + 1 - n_gpu_layers are offloaded, il = n_layer being the output. So 1 puts
+    only the output on the GPU, k puts the output and the last k - 1 blocks, and n_layer + 1
+    (or any negative value) everything; fitbench.core.memory follows the same rule.
+    """
+    ngl = n_layer + 1 if n_gpu_layers < 0 else min(n_gpu_layers, n_layer + 1)
+    return max(ngl - 1, 0), ngl >= 1
 
 
 def experts_touched(n_expert: int, n_used: int, n_tokens: int) -> float:
@@ -69,11 +81,17 @@ def experts_touched(n_expert: int, n_used: int, n_tokens: int) -> float:
 
 
 def normalise(costs: LayerCosts, placement: Placement, has_gpu: bool) -> Placement:
-    """What llama.cpp really does: ngl capped at n_layer + 1, nothing offloaded without a GPU."""
+    """What llama.cpp really does: ngl capped at n_layer + 1 (negative: all), nothing offloaded
+    without a GPU, and n_cpu_moe counted only where it moves experts off a GPU block."""
     if not has_gpu:
         return Placement(0, 0)
-    ngl = max(0, min(placement.n_gpu_layers, costs.n_layer + 1))
-    ncmoe = max(0, min(placement.n_cpu_moe, costs.n_layer)) if costs.is_moe and ngl else 0
+    n = costs.n_layer
+    ngl = n + 1 if placement.n_gpu_layers < 0 else min(placement.n_gpu_layers, n + 1)
+    blocks, _ = offloaded(n, ngl)
+    ncmoe = placement.n_cpu_moe
+    ncmoe = n if ncmoe < 0 else min(ncmoe, n)  # -1: llama.cpp's --cpu-moe, every block
+    if not costs.is_moe or ncmoe <= n - blocks:  # experts of CPU blocks are on the CPU anyway
+        ncmoe = 0
     return Placement(ngl, ncmoe)
 
 
@@ -90,7 +108,8 @@ def step_features(
     """The amounts one step moves and computes, in the order of FEATURES (times them = seconds)."""
     p = normalise(costs, placement, has_gpu)
     n = costs.n_layer
-    first_gpu_block = n - min(p.n_gpu_layers, n)
+    gpu_blocks, output_on_gpu = offloaded(n, p.n_gpu_layers)
+    first_gpu_block = n - gpu_blocks
     op_offload = has_gpu and n_tokens >= OP_OFFLOAD_MIN_TOKENS
     share = (
         experts_touched(costs.n_expert, costs.n_expert_used, n_tokens) / costs.n_expert
@@ -133,7 +152,7 @@ def step_features(
             cpu_read += kv_read
             cpu_flops += attn_flops
     place(
-        p.n_gpu_layers > n,
+        output_on_gpu,
         costs.output_bytes,
         costs.output_bytes,
         2.0 * n_outputs * costs.output_params,

@@ -36,9 +36,23 @@ def _get(d: Mapping[str, Any] | None, *keys: str) -> Any:
     return d
 
 
+def gpu_vram_bytes(hardware: Mapping[str, Any]) -> list[int]:
+    """Total VRAM per GPU from a hardware dict, as HardwareReport.gpu_vram_bytes() gives it:
+    NVML's GPUs, else llama.cpp's discrete GPUs (Metal, Vulkan, ROCm builds without NVML)."""
+    gpus = [g for g in hardware.get("gpus") or [] if isinstance(g, Mapping)]
+    if gpus:
+        return [int(g.get("vram_total_bytes") or 0) for g in gpus]
+    devices = _get(hardware, "llama_cpp", "devices") or []
+    return [
+        int(d["memory_total_bytes"])
+        for d in devices
+        if isinstance(d, Mapping) and d.get("type") == "gpu" and d.get("memory_total_bytes")
+    ]
+
+
 def has_gpu_offload(hardware: Mapping[str, Any]) -> bool:
     """A GPU and a llama.cpp build that can offload to it (unknown build support counts as yes)."""
-    if not hardware.get("gpus"):
+    if not gpu_vram_bytes(hardware):
         return False
     llama = hardware.get("llama_cpp") or {}
     for key in ("supports_gpu_offload", "gpu_offload"):
