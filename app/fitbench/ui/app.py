@@ -30,6 +30,9 @@ def run_app(quit_after_paint: bool = False) -> int:
     app = create_app()
     window = MainWindow()
     if quit_after_paint:
+        # the auto-started hardware detection is still running at first paint; nobody is there
+        # to answer "stop it and quit?", so stop it and quit once it has reported back
+        window.confirm_stop = lambda: True  # type: ignore[method-assign]
         window.first_paint.connect(lambda: QTimer.singleShot(0, app.quit))
     window.show()
     return app.exec()
