@@ -9,9 +9,18 @@ from typing import Any
 
 import pytest
 
-from fitbench.core import catalog, results
+from fitbench.core import catalog, memory, predict_fit, results, twin
 from fitbench.core.advise import AdviceError, recommend
-from fitbench.core.advise_candidates import GIB, QualityFloor
+from fitbench.core.advise_candidates import (
+    GIB,
+    CandidateBuilder,
+    Evidence,
+    QualityFloor,
+    capacity_of,
+)
+from fitbench.core.advise_memory import SOURCE_BUILTIN, PlannedMemory, compact_manifest
+from fitbench.core.layer_costs import catalog_costs
+from fitbench.core.predict import Placement, Predictor
 
 DATA = Path(__file__).parent / "data"
 MIXTRAL, LLAMA = "mixtral-8x7b-instruct", "llama-2-70b-chat"
@@ -196,4 +205,126 @@ def test_measured_oom_removes_the_placement() -> None:
     )  # fmt: skip
     advice = recommend([*records, oom], hardware=hardware, catalog=_catalog())
     assert advice.choice is not None
-    assert advice.choice.placement.n_gpu_layers != 33 or advice.choice.model.id != MIXTRAL
+    c = advice.choice
+    assert (c.model.id, c.placement.n_gpu_layers, c.placement.n_cpu_moe) != (MIXTRAL, 33, 0)
+
+
+def _gpu_machine(
+    gpus_gib: tuple[float, ...], ram_gib: float, fp: str = "gpu-box"
+) -> dict[str, Any]:
+    return {
+        "fingerprint": fp,
+        "cpu": {"physical_cores": 8, "ram_bandwidth_gbps": 50.0},
+        "ram": {"total_bytes": int(ram_gib * GIB), "usable_bytes": int(ram_gib * GIB)},
+        "gpus": [
+            {"vram_total_bytes": int(g * GIB), "bandwidth_gbps": 900.0, "pcie": {}}
+            for g in gpus_gib
+        ],
+        "llama_cpp": {"gpu_offload": True},
+    }
+
+
+@pytest.mark.parametrize("moe", [False, True])
+def test_compact_manifest_plans_byte_for_byte_like_the_full_one(moe: bool) -> None:
+    full = twin.manifest_for(twin.tiny_arch(moe=moe), "Q4_K_M")
+    compact = compact_manifest(full)
+    assert len(compact.tensors) < len(full.tensors)
+    n = full.n_layer
+    for ngl in range(n + 2):
+        for ncmoe in (0, 2) if moe else (0,):
+            for n_gpus, split in ((1, None), (2, (3.0, 1.0))):
+                for n_parallel in (1, 4):
+                    pl = memory.Placement(ngl, ncmoe, tensor_split=split)
+                    a = memory.plan(full, pl, 512, n_parallel, n_gpus=n_gpus)
+                    b = memory.plan(compact, pl, 512, n_parallel, n_gpus=n_gpus)
+                    assert (a.vram_bytes, a.ram_bytes) == (b.vram_bytes, b.ram_bytes)
+
+
+@pytest.mark.parametrize("gpus_gib", [(16.0,), (12.0, 8.0)])
+def test_advice_fits_exactly_what_fitbench_plan_fits(gpus_gib: tuple[float, ...]) -> None:
+    """Same planner, same manifest, same headroom rules: every placement `fitbench plan` lists
+    gets the same VRAM, RAM and verdict from the advice's candidate builder."""
+    hardware = _gpu_machine(gpus_gib, 24)
+    mixtral = _catalog().get(MIXTRAL)
+    capacity = capacity_of(hardware, True, 0.05, memory.DEFAULT_RAM_HEADROOM_BYTES)
+    planner = PlannedMemory(capacity.gpu_vram_bytes)
+    costs = catalog_costs(mixtral, "Q4_K_M")
+    prior = predict_fit.prior_from_hardware(hardware)
+    builder = CandidateBuilder(
+        evidence=Evidence([], lambda r: None, True),
+        predictor=Predictor(prior.values, True),
+        capacity=capacity,
+        memory_fn=planner,
+        prompt_tokens=512,
+    )
+    plans = memory.candidate_placements(
+        twin.manifest_for(mixtral, "Q4_K_M"),
+        [int(g * GIB) for g in gpus_gib],
+        24 * GIB,
+        n_ctx=4096,
+    )
+    assert {p.fits for p in plans} == {True, False}  # the limits bind somewhere
+    for p in plans:
+        placement = Placement(p.n_gpu_layers, p.n_cpu_moe)
+        c = builder.build(mixtral, "Q4_K_M", costs, placement, 4096, 1)
+        assert (c.vram_bytes.value, c.ram_bytes.value) == (p.vram_bytes, p.ram_bytes)
+        assert c.vram_bytes.basis == "predicted"
+        assert c.fits == p.fits, (placement, p.why_not)
+    advice = recommend(
+        [_scaled_twin_tg(MIXTRAL, 32, 20.0, fp="gpu-box")],
+        hardware=hardware,
+        catalog=catalog.Catalog((mixtral,)),
+    )
+    assert advice.choice is not None and advice.choice.placement.n_gpu_layers > 0
+    chosen = planner.plan(mixtral, "Q4_K_M", advice.choice.placement, 4096, 1)
+    assert chosen is not None and advice.choice.vram_bytes.value == chosen.vram_total
+    for need, have in zip(chosen.vram_bytes, gpus_gib, strict=True):
+        assert need <= have * GIB * 0.95
+    split = chosen.placement.tensor_split
+    if len(gpus_gib) > 1:  # the recipe carries the layer split the plan assumed
+        assert split and f"--tensor-split {','.join(f'{x:g}' for x in split)}" in (
+            advice.recipe or {}
+        ).get("llama_server", "")
+    d = advice.to_dict()
+    assert d["memory"]["manifests"] == {f"{MIXTRAL}/Q4_K_M": SOURCE_BUILTIN}
+    assert not d["memory"]["estimated"]
+    assert not any("coarse" in c for c in d["caveats"])
+
+
+def test_llama_cpp_gpu_without_nvml_counts_as_a_gpu() -> None:
+    """Metal / Vulkan: no NVML GPU, but llama.cpp's device memory is what the plan uses."""
+    hardware = _gpu_machine((), 64, fp="mac")
+    hardware["llama_cpp"] = {
+        "gpu_offload": True,
+        "devices": [{"name": "MTL0", "type": "gpu", "memory_total_bytes": 48 * GIB}],
+    }
+    advice = recommend(
+        [_scaled_twin_tg(MIXTRAL, 32, 20.0, fp="mac")], hardware=hardware, catalog=_catalog()
+    )
+    assert advice.choice is not None
+    assert advice.choice.placement.n_gpu_layers == 33  # 28 GB of Mixtral fits in 48 GiB
+    assert advice.limits["vram_usable_bytes"] == int(48 * GIB * 0.95)
+
+
+@pytest.mark.parametrize(
+    ("ngl", "ncmoe", "words"),
+    [
+        (0, 0, "0 of 32 layers on the GPU"),
+        (1, 0, "only the output layer on the GPU, all 32 layers on the CPU"),
+        (9, 0, "8 of 32 layers and the output on the GPU"),
+        (33, 0, "all 32 layers and the output on the GPU"),
+        (
+            33,
+            4,
+            "all 32 layers and the output on the GPU, experts of the first 4 layers on the CPU",
+        ),
+    ],
+)
+def test_placement_words_follow_llama_cpp_counting(ngl: int, ncmoe: int, words: str) -> None:
+    hardware = _gpu_machine((16.0,), 64)
+    advice = recommend(
+        [_scaled_twin_tg(MIXTRAL, 32, 20.0, fp="gpu-box")], hardware=hardware, catalog=_catalog()
+    )
+    assert advice.choice is not None
+    c = dataclasses.replace(advice.choice, placement=Placement(ngl, ncmoe))
+    assert c.gpu_layers_label == words

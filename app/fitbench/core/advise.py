@@ -30,13 +30,13 @@ from fitbench.core.advise_candidates import (
     MemoryFn,
     QualityFloor,
     capacity_of,
-    estimate_memory,
     placements_for,
     quality_of,
 )
+from fitbench.core.advise_memory import PlannedMemory
 from fitbench.core.advise_text import Explainer
 from fitbench.core.catalog import Catalog, Model
-from fitbench.core.layer_costs import LayerCosts, catalog_costs
+from fitbench.core.layer_costs import LayerCosts, catalog_costs, from_manifest
 from fitbench.core.predict import Placement, Predictor, catalog_costs_for, observations
 from fitbench.core.predict_fit import (
     Calibration,
@@ -72,6 +72,7 @@ class Advice:
     hardware_fingerprint: str
     hardware_needed: list[dict[str, Any]] = field(default_factory=list)
     limits: dict[str, Any] = field(default_factory=dict)
+    memory: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         choice = None
@@ -95,6 +96,7 @@ class Advice:
             "hardware_fingerprint": self.hardware_fingerprint,
             "hardware_needed": self.hardware_needed,
             "limits": self.limits,
+            "memory": self.memory,
         }
 
 
@@ -186,11 +188,19 @@ class _Context:
     floor: QualityFloor
     ctx: int
     costs: dict[tuple[str, str], LayerCosts]
+    planner: PlannedMemory | None
 
     def costs_of(self, model: Model, quant: str) -> LayerCosts:
+        """Per-block bytes from the manifest the memory planner uses, so speed and memory
+        describe the same file; the catalog's costs when there is no such manifest."""
         key = (model.id, quant)
         if key not in self.costs:
-            self.costs[key] = catalog_costs(model, quant)
+            manifest = self.planner.manifest(model, quant) if self.planner else None
+            self.costs[key] = (
+                from_manifest(manifest, f"{model.id}/{quant}")
+                if manifest is not None
+                else catalog_costs(model, quant)
+            )
         return self.costs[key]
 
     def build(self, model: Model, quant: str, placement: Placement, batch: int) -> Candidate:
@@ -265,14 +275,17 @@ def recommend(
     evidence = Evidence(records, costs_for, has_gpu)
     capacity = capacity_of(hardware, has_gpu, vram_headroom, ram_headroom_bytes)
     floor = quality_floor or QualityFloor()
+    planner = None
+    if memory_fn is None:  # the planner of `fitbench plan`, so both agree on what fits
+        planner = memory_fn = PlannedMemory(capacity.gpu_vram_bytes, vram_headroom=vram_headroom)
     builder = CandidateBuilder(
         evidence=evidence,
         predictor=Predictor(calibration.values, has_gpu),
         capacity=capacity,
-        memory_fn=memory_fn or estimate_memory,
+        memory_fn=memory_fn,
         prompt_tokens=prompt_tokens,
     )
-    cx = _Context(catalog, builder, capacity, floor, ctx, {})
+    cx = _Context(catalog, builder, capacity, floor, ctx, {}, planner)
     batch_list = sorted(set(batches)) if goal == "throughput" else [1]
 
     options: list[Candidate] = []  # fits and meets the floor, one per config at its best batch
@@ -288,10 +301,13 @@ def recommend(
                 fitting_models.add(model.id)
                 if not floor.allows(base.quality):
                     continue
-                per_config = [base] + [
-                    cx.build(model, q.quant, placement, b) for b in batch_list if b > 1
-                ]
-                per_config = [c for c in per_config if c.fits]
+                per_config = [base]
+                for b in batch_list:
+                    if b > 1:
+                        c = cx.build(model, q.quant, placement, b)
+                        if not c.fits:
+                            break  # memory only grows with the batch
+                        per_config.append(c)
                 ok = [c for c in per_config if _meets(c, goal, ttft_max_ms, itl_p95_max_ms)]
                 within.extend(ok)
                 options.append(
@@ -310,7 +326,7 @@ def recommend(
         "vram_usable_bytes": capacity.vram_bytes,
         "ram_usable_bytes": capacity.ram_bytes,
     }
-    explain = Explainer(goal, limits, calibration, points, evidence, memory_fn is None)
+    explain = Explainer(goal, limits, calibration, points, evidence, planner)
     if within:
         choice, tied = _pick(within, lambda c: _speed(c, goal))
     elif options:  # nothing meets the latency limit: the quickest to respond
@@ -333,23 +349,52 @@ def recommend(
         alternatives=alternatives,
         reasons=explain.reasons(choice, tied, options, catalog, fitting_models, needed, story),
         caveats=explain.caveats(choice, records),
-        recipe=None
-        if choice is None
-        else recipe(
-            choice.model,
-            choice.quant,
-            choice.placement.n_gpu_layers,
-            choice.placement.n_cpu_moe,
-            ctx,
-            choice.batch,
-            threads,
-        ),
+        recipe=_recipe(choice, ctx, threads, planner),
         moe_vs_dense=story,
         calibration=calibration,
         hardware_fingerprint=fingerprint,
         hardware_needed=needed,
         limits=limits,
+        memory=_memory_info(planner),  # last: every manifest the advice read is known by now
     )
+
+
+def _recipe(
+    choice: Candidate | None, ctx: int, threads: int, planner: PlannedMemory | None
+) -> dict[str, Any] | None:
+    if choice is None:
+        return None
+    p = choice.placement
+    out = recipe(
+        choice.model, choice.quant, p.n_gpu_layers, p.n_cpu_moe, ctx, choice.batch, threads
+    )
+    split = (
+        planner.tensor_split(choice.model, choice.quant, p, ctx, choice.batch) if planner else None
+    )
+    if split:  # the memory plan holds only with the layer split it assumed
+        text = ",".join(f"{x:g}" for x in split)
+        out["llama_server"] = out["llama_server"].replace(
+            " --host", f" --tensor-split {text} --host"
+        )
+        out["llama_cpp_python"] = out["llama_cpp_python"].removesuffix(")") + (
+            f", tensor_split=[{', '.join(f'{x:g}' for x in split)}])"
+        )
+        out["notes"].append(
+            f"The memory plan splits the layers {text.replace(',', ':')} over the GPUs; without "
+            "--tensor-split llama.cpp splits by free memory and a GPU may run out."
+        )
+    return out
+
+
+def _memory_info(planner: PlannedMemory | None) -> dict[str, Any]:
+    """Where VRAM and RAM come from, per model/quant the advice weighed."""
+    if planner is None:
+        return {"method": "given by the caller (memory_fn)", "manifests": {}, "estimated": []}
+    return {
+        "method": "fitbench.core.memory.plan, as `fitbench plan` (predicted)",
+        "manifests": dict(planner.sources),
+        "estimated": planner.estimated,
+    }
 
 
 def _meets(c: Candidate, goal: str, ttft_max_ms: float, itl_p95_max_ms: float) -> bool:

@@ -8,13 +8,15 @@ only ever inform the predictor: on their own they describe a model of the wrong 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fitbench.core.advise_memory import MemoryFn, PlannedMemory
 from fitbench.core.catalog import Model
 from fitbench.core.layer_costs import LayerCosts
-from fitbench.core.predict import Placement, Predictor, normalise, record_kind
+from fitbench.core.predict import Placement, Predictor, normalise, offloaded, record_kind
+from fitbench.core.predict_fit import gpu_vram_bytes
 
 GIB = 1024**3
 MEASURED_REAL, MEASURED_TWIN, PREDICTED = "measured-real", "measured-twin", "predicted"
@@ -121,68 +123,37 @@ class Capacity:
     has_gpu: bool
     vram_headroom: float
     ram_headroom_bytes: int
+    gpu_vram_bytes: tuple[int, ...] = ()  # each GPU's total, before headroom
 
-    def fits(self, vram: float, ram: float) -> bool:
-        return vram <= self.vram_bytes and ram <= self.ram_bytes
+    def fits(self, vram: float, ram: float, per_gpu: Sequence[int] | None = None) -> bool:
+        """Within the usable RAM, and VRAM per GPU as `fitbench plan` checks it when the plan
+        per GPU is known (else all GPUs together)."""
+        if ram > self.ram_bytes:
+            return False
+        if per_gpu is not None and len(per_gpu) == self.n_gpus and vram <= sum(per_gpu):
+            limit = 1 - self.vram_headroom
+            return all(
+                need <= have * limit
+                for need, have in zip(per_gpu, self.gpu_vram_bytes, strict=True)
+            )
+        return vram <= self.vram_bytes
 
 
 def capacity_of(
     hardware: Mapping[str, Any], has_gpu: bool, vram_headroom: float, ram_headroom_bytes: int
 ) -> Capacity:
-    gpus = [g for g in hardware.get("gpus") or [] if isinstance(g, Mapping)]
-    vram = sum(int(g.get("vram_total_bytes") or 0) for g in gpus) if has_gpu else 0
+    gpus = gpu_vram_bytes(hardware) if has_gpu else []
     ram_info = hardware.get("ram") or {}
     ram_total = int(ram_info.get("usable_bytes") or ram_info.get("total_bytes") or 0)
     return Capacity(
-        vram_bytes=int(vram * (1 - vram_headroom)),
+        vram_bytes=int(sum(gpus) * (1 - vram_headroom)),
         ram_bytes=max(0, ram_total - ram_headroom_bytes),
-        n_gpus=len(gpus) if has_gpu else 0,
+        n_gpus=len(gpus),
         has_gpu=has_gpu,
         vram_headroom=vram_headroom,
         ram_headroom_bytes=ram_headroom_bytes,
+        gpu_vram_bytes=tuple(gpus),
     )
-
-
-# (model, quant, costs, placement, ctx, n_parallel) -> (VRAM bytes, RAM bytes)
-MemoryFn = Callable[[Model, str, LayerCosts, Placement, int, int], tuple[int, int]]
-
-CUDA_RUNTIME_BYTES = 400 * 1024**2  # CUDA context + cuBLAS workspace, seen on any offload
-RUNTIME_RAM_BYTES = 512 * 1024**2  # the Python process, llama.cpp and the vocabulary
-
-
-def estimate_memory(
-    model: Model, quant: str, costs: LayerCosts, placement: Placement, ctx: int, n_parallel: int
-) -> tuple[int, int]:
-    """Bytes per side when no memory plan is at hand: weights where they live, KV cache, buffers.
-
-    A coarse stand-in for fitbench.core.memory's planner (llama.cpp's compute buffers are
-    estimated from the logits and attention scores of one 512-token ubatch).
-    """
-    n = costs.n_layer
-    ngl = min(placement.n_gpu_layers, n + 1)
-    first_gpu = n - min(ngl, n)
-    vram = ram = 0.0
-    kv_block = ctx * n_parallel * costs.kv_bytes_per_token_per_layer
-    for i, b in enumerate(costs.blocks):
-        on_gpu = i >= first_gpu
-        experts_gpu = on_gpu and i >= placement.n_cpu_moe
-        vram += (b.dense_bytes + kv_block) if on_gpu else 0
-        ram += 0 if on_gpu else b.dense_bytes + kv_block
-        vram += b.expert_bytes if experts_gpu else 0
-        ram += 0 if experts_gpu else b.expert_bytes
-    n_vocab = costs.output_params // max(costs.n_embd, 1)
-    # token embeddings stay on the host (a row lookup); same size as the output matrix here
-    ram += costs.output_bytes + RUNTIME_RAM_BYTES
-    compute = 512 * n_vocab * 4 + 512 * ctx * 4 * max(costs.n_embd // 128, 1)
-    if ngl > n:
-        vram += costs.output_bytes
-    else:
-        ram += costs.output_bytes
-    if ngl > 0:
-        vram += CUDA_RUNTIME_BYTES + compute
-    else:
-        ram += compute
-    return int(vram), int(ram)
 
 
 def placements_for(costs: LayerCosts, has_gpu: bool) -> list[Placement]:
@@ -304,10 +275,16 @@ class Candidate:
 
     @property
     def gpu_layers_label(self) -> str:
-        ngl = min(self.placement.n_gpu_layers, self.n_layer)
-        text = f"{ngl} of {self.n_layer} layers on the GPU"
-        if self.placement.n_gpu_layers > self.n_layer:
+        """In words, since llama.cpp's n_gpu_layers counts the output layer first."""
+        blocks, output = offloaded(self.n_layer, self.placement.n_gpu_layers)
+        if blocks == self.n_layer:
             text = f"all {self.n_layer} layers and the output on the GPU"
+        elif blocks:
+            text = f"{blocks} of {self.n_layer} layers and the output on the GPU"
+        elif output:
+            text = f"only the output layer on the GPU, all {self.n_layer} layers on the CPU"
+        else:
+            text = f"0 of {self.n_layer} layers on the GPU"
         if self.placement.n_cpu_moe:
             text += f", experts of the first {self.placement.n_cpu_moe} layers on the CPU"
         return text
@@ -378,6 +355,11 @@ class CandidateBuilder:
             step_ms = batch / aggregate.value * 1e3
             itl = Value(step_ms * ev.p95_over_p50, PREDICTED)
         vram_plan, ram_plan = self.memory_fn(model, quant, costs, placement, ctx, batch)
+        per_gpu = (
+            self.memory_fn.per_gpu(model, quant, placement, ctx, batch)
+            if isinstance(self.memory_fn, PlannedMemory)
+            else None
+        )
         vram_meas, ram_meas = ev.memory_peaks(key)
         # the larger of plan and measured peak: a measurement at a short context can undershoot
         vram = vram_meas if vram_meas and (vram_meas.value or 0) > vram_plan else None
@@ -399,7 +381,7 @@ class CandidateBuilder:
             vram_bytes=vram,
             ram_bytes=ram,
             quality=quality_of(model, quant),
-            fits=self.capacity.fits(vram.value or 0, ram.value or 0) and not failed,
+            fits=self.capacity.fits(vram.value or 0, ram.value or 0, per_gpu) and not failed,
             failed=failed,
             n_layer=costs.n_layer,
             active_bytes=costs.active_bytes_per_token,

@@ -16,6 +16,7 @@ from fitbench.core.advise_candidates import (
     Candidate,
     Evidence,
 )
+from fitbench.core.advise_memory import PlannedMemory
 from fitbench.core.catalog import Catalog
 from fitbench.core.predict import Observation
 from fitbench.core.predict_fit import Calibration, leave_one_group_out
@@ -41,14 +42,14 @@ class Explainer:
         calibration: Calibration,
         points: Sequence[Observation],
         evidence: Evidence,
-        memory_estimated: bool,
+        planner: PlannedMemory | None,
     ) -> None:
         self.goal = goal
         self.limits = limits
         self.calibration = calibration
         self.points = points
         self.evidence = evidence
-        self.memory_estimated = memory_estimated
+        self.planner = planner  # None: the caller's memory_fn, which speaks for itself
         self.extra: list[str] = []
 
     def missed_limit(self, choice: Candidate) -> None:
@@ -282,10 +283,11 @@ class Explainer:
                 f"{scaled} measurement(s) were on scaled twins (fewer layers than the model); they "
                 "inform the predictor's per-layer costs, extrapolated to the full depth."
             )
-        if self.memory_estimated:
+        if self.planner is not None and self.planner.estimated:
             out.append(
-                "VRAM and RAM are coarse estimates (weights where they live, KV cache, compute "
-                "buffers), or measured peaks where larger."
+                "VRAM and RAM of " + ", ".join(self.planner.estimated) + " are coarse estimates "
+                "(no tensor manifest for these quants: weights where they live, KV cache, compute "
+                "buffers), or measured peaks where larger; `fitbench plan` cannot plan them either."
             )
         if not self.evidence.p95_ratio_measured:
             out.append(

@@ -70,6 +70,7 @@ __all__ = [
     "download_file",
     "download_quant",
     "hf_cache_dir",
+    "local_path",
     "remote_file",
 ]
 
@@ -560,6 +561,26 @@ def _download(
         compat_checked=compat_checked,
         seconds=time.monotonic() - started,
     )
+
+
+def local_path(model: catalog_mod.Model, quant: str) -> Path | None:
+    """The downloaded file of a catalog quant on this machine, else None; never asks the Hub.
+
+    Looks where download_quant puts it: the Hugging Face cache (a single file or the first
+    llama.cpp shard), or FitBench's joined copy of TheBloke-style split parts.
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    q = model.quant(quant)
+    if q.is_joined:
+        joined = store.joined_dir() / store.repo_folder(model.repo)
+        found = sorted(joined.glob(f"*/{q.file}"))
+        return found[0] if found else None
+    filename = q.parts[0] if q.is_sharded else q.file
+    cached = try_to_load_from_cache(
+        model.repo, filename, cache_dir=store.hf_cache_dir(), revision=model.revision
+    )
+    return Path(cached) if isinstance(cached, str) and Path(cached).is_file() else None
 
 
 def download_quant(
