@@ -136,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['deviation_pct']:>+13.1f}% |"
         )
     if a.json is not None:
-        a.json.write_text(json.dumps({"args": vars(a) | {"json": str(a.json)}, "rows": rows}, indent=1))
+        a.json.write_text(
+            json.dumps({"args": vars(a) | {"json": str(a.json)}, "rows": rows}, indent=1)
+        )
     return 0
 
 

@@ -6,8 +6,8 @@ import pytest
 
 from fitbench.core.bench.config import (
     BenchConfig,
-    ConfigError,
     BenchTest,
+    ConfigError,
     expand,
     parse_int_list,
     standard_tests,

@@ -35,17 +35,17 @@ def test_cpu_only_machine_too_small_gets_scaled_twins() -> None:
     assert len(plan.configs) == 2
     for cfg in plan.configs:
         assert cfg.source == "scaled-twin" and cfg.n_gpu_layers == 0
-        assert cfg.n_layer_file == quick.SCALED_LAYERS
+        assert cfg.n_layer_file == quick.SCALED_LAYERS_CPU
         assert [t.name for t in cfg.tests] == [
             "pp256",
             "tg64",
-            "batch B1 tg32",
-            "batch B4 tg32",
-            "batch B16 tg32",
+            "batch B1 tg16",
+            "batch B4 tg16",
+            "batch B16 tg16",
         ]
         assert cfg.reps == 2 and cfg.n_threads == 2
     assert {c.n_layer_model for c in plan.configs} == {32, 80}
-    assert all("scaled twin of 4" in note for note in plan.notes)
+    assert sum("scaled twin of 2" in note for note in plan.notes) == 2
 
 
 def test_big_gpu_gets_full_twins_and_the_interesting_placements(
@@ -167,7 +167,7 @@ def test_downloaded_real_file_is_measured_as_real(tmp_path: Path, isolated_dirs:
     (cfg,) = plan.configs
     assert Path(cfg.model_path) == cached
     assert cfg.source == "real" and cfg.model_id == "tiny" and cfg.quant == "Q8_0"
-    assert "downloaded real file" in plan.notes[0]
+    assert any("downloaded real file" in note for note in plan.notes)
     records = [
         e.record
         for e in run_sweep([cfg.with_(repack=False)], store=open_store())
@@ -180,3 +180,12 @@ def test_downloaded_real_file_is_measured_as_real(tmp_path: Path, isolated_dirs:
         ("batch", 2, "ok"),
     ]
     assert all(r["source"] == "real" and r["n_layer_file"] == 2 for r in records)
+
+
+def test_a_busy_machine_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(quick.os, "getloadavg", lambda: (6.0, 5.0, 4.0))
+    notes = quick.quick_plan(hw([], 24 * GiB), catalog_mod.load(), prepare=False).notes
+    assert any("machine is busy (load average 6.0 on 2 cores)" in n for n in notes)
+    monkeypatch.setattr(quick.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    notes = quick.quick_plan(hw([], 24 * GiB), catalog_mod.load(), prepare=False).notes
+    assert not any("busy" in n for n in notes)

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from fitbench.core.bench.config import BenchConfig, BenchTest, standard_tests
 from fitbench.core.bench.worker import MARK
 from fitbench.core.results import LLAMA_BENCH_FIELDS, validate
@@ -157,3 +159,37 @@ def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "fitbench worker: not a benchmark config" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _gpu_offload() -> bool:
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+@pytest.mark.skipif(not _gpu_offload(), reason="needs a GPU build of llama-cpp-python and a GPU")
+def test_expert_offload_moves_the_expert_bytes_from_gpu_to_cpu_buffers(
+    tmp_path: Path, tiny_moe_twin: Path
+) -> None:
+    """llama.cpp's own buffer sizes: with all experts on the CPU, the GPU model buffer shrinks
+    and the host buffers grow by the bytes of the expert tensors."""
+    tg = (BenchTest("tg", n_gen=2),)
+    expert_bytes = sum(_expert_tensors(tiny_moe_twin).values())
+    buffers = {}
+    for ncmoe in (0, -1):
+        rc, recs, _, err = run_worker(tmp_path, config(tiny_moe_twin, tg, n_cpu_moe=ncmoe, reps=1))
+        assert rc == 0, err
+        buffers[ncmoe] = recs[0]["buffer_bytes"]["model"]
+
+    def is_host(name: str) -> bool:  # CPU, CPU_Mapped, CUDA_Host (pinned host memory)
+        return name.startswith("CPU") or "host" in name.lower()
+
+    def host(b: dict[str, int]) -> int:
+        return sum(v for k, v in b.items() if is_host(k))
+
+    def gpu(b: dict[str, int]) -> int:
+        return sum(v for k, v in b.items() if not is_host(k))
+
+    tolerance = 0.02 * expert_bytes + 64 * 1024  # the log rounds to 0.01 MiB per buffer
+    assert abs(host(buffers[-1]) - host(buffers[0]) - expert_bytes) < tolerance
+    assert abs(gpu(buffers[0]) - gpu(buffers[-1]) - expert_bytes) < tolerance

@@ -75,7 +75,7 @@ def test_a_record_survives_a_process_that_dies_without_closing(tmp_path: Path) -
 def test_unusable_database_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "results.sqlite3"
     bad.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(store.StoreError, match="results.sqlite3"):
+    with pytest.raises(store.StoreError, match=r"results\.sqlite3"):
         store.open_store(bad)
 
 
@@ -84,5 +84,5 @@ def test_unknown_run_and_empty_export_are_clear_errors(tmp_path: Path) -> None:
         run = db.add_run()
         with pytest.raises(store.StoreError, match="no records"):
             db.export_jsonl(run, tmp_path / "x.jsonl")
-        with pytest.raises(store.StoreError, match="no run 'nope'"):
+        with pytest.raises(store.StoreError, match=r"no run 'nope'"):
             db.get_run("nope")

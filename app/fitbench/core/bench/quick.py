@@ -14,6 +14,7 @@ best placement.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from collections.abc import Callable, Mapping
@@ -31,7 +32,10 @@ QUICK_GEN = 64
 QUICK_REPS = 2
 QUICK_BATCHES = (1, 4, 16)
 QUICK_BATCH_GEN = 32
-SCALED_LAYERS = 4
+QUICK_BATCH_GEN_CPU = 16  # CPU-only: B=16 x 32 steps alone would take minutes on a few cores
+SCALED_LAYERS = 4  # blocks of a scaled twin with a GPU to run it
+SCALED_LAYERS_CPU = 2  # CPU-only: every block costs seconds per test on a few cores
+BUSY_LOAD_PER_CORE = 0.5  # load average per core above which the machine is called busy
 DISK_MARGIN = 2 << 30
 
 Progress = Callable[[str, int, int], None]  # (what, done bytes, total bytes)
@@ -154,6 +158,20 @@ def _choose_file(
     return "scaled-twin", scaled, layers, placements(scaled, m, n_ctx), note
 
 
+def _busy_note(threads: int) -> str:
+    """A sentence when other processes already keep the cores busy (results will be slow)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows
+        return ""
+    if load > BUSY_LOAD_PER_CORE * threads:
+        return (
+            f"the machine is busy (load average {load:.1f} on {threads} cores): other programs "
+            "compete with the benchmark, so speeds will be low and noisy"
+        )
+    return ""
+
+
 def quick_plan(
     hardware: Any,
     catalog: Catalog,
@@ -162,7 +180,7 @@ def quick_plan(
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     n_threads: list[int] | int | None = None,
-    scaled_layers: int = SCALED_LAYERS,
+    scaled_layers: int | None = None,
     n_prompt: int = QUICK_PROMPT,
     n_gen: int = QUICK_GEN,
     reps: int = QUICK_REPS,
@@ -177,11 +195,17 @@ def quick_plan(
     from fitbench.core.twin import twin_for
 
     m = Machine.from_hardware(hardware)
+    if scaled_layers is None:
+        scaled_layers = SCALED_LAYERS if m.gpu_vram else SCALED_LAYERS_CPU
+    batch_gen = QUICK_BATCH_GEN if m.gpu_vram else QUICK_BATCH_GEN_CPU
     if isinstance(n_threads, list):
         n_threads = n_threads[0] if n_threads else None
     threads = int(n_threads or m.threads)
     n_ctx = n_prompt + n_gen
     out = QuickPlan()
+    busy = _busy_note(threads)
+    if busy:
+        out.notes.append(busy)
     for model in catalog.models:
         if model_ids is not None and model.id not in model_ids:
             continue
@@ -214,9 +238,9 @@ def quick_plan(
             tests: tuple[BenchTest, ...] = base_tests
             if i == 0:  # the batch curve on the best placement, where its KV cache fits
                 curve = [
-                    BenchTest("batch", n_gen=QUICK_BATCH_GEN, n_parallel=b)
+                    BenchTest("batch", n_gen=batch_gen, n_parallel=b)
                     for b in batches
-                    if _fits(manifest, pl, m, QUICK_BATCH_GEN + 1, b)
+                    if _fits(manifest, pl, m, batch_gen + 1, b)
                 ]
                 tests = base_tests + tuple(curve)
             n_cpu_moe = -1 if pl.n_cpu_moe >= manifest.n_layer else pl.n_cpu_moe

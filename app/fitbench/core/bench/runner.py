@@ -356,7 +356,11 @@ class SweepRunner:
                         yield RecordReady(record)
                 elif self._on_stderr(attempt, line):
                     worker.ack()
-            attempt.returncode = worker.proc.wait(timeout=30)
+            try:
+                attempt.returncode = worker.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # output closed but the process lingers
+                worker.stop()
+                attempt.returncode = worker.proc.returncode
         finally:
             if worker.proc.poll() is None:  # the consumer stopped iterating: never leave a worker
                 worker.stop()

@@ -116,10 +116,11 @@ class Worker:
         ll, cfg = self.ll, self.cfg
         llama_cpp.llama_backend_init()
         self.has_gpu = bool(ll.gpu_names())
-        n_cpu_moe = cfg.n_cpu_moe
-        if n_cpu_moe < 0:
-            n_cpu_moe = 4096  # every block (llama.cpp's --cpu-moe); patterns past the end are inert
-        self.overrides = ll.Overrides(ll.expert_patterns(n_cpu_moe))
+        # all blocks: one pattern, as llama.cpp's --cpu-moe (llama.cpp compiles every pattern
+        # for every tensor, so never one per possible block)
+        every = cfg.n_cpu_moe < 0
+        patterns = [ll.FFN_EXPS_REGEX] if every else ll.expert_patterns(cfg.n_cpu_moe)
+        self.overrides = ll.Overrides(patterns)
         emit("loading", path=cfg.model_path)
         self.log.capturing = True
         self.log.clear()
