@@ -10,7 +10,8 @@ Placement rules of this llama.cpp:
   output layer is the first to be offloaded (n_gpu_layers=1: only the output on the GPU);
 - token embeddings (the input layer) always stay on the host;
 - n_cpu_moe = N keeps the routed-expert tensors of layers 0..N-1 on the CPU (`blk.i.ffn_*_exps`);
-- several GPUs share the offloaded layers in proportion to tensor_split (split_mode "layer");
+- several GPUs: fitbench.core.multigpu holds llama.cpp's split rules (layer split in float32 as
+  llama.cpp computes it, row, tensor parallelism, pipeline-parallel input copies);
 - the KV cache of a layer lives with the layer (offload_kqv, the default).
 Host RAM: llama.cpp maps the file with MAP_POPULATE and unmaps only what lies before the first and
 after the last CPU-resident tensor, so the expected RSS holds that whole file range.
@@ -20,11 +21,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
+from fitbench.core import multigpu
 from fitbench.core.tensors import ModelManifest, TensorInfo
 
 MiB = 1 << 20
@@ -76,7 +78,7 @@ class Placement:
     n_cpu_moe: int = 0  # experts of layers 0..n_cpu_moe-1 on the CPU; >= n_layer: all experts
     tensor_split: tuple[float, ...] | None = None
     main_gpu: int = 0
-    split_mode: str = "layer"  # "layer" | "row" | "none"
+    split_mode: str = "layer"  # "layer" | "row" | "none" | "tensor" (see multigpu)
 
     def label(self, n_layer: int | None = None) -> str:
         ngl = "all" if n_layer is not None and self.n_gpu_layers > n_layer else self.n_gpu_layers
@@ -100,6 +102,7 @@ class MemoryPlan:
     devices: dict[str, dict[str, int]]  # "CPU", "GPU0", ...: weights/kv/compute/... bytes
     gpu_layers: int  # repeating layers on a GPU
     output_on_gpu: bool
+    layer_devices: tuple[int | None, ...] = ()  # layers 0..n_layer (output last): GPU or None
 
     @property
     def vram_total(self) -> int:
@@ -240,6 +243,18 @@ def kv_cells(n_ctx: int, n_parallel: int = 1) -> int:
     return per_stream * n_parallel
 
 
+def kv_bytes_per_layer(
+    manifest: ModelManifest, cells: int, type_k: str = "f16", type_v: str = "f16"
+) -> list[int]:
+    """K + V cache bytes of each layer for `cells` KV cells."""
+    hp = _hparams(manifest)
+    tk, tv = ggml_kv_type(type_k), ggml_kv_type(type_v)
+    return [
+        (_row_bytes(tk, hp.n_embd_k_gqa(il)) + _row_bytes(tv, hp.n_embd_v_gqa(il))) * cells
+        for il in range(hp.n_layer)
+    ]
+
+
 def kv_bytes_per_token(manifest: ModelManifest, type_k: str = "f16", type_v: str = "f16") -> int:
     hp = _hparams(manifest)
     tk, tv = ggml_kv_type(type_k), ggml_kv_type(type_v)
@@ -261,28 +276,9 @@ def compute_buffer_bytes(hp: _Hparams, n_kv: int, n_tokens: int, flash_attn: boo
 
 def _layer_devices(n_layer: int, p: Placement, n_gpus: int) -> list[int | None]:
     """Device of layers 0..n_layer (the last = output): a GPU index, or None for the CPU."""
-    ngl = p.n_gpu_layers if p.n_gpu_layers >= 0 else n_layer + 1
-    if n_gpus == 0:
-        return [None] * (n_layer + 1)
-    i_gpu_start = max(n_layer + 1 - ngl, 0)
-    act = min(ngl, n_layer + 1)
-    if p.split_mode in ("none", "row") or n_gpus == 1:
-        return [p.main_gpu if il >= i_gpu_start else None for il in range(n_layer + 1)]
-    split = list(p.tensor_split or (1.0,) * n_gpus)[:n_gpus]
-    split += [0.0] * (n_gpus - len(split))
-    total = sum(split) or 1.0
-    bounds, acc = [], 0.0
-    for s in split:
-        acc += s
-        bounds.append(acc / total)
-    devices: list[int | None] = []
-    for il in range(n_layer + 1):
-        if il < i_gpu_start:
-            devices.append(None)
-            continue
-        x = (il - i_gpu_start) / act
-        devices.append(next((g for g, b in enumerate(bounds) if b > x), n_gpus - 1))
-    return devices
+    return multigpu.layer_devices(
+        n_layer, p.n_gpu_layers, n_gpus, p.split_mode, p.main_gpu, p.tensor_split
+    )
 
 
 def _tensor_device(t: TensorInfo, layer_dev: list[int | None], p: Placement) -> int | None:
@@ -312,16 +308,24 @@ def plan(
     host_runtime_bytes: int = HOST_RUNTIME_BYTES,
 ) -> MemoryPlan:
     """Bytes per device for this placement. n_gpus defaults to len(tensor_split), else 1 when
-    anything is offloaded, else 0 (a CPU-only run)."""
+    anything is offloaded, else 0 (a CPU-only run). Split mode "tensor" plans with flash
+    attention, which llama.cpp turns on for it."""
     if n_ctx <= 0 or n_parallel <= 0 or n_ubatch <= 0:
         raise ValueError("n_ctx, n_parallel and n_ubatch must be positive")
+    p = placement
+    flash_attn = flash_attn or p.split_mode == "tensor"
     if not flash_attn and ggml_kv_type(type_v) not in (0, 1, 30):
         raise ValueError(f"a quantized V cache ({type_v}) needs flash attention in llama.cpp")
     hp = _hparams(manifest)
-    p = placement
     if n_gpus is None:
         n_gpus = len(p.tensor_split) if p.tensor_split else (1 if p.n_gpu_layers != 0 else 0)
     layer_dev = _layer_devices(hp.n_layer, p, n_gpus)
+    tp = None
+    if p.split_mode == "tensor" and n_gpus > 1:
+        tp = multigpu.TensorParallel(
+            manifest, n_gpus, tuple(p.tensor_split or ()), hp.n_head, hp.n_head_kv,
+            hp.head_k, hp.head_v,
+        )  # fmt: skip
     names = ["CPU"] + [f"GPU{g}" for g in range(n_gpus)]
     dev: dict[str, dict[str, int]] = {
         n: {"weights": 0, "kv": 0, "compute": 0, "work": 0, "output": 0, "overhead": 0}
@@ -334,7 +338,12 @@ def plan(
     cpu_tensors: list[TensorInfo] = []
     for t in manifest.tensors:
         d = _tensor_device(t, layer_dev, p)
-        if p.split_mode == "row" and d is not None and n_gpus > 1 and len(t.shape) >= 2:
+        if tp is not None and d is not None:
+            for g, part in enumerate(tp.weight_bytes(t)):
+                dev[key(g)]["weights"] += part
+            continue
+        # row split: 2-D matrices only (expert tensors are 3-D: MUL_MAT_ID has no split buffers)
+        if p.split_mode == "row" and d is not None and n_gpus > 1 and len(t.shape) == 2:
             fractions = list(p.tensor_split or (1.0,) * n_gpus)
             for g, f in enumerate(fractions[:n_gpus]):
                 dev[key(g)]["weights"] += int(t.n_bytes * f / sum(fractions))
@@ -346,11 +355,19 @@ def plan(
         # tied embeddings: llama.cpp duplicates token_embd as the output matrix on its device
         embd = next((t for t in manifest.tensors if t.name == "token_embd.weight"), None)
         if embd is not None and layer_dev[hp.n_layer] is not None:
-            dev[key(layer_dev[hp.n_layer])]["weights"] += embd.n_bytes
+            owners: list[int | None] = [layer_dev[hp.n_layer]]
+            if tp is not None:
+                owners = list(range(n_gpus))  # mirrored on every GPU under "tensor"
+            for g_owner in owners:
+                dev[key(g_owner)]["weights"] += embd.n_bytes
 
     cells = kv_cells(n_ctx, n_parallel)
     tk, tv = ggml_kv_type(type_k), ggml_kv_type(type_v)
     for il in range(hp.n_layer):
+        if tp is not None and layer_dev[il] is not None:
+            for g, part in enumerate(tp.kv_bytes(il, tk, tv, cells)):
+                dev[key(g)]["kv"] += part
+            continue
         kv = (_row_bytes(tk, hp.n_embd_k_gqa(il)) + _row_bytes(tv, hp.n_embd_v_gqa(il))) * cells
         dev[key(layer_dev[il])]["kv"] += kv
 
@@ -366,10 +383,24 @@ def plan(
     else:
         for g in gpus_with_layers:
             dev[key(g)]["compute"] = full_graph
+        if tp is not None:  # each GPU computes its share of heads and n_ff (not calibrated)
+            for g, share in enumerate(tp.shares()):
+                hp_share = replace(
+                    hp, n_ff=math.ceil(hp.n_ff * share), n_head=math.ceil(hp.n_head * share)
+                )
+                dev[key(g)]["compute"] = compute_buffer_bytes(hp_share, n_kv_stream, n_tokens, True)
+        n_devices = 1 if p.split_mode in ("none", "tensor") else n_gpus
+        if multigpu.uses_pipeline_parallel(
+            hp.n_layer, p.n_gpu_layers, n_devices, p.split_mode, p.n_cpu_moe
+        ):
+            extra = multigpu.pipeline_copy_bytes(n_tokens, hp.n_embd, n_kv_stream, flash_attn)
+            for g in gpus_with_layers:
+                dev[key(g)]["compute"] += extra
         # host side: the input embeddings always, the whole graph if layers stay on the CPU
         any_cpu_layer = any(d is None for d in layer_dev)
         dev["CPU"]["compute"] = full_graph + cpu_work if any_cpu_layer else n_tokens * 4 * hp.n_embd
-    for g in range(n_gpus):
+    # a CUDA context on every GPU llama.cpp uses: with split mode "none" only main_gpu
+    for g in [p.main_gpu] if p.split_mode == "none" and n_gpus else range(n_gpus):
         dev[key(g)]["overhead"] = gpu_runtime_bytes
     dev["CPU"]["output"] = 4 * hp.n_vocab * n_parallel
     dev["CPU"]["overhead"] = host_runtime_bytes
@@ -401,6 +432,7 @@ def plan(
         devices=dev,
         gpu_layers=sum(1 for d in layer_dev[:-1] if d is not None),
         output_on_gpu=layer_dev[-1] is not None,
+        layer_devices=tuple(layer_dev),
     )
 
 
@@ -419,7 +451,9 @@ def candidate_placements(
     """Every placement worth benchmarking, with its memory and whether it fits.
 
     n_gpu_layers from 0 to all (every layer_step layers, default about 8 points), and for MoE
-    models the expert-on-CPU variants (all layers offloaded, experts of N layers on CPU).
+    models the expert-on-CPU variants (all layers offloaded, experts of N layers on CPU). With
+    several GPUs each placement gets the layer split that leaves the most room on its fullest
+    GPU (multigpu.propose_split), and fits only with the headroom free on every GPU.
     """
     n_layer = manifest.n_layer
     n_gpus = len(gpus_vram_bytes)
@@ -437,7 +471,13 @@ def candidate_placements(
                 placements.append(Placement(n_layer + 1, n_cpu_moe=n, tensor_split=split))
     out = []
     for pl in placements:
-        mp = plan(manifest, pl, n_ctx, n_parallel, n_gpus=n_gpus, **plan_kwargs)
+        if n_gpus > 1 and pl.n_gpu_layers:
+            mp = multigpu.propose_split(
+                manifest, gpus_vram_bytes, pl, n_ctx, n_parallel,
+                vram_headroom=vram_headroom, **plan_kwargs,
+            ).plan  # fmt: skip
+        else:
+            mp = plan(manifest, pl, n_ctx, n_parallel, n_gpus=n_gpus, **plan_kwargs)
         reasons = []
         for g, (need, have) in enumerate(zip(mp.vram_bytes, gpus_vram_bytes, strict=False)):
             if need > have * (1 - vram_headroom):
@@ -468,6 +508,7 @@ __all__ = [
     "best_fitting",
     "candidate_placements",
     "compute_buffer_bytes",
+    "kv_bytes_per_layer",
     "kv_bytes_per_token",
     "kv_cells",
     "plan",
