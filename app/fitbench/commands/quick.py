@@ -1,17 +1,164 @@
-"""`fitbench quick` (not built yet)."""
+"""`fitbench quick`: the one-click job, headless.
+
+detect -> plan -> benchmark both catalog models (real files where downloaded, else twins) ->
+recommend -> PDF. Models are measured one after the other, so a machine whose disk holds only one
+full-size twin at a time still measures both at full size (the twin cache makes room).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
 
-from fitbench.commands._common import not_implemented
+from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, print_json
 
 HELP = "the one-click job, headless: detect, plan, benchmark, recommend, PDF"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--pdf", type=Path, default=Path("fitbench-report.pdf"), help="report to write"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="results JSONL (default: beside the PDF)"
+    )
+    parser.add_argument("--goal", default="interactive", choices=("interactive", "throughput"))
+    parser.add_argument(
+        "--model", action="append", default=None, metavar="ID", help="only these catalog ids"
+    )
+    parser.add_argument("-t", "--threads", type=int, default=None, help="CPU threads")
+    parser.add_argument("--json", action="store_true", help="machine-readable summary")
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _make_room_for_twin(model: Any, quant: str) -> None:
+    """Evict least-recently-used cached twins when this model's full twin would not fit on disk."""
+    from fitbench.core import paths
+    from fitbench.core.bench.quick import DISK_MARGIN
+    from fitbench.core.twin import cached_twins, clean_twin_cache, manifest_for, twin_size
+
+    if any(p.name.startswith(f"{model.id}.{quant}.") for p in cached_twins()):
+        return
+    needed = twin_size(manifest_for(model, quant)) + DISK_MARGIN
+    free = shutil.disk_usage(paths.twins_dir()).free
+    cached = sum(p.stat().st_size for p in cached_twins())
+    if free >= needed or free + cached < needed:
+        return
+    removed = clean_twin_cache(max_bytes=cached - (needed - free))
+    if removed:
+        _say(f"quick: removed {len(removed)} cached twin(s) to make room for {model.id}")
+
+
+def _sweep(configs: list[Any], store: Any, out: Path, hw: dict[str, Any], fp: str) -> list[Any]:
+    from fitbench.commands.bench import format_record
+    from fitbench.core.bench import events as ev
+    from fitbench.core.bench.runner import run_sweep
+
+    cancel = threading.Event()
+    records: list[Any] = []
+    sweep = run_sweep(
+        configs,
+        store=store,
+        out_jsonl=out,
+        cancel=cancel,
+        hardware=hw,
+        hardware_fingerprint=fp,
+        settings={"argv": sys.argv[1:], "quick": True},
+    )
+    try:
+        for event in sweep:
+            if isinstance(event, ev.ConfigStarted):
+                left = f", ~{event.remaining_s:.0f} s left" if event.remaining_s else ""
+                _say(f"[{event.index + 1}/{event.total}] {event.label}{left}")
+            elif isinstance(event, ev.RecordReady):
+                records.append(event.record)
+                _say("  " + format_record(event.record))
+            elif isinstance(event, ev.ConfigFailed):
+                first = event.error.splitlines()[0] if event.error else ""
+                _say(f"  FAILED ({event.status}): {first}; the sweep goes on")
+    except KeyboardInterrupt:
+        cancel.set()
+        for _ in sweep:
+            pass
+        raise
+    return records
 
 
 def run(args: argparse.Namespace) -> int:
-    return not_implemented("quick")
+    from fitbench.core import hardware
+    from fitbench.core.bench.quick import quick_plan
+    from fitbench.core.catalog import load
+    from fitbench.core.report import report_from_results_file
+    from fitbench.core.store import open_store
+
+    started = time.monotonic()
+    pdf: Path = args.pdf
+    out: Path = args.out or pdf.with_suffix(".jsonl")
+    if out.exists():
+        out.unlink()  # this run's results only; earlier runs stay in the results store
+    _say("quick: 1/5 detecting the hardware")
+    report = hardware.detect(probe_bandwidth=True)
+    hw = report.to_dict()
+    for note in hw.get("notes", []):
+        _say(f"  note: {note}")
+    catalog = load()
+    ids = args.model or list(catalog.ids)
+    records: list[Any] = []
+    plan_notes: list[str] = []
+    with open_store() as store:
+        for i, model_id in enumerate(ids):
+            model = catalog.get(model_id)
+            _say(f"quick: 2/5 planning {model.name} ({i + 1}/{len(ids)})")
+            _make_room_for_twin(model, model.default_quant)
+            plan = quick_plan(
+                report,
+                catalog,
+                model_ids=[model_id],
+                n_threads=args.threads,
+                progress=lambda what, done, total: None,
+            )
+            for note in plan.notes:
+                _say(f"  {note}")
+            plan_notes.extend(plan.notes)
+            _say(f"quick: 3/5 benchmarking {model.name}: {len(plan.configs)} placements")
+            records.extend(_sweep(plan.configs, store, out, hw, report.fingerprint))
+    if not records:
+        _say("quick: nothing was measured; no recommendation or report")
+        return EXIT_FAILURE
+    _say("quick: 4/5 recommending")
+    from fitbench.core.advise import recommend
+    from fitbench.core.results import read_jsonl
+
+    advice = recommend(read_jsonl(out), hardware=hw, catalog=catalog, goal=args.goal).to_dict()
+    advice_path = out.with_suffix(".advice.json")
+    advice_path.write_text(json.dumps(advice, indent=2, default=str), encoding="utf-8")
+    _say("quick: 5/5 writing the PDF report")
+    written = report_from_results_file(out, pdf, goal=args.goal, hardware=hw, advice=advice)
+    summary = {
+        "results": str(out),
+        "advice": str(advice_path),
+        "pdf": str(written.pdf),
+        "pages": written.pages,
+        "records": len(records),
+        "failed": sum(1 for r in records if r["status"] != "ok"),
+        "notes": plan_notes,
+        "duration_s": round(time.monotonic() - started, 1),
+        "verdict": advice.get("verdict"),
+    }
+    if args.json:
+        print_json(summary)
+    else:
+        if summary["verdict"]:
+            print(summary["verdict"])
+        print(f"results: {out}")
+        print(f"report: {pdf}")
+    return EXIT_OK
