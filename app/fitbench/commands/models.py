@@ -16,21 +16,21 @@ HELP = "list the catalog: every quant, its size and best-fitting placement"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ctx", type=int, default=4096, help="context per sequence (tokens)")
     parser.add_argument("--parallel", type=int, default=1, help="parallel sequences")
-    parser.add_argument("--vram-gb", help="what-if: GPU VRAM in GB, comma-separated per GPU")
-    parser.add_argument("--ram-gb", type=float, help="what-if: host RAM in GB")
+    plan_cmd.add_machine_arguments(parser)
     parser.add_argument("--offline", action="store_true", help="never ask the Hub")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def rows(args: argparse.Namespace) -> list[dict[str, Any]]:
-    hw = plan_cmd.machine(args.vram_gb, args.ram_gb)
+    hw = plan_cmd.machine(args.vram_gb, args.ram_gb, args.hardware)
     plan_args = argparse.Namespace(
         ctx=args.ctx,
         parallel=args.parallel,
         vram_headroom=5.0,
-        ram_headroom_gb=2.0,
+        ram_headroom_gb=None,  # memory.DEFAULT_RAM_HEADROOM_BYTES, as plan and the advice
         flash_attn=False,
         ubatch=512,
+        results=None,
     )
     out = []
     for model in catalog.load().models:
@@ -57,6 +57,7 @@ def rows(args: argparse.Namespace) -> list[dict[str, Any]]:
                 compat_reasons=report["compat_reasons"],
                 best=report["best"],
                 basis=report["basis"],
+                speed_basis=report["speed"]["basis"],
             )
             out.append(row)
     return out
@@ -65,7 +66,7 @@ def rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 def run(args: argparse.Namespace) -> int:
     try:
         table = rows(args)
-    except catalog.CatalogError as exc:
+    except (catalog.CatalogError, ValueError) as exc:  # ValueError: a bad --hardware file
         print(f"fitbench models: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     if args.json:
@@ -79,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         best = r["best"]
         where = (
             f"best: {best['label']} (VRAM {best['vram_bytes'] / 1e9:.1f} GB, "
-            f"RAM {best['ram_bytes'] / 1e9:.1f} GB, predicted)"
+            f"RAM {best['ram_bytes'] / 1e9:.1f} GB, tg {best['predicted_tg_ts']:.1f} t/s, "
+            "predicted)"
             if best
             else "does not fit"
         )

@@ -1,18 +1,23 @@
-"""`fitbench plan`: VRAM and RAM of every placement of one model quant, before any download."""
+"""`fitbench plan`: VRAM, RAM and predicted speed of every placement of one model quant, before
+any download."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, print_json
-from fitbench.core import catalog, gguf, memory
+from fitbench.core import catalog, gguf, memory, predict_fit, results
+from fitbench.core.layer_costs import from_manifest
+from fitbench.core.plan_speed import SpeedModel, speed_model
 from fitbench.core.tensors import ModelManifest
 
-HELP = "memory plan: VRAM and RAM for every placement, before any download"
+HELP = "memory plan: VRAM, RAM and predicted speed for every placement, before any download"
 GiB = 1 << 30
 log = logging.getLogger(__name__)
 
@@ -29,12 +34,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parallel", type=int, default=1, help="parallel sequences")
     parser.add_argument("--ubatch", type=int, default=512, help="physical batch size")
     parser.add_argument("--flash-attn", action="store_true", help="plan with flash attention")
-    parser.add_argument("--vram-gb", help="what-if: GPU VRAM in GB, comma-separated per GPU")
-    parser.add_argument("--ram-gb", type=float, help="what-if: host RAM in GB")
     parser.add_argument("--vram-headroom", type=float, default=5.0, help="%% of VRAM kept free")
-    parser.add_argument("--ram-headroom-gb", type=float, default=2.0, help="GB of RAM kept free")
+    parser.add_argument(
+        "--ram-headroom-gb",
+        type=float,
+        help=f"GB of RAM kept free (default {memory.DEFAULT_RAM_HEADROOM_BYTES / 1e9:.2f}, "
+        "i.e. 2 GiB, as the advice)",
+    )
+    add_machine_arguments(parser)
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="results JSONL of this machine (fitbench bench --out): calibrates the predicted "
+        "speeds on its measurements",
+    )
     parser.add_argument("--offline", action="store_true", help="never ask the Hub")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def add_machine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--vram-gb", help="what-if: GPU VRAM in GB, comma-separated per GPU")
+    parser.add_argument("--ram-gb", type=float, help="what-if: host RAM in GB")
+    parser.add_argument(
+        "--hardware",
+        type=Path,
+        help="plan for the machine of this file (`fitbench detect --json`) instead of this one",
+    )
 
 
 @dataclass(frozen=True)
@@ -47,15 +72,10 @@ class Resolved:
 
 
 def _local_catalog_file(model: catalog.Model, quant: str) -> str | None:
+    from fitbench.core import download
+
     try:
-        from fitbench.core import download
-    except ImportError:
-        return None
-    finder = getattr(download, "local_path", None)
-    if finder is None:
-        return None
-    try:
-        path = finder(model, quant)
+        path = download.local_path(model, quant)
     except Exception:  # a missing or broken download is "not local", never a planning failure
         log.debug("no local file for %s %s", model.id, quant, exc_info=True)
         return None
@@ -106,42 +126,94 @@ def resolve(model_arg: str, quant: str | None, offline: bool = False) -> Resolve
     return Resolved(model.id, qf.quant, manifest, SOURCE_BUILTIN, qf.size)
 
 
-def machine(vram_gb: str | None, ram_gb: float | None) -> dict[str, Any]:
-    """GPU VRAM and host RAM to plan for: detected, or the what-if values given."""
-    gpus: list[int] | None = None
-    ram: int | None = None
-    source = "what-if"
+def machine(
+    vram_gb: str | None, ram_gb: float | None, hardware_file: Path | None = None
+) -> dict[str, Any]:
+    """GPU VRAM and host RAM to plan for (detected, from a hardware file, or the what-if values
+    given), and under "hardware" the machine the speed predictions assume."""
+    if hardware_file is not None:
+        hw = load_hardware(hardware_file)
+        source = f"hardware file {hardware_file.name}"
+    else:
+        # both sizes given: a quick look at the CPU only (no probes), the rest is what-if
+        hw = detect_hardware(full=vram_gb is None or ram_gb is None)
+        source = "detected"
+    gpus, ram = capacities(hw)
     if vram_gb is not None:
         gpus = [int(float(v) * 1e9) for v in vram_gb.split(",") if v.strip() and float(v) > 0]
+        # a what-if GPU: offloading assumed; its bandwidth is the predictor's guess
+        hw = {**hw, "gpus": [{"name": "what-if GPU", "vram_total_bytes": g} for g in gpus]}
+        hw["llama_cpp"] = {**(hw.get("llama_cpp") or {}), "gpu_offload": bool(gpus)}
     if ram_gb is not None:
         ram = int(ram_gb * 1e9)
-    if gpus is None or ram is None:
-        detected = detect_memory()
-        gpus = detected["gpus_vram_bytes"] if gpus is None else gpus
-        ram = detected["ram_bytes"] if ram is None else ram
-        source = "detected" if (vram_gb, ram_gb) == (None, None) else "detected + what-if"
-    return {"gpus_vram_bytes": gpus, "ram_bytes": ram, "source": source}
+    if vram_gb is not None and ram_gb is not None:
+        source = "what-if"
+    elif vram_gb is not None or ram_gb is not None:
+        source += " + what-if"
+    return {"gpus_vram_bytes": gpus, "ram_bytes": ram, "source": source, "hardware": hw}
 
 
-def detect_memory() -> dict[str, Any]:
-    """VRAM per GPU and usable RAM from fitbench.core.hardware (NVML, cgroup-aware)."""
+def load_hardware(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read the hardware file {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected the JSON object of `fitbench detect --json`")
+    return data
+
+
+def capacities(hw: dict[str, Any]) -> tuple[list[int], int]:
+    """VRAM per GPU and usable RAM as fitbench.core.hardware computes them: NVML's GPUs, else
+    llama.cpp's device memory (Metal, Vulkan); RAM capped by the container's limit."""
+    from fitbench.core import hardware
+
+    try:
+        report = hardware.HardwareReport.from_dict(hw)
+        return list(report.gpu_vram_bytes()), int(report.usable_ram_bytes)
+    except (KeyError, TypeError, ValueError):  # a partial hardware dict: the same rules on it
+        ram = hw.get("ram") or {}
+        usable = int(ram.get("usable_bytes") or ram.get("total_bytes") or 0)
+        return predict_fit.gpu_vram_bytes(hw), usable
+
+
+def detect_hardware(full: bool = True) -> dict[str, Any]:
+    """This machine (fitbench.core.hardware; cgroup-aware RAM, llama.cpp's devices when `full`)."""
     try:
         from fitbench.core import hardware
 
-        report = hardware.detect(probe_bandwidth=False, llama=False)
-        return {
-            "gpus_vram_bytes": [g.vram_total_bytes for g in report.gpus],
-            "ram_bytes": report.ram.usable_bytes,
-        }
+        report = hardware.detect(probe_bandwidth=full, llama=full)
+        data: dict[str, Any] = report.to_dict()
+        return data
     except Exception:  # fall back to psutil: planning must not fail on a detection problem
         log.debug("hardware detection failed", exc_info=True)
         import psutil
 
-        return {"gpus_vram_bytes": [], "ram_bytes": int(psutil.virtual_memory().total)}
+        total = int(psutil.virtual_memory().total)
+        return {"gpus": [], "ram": {"total_bytes": total, "usable_bytes": total}}
+
+
+def speeds(
+    resolved: Resolved, hw: dict[str, Any], results_file: Path | None
+) -> tuple[SpeedModel, Any]:
+    """The speed predictor for this machine (calibrated on `results_file`) and the file's costs."""
+    costs = from_manifest(resolved.manifest, f"{resolved.model}/{resolved.quant}")
+    records = results.read_jsonl(results_file) if results_file is not None else []
+    model = speed_model(
+        hw,
+        records,
+        catalog=catalog.load(),
+        own_costs=(resolved.model, resolved.quant, costs),
+        results_name=results_file.name if results_file is not None else "the results",
+    )
+    return model, costs
 
 
 def plan_report(resolved: Resolved, hw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     m = resolved.manifest
+    headroom_gb = getattr(args, "ram_headroom_gb", None)
     plans = memory.candidate_placements(
         m,
         hw["gpus_vram_bytes"],
@@ -149,12 +221,20 @@ def plan_report(resolved: Resolved, hw: dict[str, Any], args: argparse.Namespace
         n_ctx=args.ctx,
         n_parallel=args.parallel,
         vram_headroom=args.vram_headroom / 100,
-        ram_headroom_bytes=int(args.ram_headroom_gb * 1e9),
+        ram_headroom_bytes=memory.DEFAULT_RAM_HEADROOM_BYTES
+        if headroom_gb is None
+        else int(headroom_gb * 1e9),
         flash_attn=args.flash_attn,
         n_ubatch=args.ubatch,
     )
     best = memory.best_fitting(plans)
     compat = gguf.check_compatibility(m)
+    model, costs = speeds(resolved, hw["hardware"], getattr(args, "results", None))
+
+    def row(p: memory.PlacementPlan) -> dict[str, Any]:
+        return {**p.to_dict(m.n_layer), **model.speeds(costs, p.n_gpu_layers, p.n_cpu_moe)}
+
+    machine_info = {k: v for k, v in hw.items() if k != "hardware"}
     return {
         "model": resolved.model,
         "quant": resolved.quant,
@@ -167,11 +247,12 @@ def plan_report(resolved: Resolved, hw: dict[str, Any], args: argparse.Namespace
         "n_expert": m.n_expert,
         "ctx": args.ctx,
         "parallel": args.parallel,
-        "hardware": hw,
+        "hardware": machine_info,
         "compatible": compat.ok,
         "compat_reasons": compat.reasons,
-        "placements": [p.to_dict(m.n_layer) for p in plans],
-        "best": best.to_dict(m.n_layer) if best else None,
+        "speed": model.to_dict(),
+        "placements": [row(p) for p in plans],
+        "best": row(best) if best else None,
     }
 
 
@@ -191,13 +272,25 @@ def print_text(r: dict[str, Any]) -> None:
     print(f"  machine ({hw['source']}): {gpus}; RAM {_gb(hw['ram_bytes']).strip()}")
     if not r["compatible"]:
         print("  INCOMPATIBLE with the installed llama.cpp: " + "; ".join(r["compat_reasons"]))
-    print(f"  predicted memory at ctx {r['ctx']} x {r['parallel']} sequence(s):")
-    print(f"  {'placement':38s} {'VRAM':>10s} {'RAM':>10s}  fits")
+    print(f"  predicted memory at ctx {r['ctx']} x {r['parallel']} sequence(s), and speed:")
+    print(f"  speed: {r['speed']['basis']}")
+    for note in r["speed"]["notes"]:
+        print(f"  note: {note}")
+    head = f"{'placement':38s} {'VRAM':>10s} {'RAM':>10s} {'tg128 t/s':>10s} {'pp512 t/s':>10s}"
+    print(f"  {head}  fits")
     for p in r["placements"]:
         fits = "yes" if p["fits"] else f"no ({p['reason']})"
-        print(f"  {p['label']:38s} {_gb(p['vram_bytes'])} {_gb(p['ram_bytes'])}  {fits}")
+        print(
+            f"  {p['label']:38s} {_gb(p['vram_bytes'])} {_gb(p['ram_bytes'])} "
+            f"{p['predicted_tg_ts']:10.2f} {p['predicted_pp_ts']:10.1f}  {fits}"
+        )
     best = r["best"]
-    print(f"  best fitting: {best['label'] if best else 'none'}")
+    print(
+        f"  best fitting: {best['label']}, {best['predicted_tg_ts']:.2f} tokens/s generation, "
+        f"{best['predicted_pp_ts']:.1f} tokens/s prompt (predicted)"
+        if best
+        else "  best fitting: none"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -206,9 +299,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     try:
         resolved = resolve(args.model, args.quant, args.offline)
-        hw = machine(args.vram_gb, args.ram_gb)
+        hw = machine(args.vram_gb, args.ram_gb, args.hardware)
         report = plan_report(resolved, hw, args)
-    except (gguf.GGUFError, catalog.CatalogError, ValueError) as exc:
+    except (gguf.GGUFError, catalog.CatalogError, results.ResultError, ValueError) as exc:
         print(f"fitbench plan: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     if args.json:

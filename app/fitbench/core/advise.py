@@ -37,11 +37,18 @@ from fitbench.core.advise_memory import PlannedMemory
 from fitbench.core.advise_text import Explainer
 from fitbench.core.catalog import Catalog, Model
 from fitbench.core.layer_costs import LayerCosts, catalog_costs, from_manifest
-from fitbench.core.predict import Placement, Predictor, catalog_costs_for, observations
+from fitbench.core.predict import (
+    Placement,
+    PredictError,
+    Predictor,
+    catalog_costs_for,
+    observations,
+)
 from fitbench.core.predict_fit import (
     Calibration,
     calibrate,
     has_gpu_offload,
+    machine_of,
     physical_cores,
     prior_from_hardware,
 )
@@ -101,26 +108,10 @@ class Advice:
 
 
 def _fingerprint(records: Sequence[Mapping[str, Any]], hardware: Mapping[str, Any]) -> str:
-    prints: dict[str, int] = {}
-    for r in records:
-        fp = str(r.get("hardware_fingerprint") or "")
-        if fp:
-            prints[fp] = prints.get(fp, 0) + 1
-    if len(prints) > 1:
-        listed = ", ".join(f"{fp} ({n} records)" for fp, n in prints.items())
-        raise AdviceError(
-            f"the results come from {len(prints)} different machines ({listed}); advice is for "
-            "one machine: pass the results of one machine only"
-        )
-    hw_fp = str(hardware.get("fingerprint") or "")
-    rec_fp = next(iter(prints), "")
-    if hw_fp and rec_fp and hw_fp != rec_fp:
-        raise AdviceError(
-            f"the results were measured on machine {rec_fp}, but the hardware described is "
-            f"{hw_fp}; give the hardware of the machine that ran them (its `fitbench detect "
-            "--json`)"
-        )
-    return rec_fp or hw_fp
+    try:
+        return machine_of(records, hardware)
+    except PredictError as exc:
+        raise AdviceError(str(exc)) from None
 
 
 def _speed(c: Candidate, goal: str) -> float:

@@ -36,6 +36,31 @@ def _get(d: Mapping[str, Any] | None, *keys: str) -> Any:
     return d
 
 
+def machine_of(records: Iterable[Mapping[str, Any]], hardware: Mapping[str, Any]) -> str:
+    """The hardware fingerprint the records were measured on; PredictError when they come from
+    several machines, or from another machine than `hardware` (a calibration is per machine)."""
+    prints: dict[str, int] = {}
+    for r in records:
+        fp = str(r.get("hardware_fingerprint") or "")
+        if fp:
+            prints[fp] = prints.get(fp, 0) + 1
+    if len(prints) > 1:
+        listed = ", ".join(f"{fp} ({n} records)" for fp, n in prints.items())
+        raise PredictError(
+            f"the results come from {len(prints)} different machines ({listed}); advice and "
+            "calibration are for one machine: pass the results of one machine only"
+        )
+    hw_fp = str(hardware.get("fingerprint") or "")
+    rec_fp = next(iter(prints), "")
+    if hw_fp and rec_fp and hw_fp != rec_fp:
+        raise PredictError(
+            f"the results were measured on machine {rec_fp}, but the hardware described is "
+            f"{hw_fp}; give the hardware of the machine that ran them (its `fitbench detect "
+            "--json`)"
+        )
+    return rec_fp or hw_fp
+
+
 def gpu_vram_bytes(hardware: Mapping[str, Any]) -> list[int]:
     """Total VRAM per GPU from a hardware dict, as HardwareReport.gpu_vram_bytes() gives it:
     NVML's GPUs, else llama.cpp's discrete GPUs (Metal, Vulkan, ROCm builds without NVML)."""
