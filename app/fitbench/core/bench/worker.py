@@ -31,6 +31,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+if __name__ == "__main__":
+    # The worker process loads llama_cpp before numpy: the other order segfaulted at model load
+    # on a CUDA 13 image (H200). Importers of this module (tests) keep the lazy import.
+    import llama_cpp  # noqa: F401
+
 import numpy as np
 
 from fitbench import __version__
