@@ -7,7 +7,7 @@ STAMP := $(VENV)/.fitbench-installed
 # A CUDA build: CMAKE_ARGS="-DGGML_CUDA=on" make run   (see README)
 export CMAKE_ARGS
 
-.PHONY: run test lint typecheck install clean package gpu-check screenshot
+.PHONY: run test lint typecheck install clean package package-smoke gpu-check screenshot
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,17 @@ test: $(STAMP)
 	$(BIN)/ruff check app tests benchmarks scripts
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# Desktop build: dist/fitbench/fitbench (PyInstaller folder build; see docs/packaging.md).
+package: $(STAMP)
+	$(BIN)/python -m pip install --quiet 'pyinstaller>=6.10'
+	$(BIN)/pyinstaller --noconfirm --clean --log-level WARN \
+	  --distpath dist --workpath build/pyinstaller packaging/fitbench.spec
+	@du -sh dist/fitbench
+
+# Starts the frozen build offscreen with an isolated home: detect --json and the GUI's first paint.
+package-smoke: package
+	$(BIN)/python scripts/package_smoke.py dist/fitbench/fitbench
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .mypy_cache
