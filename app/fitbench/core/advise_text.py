@@ -148,7 +148,7 @@ class Explainer:
                 )
             out.extend(self._versus_other_models(choice, options, catalog, fitting_models))
             out.extend(self._quality(choice, catalog))
-            out.extend(self._moe(choice, story))
+            out.extend(self._moe(choice, story, catalog))
             if tied:
                 out.append(
                     f"{len(tied)} other option(s) come within 1% of it (run-to-run noise); it "
@@ -218,9 +218,12 @@ class Explainer:
         )
         return ["Quality: " + "; ".join([*parts, ppl]) + "."]
 
-    def _moe(self, choice: Candidate, story: Mapping[str, Any] | None) -> list[str]:
+    def _moe(
+        self, choice: Candidate, story: Mapping[str, Any] | None, catalog: Catalog
+    ) -> list[str]:
         if not story or not story.get("by_offload"):
             return []
+        moe = catalog.get(story["moe_model"])
         offload = story["by_offload"]
         first_batch = story["by_batch"][0] if story.get("by_batch") else None
         full = next((o for o in offload if o["gpu_fraction"] == 1.0), None)
@@ -231,7 +234,8 @@ class Explainer:
         if first_batch:
             out.append(
                 f"Why the MoE {'wins' if first_batch['ratio'] > 1 else 'loses'} here: per token "
-                f"Mixtral reads only its 2 active experts of 8, so for one user it runs "
+                f"{moe.name} reads only its {moe.arch.n_expert_used} active experts of "
+                f"{moe.arch.n_expert}, so for one user it runs "
                 f"{first_batch['ratio']:.1f}x the dense model's speed ({first_batch['basis']}); "
                 f"by offload fraction the ratio is {ratios}."
             )
@@ -274,8 +278,9 @@ class Explainer:
                 )
             if choice.model.arch.is_moe:
                 out.append(
-                    "Benchmarks feed random tokens; on real text Mixtral's expert routing is less "
-                    "uniform, so its speed (batch speed most of all) may differ."
+                    "Benchmarks feed random tokens; on real text "
+                    f"{choice.model.name}'s expert routing is less uniform, so its speed (batch "
+                    "speed most of all) may differ."
                 )
         scaled = sum(1 for r in records if r.get("source") == "scaled-twin")
         if scaled:
