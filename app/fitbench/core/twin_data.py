@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib.util
+import os
 import sys
 import zlib
 from collections.abc import Iterator
@@ -35,13 +36,17 @@ def _ggml_lib_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise TwinDataError("llama-cpp-python is not installed: it provides ggml's quantizer")
     lib_dir = Path(next(iter(spec.submodule_search_locations))) / "lib"
+    # llama-cpp-python itself honours LLAMA_CPP_LIB_PATH (a llama.cpp built separately)
+    dirs = [Path(d) for d in [os.environ.get("LLAMA_CPP_LIB_PATH", "")] if d] + [lib_dir]
     names = {"win32": ["ggml-base.dll"], "darwin": ["libggml-base.dylib"]}.get(
         sys.platform, ["libggml-base.so"]
     )
-    for name in names:
-        if (lib_dir / name).is_file():
-            return lib_dir / name
-    raise TwinDataError(f"ggml's base library not found in {lib_dir} (looked for {names})")
+    for directory in dirs:
+        for name in names:
+            if (directory / name).is_file():
+                return directory / name
+    where = ", ".join(str(d) for d in dirs)
+    raise TwinDataError(f"ggml's base library not found in {where} (looked for {names})")
 
 
 @functools.cache
