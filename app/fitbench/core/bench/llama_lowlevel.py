@@ -12,6 +12,7 @@ through numpy views of its arrays, and logits are requested only where a test ne
 from __future__ import annotations
 
 import ctypes
+import os
 import re
 import sys
 import threading
@@ -46,6 +47,10 @@ class LlamaError(RuntimeError):
 
 
 def _lib_dir() -> Path:
+    # llama-cpp-python loads its libraries from LLAMA_CPP_LIB_PATH when set (a separate build)
+    override = os.environ.get("LLAMA_CPP_LIB_PATH")
+    if override:
+        return Path(override)
     return Path(llama_cpp.__file__).resolve().parent / "lib"
 
 
