@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fitbench.core.bench.config import (
     BenchConfig,
     BenchTest,
     ConfigError,
+    build_configs,
     expand,
     parse_int_list,
     standard_tests,
@@ -63,3 +66,19 @@ def test_expand_is_model_major_cross_product() -> None:
     assert len(configs) == 8
     assert [c.model_path for c in configs[:4]] == ["/a.gguf"] * 4
     assert len({c.config_id for c in configs}) == 8
+
+
+def test_build_configs_takes_the_guis_plain_values(tiny_moe_twin: Path) -> None:
+    configs = build_configs(
+        models=[str(tiny_moe_twin)],
+        n_gpu_layers=[0],
+        n_cpu_moe=[0, -1],
+        batch=[1, 4],
+        n_prompt=64,
+        n_gen=16,
+        repetitions=2,
+        twin_layers=None,
+    )
+    assert [c.n_cpu_moe for c in configs] == [0, -1]
+    assert [t.name for t in configs[0].tests] == ["pp64", "tg16", "batch B1 tg16", "batch B4 tg16"]
+    assert all(c.source == "twin" and c.reps == 2 and c.quant == "Q4_K_M" for c in configs)
