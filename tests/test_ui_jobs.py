@@ -133,3 +133,23 @@ def test_runner_keeps_jobs_until_finished_and_says_when_all_are_done(qtbot) -> N
         job.start(runner.pools["general"])
     for pool in runner.pools.values():
         pool.waitForDone(5000)
+
+
+def test_signal_emit_keeps_reference_counts_intact() -> None:
+    """PySide6 6.12.0 dropped a reference to True on every Python emit(): on Python 3.11 the
+    app aborted ("bool_dealloc") after a few hundred progress reports. pyproject excludes it."""
+    import sys
+
+    from PySide6.QtCore import QObject, Signal
+
+    class Emitter(QObject):
+        ping = Signal(object)
+
+    emitter = Emitter()
+    got: list[int] = []
+    emitter.ping.connect(got.append)
+    before = sys.getrefcount(True)
+    for i in range(200):
+        emitter.ping.emit(i)
+    assert got == list(range(200))
+    assert sys.getrefcount(True) >= before - 20

@@ -73,8 +73,10 @@ class AdvancedSweep(QGroupBox):
         self.ngl.setToolTip("GPU layers to try, comma separated (llama-bench -ngl)")
         self.ncmoe = QLineEdit("")
         self.ncmoe.setToolTip("Experts of the first N layers kept on the CPU (llama-bench -ncmoe)")
-        self.batch = QLineEdit("1")
-        self.batch.setToolTip("Parallel sequences B for the aggregate throughput test")
+        self.batch = QLineEdit("")
+        self.batch.setToolTip(
+            "Parallel sequences B for the aggregate throughput test, e.g. 1,4,16 (empty: none)"
+        )
         self.n_prompt = QSpinBox()
         self.n_prompt.setRange(0, 16384)
         self.n_prompt.setValue(256)
@@ -131,7 +133,7 @@ class AdvancedSweep(QGroupBox):
             "models": model_ids,
             "n_gpu_layers": parse_int_list(self.ngl.text(), "GPU layers") or [0],
             "n_cpu_moe": parse_int_list(self.ncmoe.text(), "Experts on CPU"),
-            "batch": parse_int_list(self.batch.text(), "Batch sizes") or [1],
+            "batch": parse_int_list(self.batch.text(), "Batch sizes"),
             "n_prompt": self.n_prompt.value(),
             "n_gen": self.n_gen.value(),
             "repetitions": self.reps.value(),
@@ -214,6 +216,9 @@ class BenchPanel(QWidget):
         if running:
             self.plots.clear()
             self._drawn_version = -1
+        else:
+            self.refresh()
+            self.plots.refresh()
 
     def show_message(self, text: str) -> None:
         self.model.set_stage(text)
@@ -247,4 +252,6 @@ class BenchPanel(QWidget):
                 self.table.setItem(i, j, item)
 
     def failed_rows(self) -> list[str]:
-        return [r.status_words for r in self.model.rows.values() if r.status not in ("ok",)]
+        return [
+            r.status_words for r in self.model.rows.values() if r.status not in ("ok", "running")
+        ]

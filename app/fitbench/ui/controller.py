@@ -274,6 +274,11 @@ class Controller(QObject):
     def busy(self) -> bool:
         return bool(self.runner.active)
 
+    @property
+    def long_work_running(self) -> bool:
+        """A benchmark or a download: what closing the window would interrupt."""
+        return self.bench_running or bool(self.downloads)
+
     def stop_all(self) -> None:
         self.runner.cancel_all()
 

@@ -17,6 +17,8 @@ from types import ModuleType
 from typing import Any
 
 from fitbench.core import catalog as core_catalog
+from fitbench.core import paths
+from fitbench.core.results import write_jsonl
 from fitbench.core.settings import Settings
 
 PARTS = {
@@ -62,72 +64,73 @@ def model_names(catalog: core_catalog.Catalog) -> dict[str, str]:
 
 
 # -- models: fit badge and compatibility before download --------------------------------------
-def _best_placement(placements: Sequence[Any]) -> Any | None:
-    """The planner's candidates are ordered; the first that fits with headroom is the best."""
-    fitting = [p for p in placements if _field(p, "fits")]
-    return fitting[0] if fitting else None
-
-
-def _field(obj: Any, name: str, default: Any = None) -> Any:
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
-def _as_dict(obj: Any) -> dict[str, Any]:
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    to_dict = getattr(obj, "to_dict", None)
-    if callable(to_dict):
-        return dict(to_dict())
-    return dict(vars(obj))
+def _capacity(hardware: Mapping[str, Any]) -> tuple[list[int], int]:
+    """VRAM per GPU and usable (cgroup-aware) RAM, as the hardware report computes them."""
+    if not hardware:
+        return [], 0
+    report = _core("hardware").HardwareReport.from_dict(dict(hardware))
+    return list(report.gpu_vram_bytes()), int(report.usable_ram_bytes)
 
 
 def plan_quant(
     model: core_catalog.Model, quant: str, hardware: Mapping[str, Any], settings: Settings
 ) -> dict[str, Any]:
-    """The models-table row for one quant: size, best placement, fit badge, compatibility."""
+    """The models-table row for one quant: size, best placement, fit badge, compatibility.
+
+    The manifest is the downloaded file's header when there is one, else the built-in manifest
+    (exact tensor shapes and types from the quantization rules); the download checks the real
+    file's header again before fetching any tensor data.
+    """
     from fitbench.ui import present
 
+    local = local_file(model, quant)
+    if local:
+        manifest = _core("gguf").read_header(Path(local))
+        manifest_words = "the downloaded file's header"
+    else:
+        manifest = _core("twin").manifest_for(model, quant)
+        manifest_words = "the built-in manifest (checked again on the Hub file before download)"
+    compat = _core("gguf").check_compatibility(manifest)
     row: dict[str, Any] = {
         "model_id": model.id,
         "name": model.name,
         "quant": quant,
-        "size": model.quant(quant).size,
-        "local_path": local_file(model, quant),
+        "size": model.quant(quant).size or manifest.file_size,
+        "local_path": local,
+        "compatible": bool(compat.ok),
+        "compat_reason": "; ".join(compat.reasons)
+        or f"the installed llama.cpp loads this model ({manifest_words})",
+        "downloadable": bool(compat.ok),
     }
-    manifest = _core("twin").manifest_for(model, quant)
-    compat = _core("gguf").check_compatibility(manifest)
-    row["compatible"] = bool(compat.ok)
-    row["compat_reason"] = "; ".join(compat.reasons) or "the installed llama.cpp loads this file"
+    gpus, ram = _capacity(hardware)
     memory = _core("memory")
-    placements = memory.candidate_placements(
+    plans = memory.candidate_placements(
         manifest,
-        hardware,
-        ctx=settings.ctx,
-        vram_headroom_pct=settings.vram_headroom_pct,
-        ram_headroom_gib=settings.ram_headroom_gib,
+        gpus,
+        ram,
+        n_ctx=settings.ctx,
+        vram_headroom=settings.vram_headroom_pct / 100.0,
+        ram_headroom_bytes=int(settings.ram_headroom_gib * present.GIB),
     )
-    best = _best_placement(placements)
-    best_dict = _as_dict(best) if best is not None else None
-    badge, kind = present.fit_badge(best_dict, model.arch.n_layer)
-    row["badge"], row["badge_kind"] = badge, kind
-    if best_dict is not None:
+    best = memory.best_fitting(plans)
+    n_layer = manifest.n_layer or model.arch.n_layer
+    if best is not None:
+        data = best.to_dict(n_layer)
+        row["badge"], row["badge_kind"] = present.fit_badge(data, n_layer)
+        vram = f"{present.fmt_bytes(data['vram_bytes'])} VRAM and " if data["vram_bytes"] else ""
         row["badge_reason"] = (
-            f"needs {present.fmt_bytes(best_dict.get('vram_bytes'))} VRAM and "
-            f"{present.fmt_bytes(best_dict.get('ram_bytes'))} RAM at {settings.ctx} tokens "
-            f"of context (planned, before download)"
+            f"{data['label']}: needs {vram}{present.fmt_bytes(data['ram_bytes'])} RAM with "
+            f"{settings.ctx} tokens of context (predicted by the memory planner, before download)"
         )
     else:
-        least = min(placements, key=lambda p: _field(p, "ram_bytes", 0), default=None)
-        row["badge_reason"] = str(
-            _field(least, "reason")
-            or (
-                f"even on the CPU it needs {present.fmt_bytes(_field(least, 'ram_bytes'))} RAM "
-                f"beyond the headroom you keep free"
-                if least is not None
-                else "no placement was planned"
-            )
+        row["badge"], row["badge_kind"] = present.fit_badge(None, n_layer)
+        cpu_only = plans[0] if plans else None
+        row["badge_reason"] = (
+            f"even the least demanding placement does not fit: {cpu_only.reason} "
+            f"(keeping {settings.vram_headroom_pct:g}% VRAM and {settings.ram_headroom_gib:g} GiB "
+            "RAM free; change the headroom above)"
+            if cpu_only is not None
+            else "no placement was planned"
         )
     return row
 
@@ -140,8 +143,6 @@ def plan_catalog(
         for q in model.quants:
             try:
                 yield plan_quant(model, q.quant, hardware, settings)
-            except NotAvailable as exc:
-                yield _unplanned(model, q.quant, f"not planned: {exc}")
             except Exception as exc:  # one bad entry must not hide the others
                 yield _unplanned(model, q.quant, f"cannot plan: {exc}")
 
@@ -157,15 +158,12 @@ def _unplanned(model: core_catalog.Model, quant: str, reason: str) -> dict[str, 
         "badge_reason": reason,
         "compatible": None,
         "compat_reason": reason,
-        "local_path": local_file(model, quant),
+        "local_path": None,
     }
 
 
 def local_file(model: core_catalog.Model, quant: str) -> str | None:
-    try:
-        path = _core("download").local_path(model, quant)
-    except (NotAvailable, AttributeError):
-        return None
+    path = _core("bench.models").local_real_file(model, quant)
     return str(path) if path else None
 
 
@@ -178,27 +176,71 @@ def download(
 ) -> Path:
     """Download (or resume) one catalog quant; progress gets done/total bytes, rate and ETA."""
     dl = _core("download")
-    model = load_catalog().get(model_id)
 
     def on_progress(p: Any) -> None:
-        progress(_as_dict(p))
+        progress(
+            {
+                "phase": p.phase,
+                "done_bytes": p.done,
+                "total_bytes": p.total,
+                "rate_bps": p.rate,
+                "eta_s": p.eta_s,
+            }
+        )
 
-    return Path(dl.download_model(model, quant, progress=on_progress, cancel=cancel))
+    result = dl.download_quant(model_id, quant, progress=on_progress, cancel=cancel)
+    return Path(result.path)
 
 
 # -- benchmark -------------------------------------------------------------------------------
 def quick_configs(hardware: Mapping[str, Any], settings: Settings) -> list[Any]:
-    return list(_core("bench.quick").quick_configs(hardware=hardware, catalog=load_catalog()))
+    report = _core("hardware").HardwareReport.from_dict(dict(hardware))
+    plan = _core("bench.quick").quick_configs(
+        report, load_catalog(), n_threads=[settings.threads] if settings.threads else None
+    )
+    return list(plan.configs)
 
 
-def custom_configs(params: Mapping[str, Any], hardware: Mapping[str, Any]) -> list[Any]:
-    return list(_core("bench.config").build_configs(catalog=load_catalog(), **params))
+def custom_configs(params: Mapping[str, Any], settings: Settings) -> list[Any]:
+    """The advanced panel's sweep, built exactly as `fitbench bench` builds its flags."""
+    config = _core("bench.config")
+    models = _core("bench.models")
+    resolved = [
+        models.resolve(spec, None, layers=params.get("twin_layers")).config_fields()
+        for spec in params["models"]
+    ]
+    tests = config.standard_tests(
+        [params["n_prompt"]], [params["n_gen"]], batches=params.get("batch") or ()
+    )
+    return list(
+        config.expand(
+            resolved,
+            tests,
+            n_gpu_layers=params.get("n_gpu_layers") or [0],
+            n_cpu_moe=params.get("n_cpu_moe") or [0],
+            n_threads=[settings.threads] if settings.threads else [],
+            reps=params.get("repetitions", 2),
+        )
+    )
 
 
-def run_sweep(configs: Sequence[Any], cancel: threading.Event) -> Iterator[Any]:
+def run_sweep(
+    configs: Sequence[Any], cancel: threading.Event, hardware: Mapping[str, Any]
+) -> Iterator[Any]:
+    """The runner's events; the store stays open for the sweep and is closed after it."""
     runner = _core("bench.runner")
-    store = _core("store")
-    return runner.run_sweep(list(configs), store=store.open_store(), cancel=cancel)
+    store = _core("store").open_store()
+    try:
+        yield from runner.run_sweep(
+            list(configs),
+            store=store,
+            cancel=cancel,
+            hardware=dict(hardware) or None,
+            hardware_fingerprint=str(hardware.get("fingerprint", "")),
+            settings={"source": "gui"},
+        )
+    finally:
+        store.close()
 
 
 # -- advice, report, history -----------------------------------------------------------------
@@ -206,9 +248,15 @@ def recommend(
     records: Sequence[Mapping[str, Any]], hardware: Mapping[str, Any], settings: Settings
 ) -> dict[str, Any]:
     advice = _core("advise").recommend(
-        list(records), hardware=dict(hardware), catalog=load_catalog(), goal=settings.goal
+        list(records),
+        hardware=dict(hardware),
+        catalog=load_catalog(),
+        goal=settings.goal,
+        ctx=settings.ctx,
+        vram_headroom=settings.vram_headroom_pct / 100.0,
+        ram_headroom_bytes=int(settings.ram_headroom_gib * 1024**3),
     )
-    return _as_dict(advice)
+    return dict(advice.to_dict())
 
 
 @dataclass
@@ -224,21 +272,39 @@ class RunOutcome:
 
 
 def export_pdf(outcome: RunOutcome, path: Path) -> Path:
+    """The same path as `fitbench report`: results file + advice -> PDF with the raw JSONL."""
     report = _core("report")
-    model = report.build_report(
-        outcome.records,
-        outcome.advice,
-        outcome.hardware,
-        samples=outcome.samples,
-        run_meta={"run_id": outcome.run_id},
-    )
-    report.write_pdf(model, path)
-    return path
+    results_file = paths.cache_dir() / f"gui-{outcome.run_id or 'run'}.jsonl"
+    results_file.unlink(missing_ok=True)
+    write_jsonl(outcome.records, results_file)
+    try:
+        written = report.report_from_results_file(
+            results_file,
+            path,
+            advice=outcome.advice,
+            hardware=outcome.hardware or None,
+            samples=outcome.samples,
+            compute=False,
+        )
+    finally:
+        results_file.unlink(missing_ok=True)
+    return Path(written.pdf)
 
 
 def list_runs() -> list[dict[str, Any]]:
-    return [_as_dict(r) for r in _core("store").list_runs()]
+    out = []
+    for run in _core("store").list_runs():
+        out.append(
+            {
+                "run_id": run.run_id,
+                "started": run.started,
+                "status": run.status,
+                "n_records": run.n_records,
+                "hardware": run.hardware_fingerprint[:12],
+            }
+        )
+    return out
 
 
 def run_records(run_id: str) -> list[dict[str, Any]]:
-    return [dict(r) for r in _core("store").records(run_id=run_id)]
+    return [dict(r) for r in _core("store").records(run_id)]

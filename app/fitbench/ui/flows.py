@@ -36,7 +36,7 @@ def sweep(
     records: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
     run_id = ""
-    for event in core_api.run_sweep(configs, cancel):
+    for event in core_api.run_sweep(configs, cancel, hardware):
         if isinstance(event, ev.RecordReady):
             records.append(event.record)
         elif isinstance(event, ev.Sample):
@@ -86,5 +86,5 @@ def custom(
     hardware: Mapping[str, Any],
 ) -> Generator[Any, None, RunOutcome | None]:
     yield Stage("Building the custom sweep…")
-    configs = core_api.custom_configs(params, hardware)
+    configs = core_api.custom_configs(params, settings)
     return (yield from sweep(cancel, configs, hardware, settings))

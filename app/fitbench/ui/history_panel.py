@@ -24,10 +24,9 @@ from fitbench.ui import present
 RUN_COLUMNS = (
     ("run_id", "Run"),
     ("started", "Started"),
-    ("models", "Models"),
+    ("status", "Status"),
     ("n_records", "Results"),
-    ("n_failed", "Failed"),
-    ("hardware", "Machine"),
+    ("hardware", "Machine fingerprint"),
 )
 
 

@@ -114,8 +114,11 @@ class Job(QObject):
             if not self.ctx.cancelled:
                 outcome = ("result", value)
         except Exception as exc:
-            log.warning("job %s failed", self.name, exc_info=True)
-            outcome = ("error", describe_error(exc))
+            if self.ctx.cancelled:  # e.g. DownloadCancelled: the stop we asked for
+                log.info("job %s stopped on cancel: %s", self.name, exc)
+            else:
+                log.warning("job %s failed", self.name, exc_info=True)
+                outcome = ("error", describe_error(exc))
         finally:
             self._running = False
             self._done = True

@@ -120,7 +120,10 @@ class MainWindow(QMainWindow):
             event.accept()
             return
         event.ignore()
-        if self._closing or not self.confirm_stop():
+        if self._closing:
+            return
+        # only work a person started is worth a question; detection or planning just stops
+        if self.controller.long_work_running and not self.confirm_stop():
             return
         # Stop the workers, then close once every job has reported back: the GUI keeps running
         # (no blocking wait) and no worker is left emitting into a destroyed window.

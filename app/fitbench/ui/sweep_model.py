@@ -149,10 +149,8 @@ class SweepModel:
         left = None
         if self.remaining_s is not None:
             left = max(0.0, self.remaining_s - (time.monotonic() - self._remaining_at))
-        return (
-            f"Configuration {self.index + 1} of {self.total}: {self.current_label} — "
-            f"about {present.fmt_duration(left)} left"
-        )
+        text = f"Configuration {self.index + 1} of {self.total}: {self.current_label}"
+        return text + (f" — about {present.fmt_duration(left)} left" if left is not None else "")
 
     @property
     def fraction_done(self) -> float:
