@@ -45,21 +45,6 @@ def _text(value: Any) -> str:
     return "–" if value is None else str(value)
 
 
-def expected_rows(expected: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """(name, value, basis words) for each expected number; a number without basis says so."""
-    rows = []
-    for name, entry in expected.items():
-        if isinstance(entry, Mapping):
-            value = entry.get("value", entry.get("mean"))
-            unit = entry.get("unit", "")
-            text = f"{_text(value)} {unit}".strip()
-            basis = present.basis_words(entry.get("basis"))
-        else:
-            text, basis = _text(entry), present.basis_words(None)
-        rows.append((name.replace("_", " "), text, basis))
-    return rows
-
-
 class AdvicePanel(QWidget):
     export_requested = Signal(object)  # Path
 
@@ -157,10 +142,10 @@ class AdvicePanel(QWidget):
     def set_advice(self, advice: Mapping[str, Any]) -> None:
         self.advice = dict(advice)
         self.verdict.setText(str(advice.get("verdict") or "No verdict was given."))
-        self.choice.setText(f"Choice: {_text(advice.get('choice'))}")
+        self.choice.setText(f"Recommended: {present.choice_text(advice.get('choice'))}")
         while self.expected.rowCount():
             self.expected.removeRow(0)
-        for name, value, basis in expected_rows(advice.get("expected") or {}):
+        for name, value, basis in present.expected_rows(advice.get("expected") or {}):
             label = QLabel(f"{value}  <i>({basis})</i>")
             self.expected.addRow(f"{name}:", label)
         reasons = advice.get("reasons") or []
@@ -180,18 +165,14 @@ class AdvicePanel(QWidget):
         self.export_button.setEnabled(True)
 
     def _fill_alternatives(self, alternatives: list[Mapping[str, Any]]) -> None:
-        columns: list[str] = []
-        for alt in alternatives:
-            for key in alt:
-                if key not in columns:
-                    columns.append(key)
+        columns = present.ALTERNATIVE_COLUMNS
         self.alternatives.clear()
         self.alternatives.setColumnCount(len(columns))
-        self.alternatives.setHorizontalHeaderLabels([c.replace("_", " ") for c in columns])
+        self.alternatives.setHorizontalHeaderLabels(list(columns))
         self.alternatives.setRowCount(len(alternatives))
         for i, alt in enumerate(alternatives):
-            for j, key in enumerate(columns):
-                self.alternatives.setItem(i, j, QTableWidgetItem(_text(alt.get(key))))
+            for j, text in enumerate(present.alternative_row(alt)):
+                self.alternatives.setItem(i, j, QTableWidgetItem(text))
         self.alternatives.resizeColumnsToContents()
 
     def copy_recipe(self, key: str) -> None:

@@ -176,8 +176,12 @@ class BenchPanel(QWidget):
         self.progress_line = QLabel("Press “Benchmark my machine” to start.")
         self.progress_line.setObjectName("progressLine")
         self.progress_line.setWordWrap(True)
+        self.notes = QLabel("")
+        self.notes.setWordWrap(True)
+        self.notes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.progress)
         layout.addWidget(self.progress_line)
+        layout.addWidget(self.notes)
         self.advanced = AdvancedSweep()
         self.advanced.run_button.clicked.connect(self._custom_clicked)
         layout.addWidget(self.advanced)
@@ -230,6 +234,8 @@ class BenchPanel(QWidget):
         if self.model.version == self._drawn_version:
             return
         self._drawn_version = self.model.version
+        self.notes.setText("\n".join(f"• {note}" for note in self.model.notes))
+        self.notes.setVisible(bool(self.model.notes))
         rows = list(self.model.rows.values())
         self.table.setRowCount(len(rows))
         for i, row in enumerate(rows):

@@ -40,6 +40,7 @@ class Controller(QObject):
         self.bench_job: Job | None = None
         self.outcome: RunOutcome | None = None
         self.downloads: dict[tuple[str, str], Job] = {}
+        self.stopping = False
         w = window
         w.machine_panel.refresh_requested.connect(self.detect)
         w.bench_panel.quick_requested.connect(self.start_quick)
@@ -71,6 +72,8 @@ class Controller(QObject):
     ) -> Job:
         """Start a job; handlers are connected before it starts so no signal is missed."""
         job = Job(fn, name=name)
+        if self.stopping:  # closing: nothing new starts, the job is never run
+            return job
         for signal, handler in ((job.result, result), (job.error, error), (job.progress, progress)):
             if handler is not None:
                 signal.connect(handler)
@@ -137,7 +140,7 @@ class Controller(QObject):
     # -- downloads ---------------------------------------------------------------------------
     def start_download(self, model_id: str, quant: str) -> None:
         key = (model_id, quant)
-        if key in self.downloads:
+        if key in self.downloads or self.stopping:
             return
 
         def work(ctx: JobContext) -> Path:
@@ -186,7 +189,7 @@ class Controller(QObject):
         )
 
     def _start_bench(self, fn: Any, name: str) -> None:
-        if self.bench_running:
+        if self.bench_running or self.stopping:
             return
         self.sweep_model.reset()
         self.w.bench_panel.set_running(True)
@@ -203,6 +206,8 @@ class Controller(QObject):
     def _sweep_progress(self, item: Any) -> None:
         if isinstance(item, flows.Stage):
             self.sweep_model.set_stage(item.text)
+        elif isinstance(item, flows.Note):
+            self.sweep_model.add_note(item.text)
         else:
             self.sweep_model.apply(item)
 
@@ -280,6 +285,7 @@ class Controller(QObject):
         return self.bench_running or bool(self.downloads)
 
     def stop_all(self) -> None:
+        self.stopping = True
         self.runner.cancel_all()
 
 
@@ -289,7 +295,10 @@ def _run_one_click(
     hardware: dict[str, Any] | None,
     factory: flows.ConfigsFactory | None,
 ) -> Any:
-    return flows.one_click(ctx.cancel, settings, hardware, factory)
+    def report(item: Any) -> None:
+        ctx.progress(item, droppable=True)
+
+    return flows.one_click(ctx.cancel, settings, hardware, factory, report)
 
 
 def _run_custom(

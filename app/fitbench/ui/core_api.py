@@ -193,12 +193,31 @@ def download(
 
 
 # -- benchmark -------------------------------------------------------------------------------
-def quick_configs(hardware: Mapping[str, Any], settings: Settings) -> list[Any]:
-    report = _core("hardware").HardwareReport.from_dict(dict(hardware))
-    plan = _core("bench.quick").quick_configs(
-        report, load_catalog(), n_threads=[settings.threads] if settings.threads else None
+def quick_plan(
+    hardware: Mapping[str, Any],
+    settings: Settings,
+    cancel: threading.Event | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[list[Any], list[str]]:
+    """The quick sweep's configs (twins written now, cached) and a note per model on its file."""
+
+    def on_progress(what: str, done: int, total: int) -> None:
+        if progress is not None:
+            share = f" ({100 * done / total:.0f}%)" if total else ""
+            progress(f"Preparing: {what}{share}")
+
+    plan = _core("bench.quick").quick_plan(
+        dict(hardware),
+        load_catalog(),
+        progress=on_progress,
+        cancel=cancel,
+        n_threads=settings.threads or None,
     )
-    return list(plan.configs)
+    return list(plan.configs), list(plan.notes)
+
+
+def quick_configs(hardware: Mapping[str, Any], settings: Settings) -> list[Any]:
+    return quick_plan(hardware, settings)[0]
 
 
 def custom_configs(params: Mapping[str, Any], settings: Settings) -> list[Any]:

@@ -25,6 +25,13 @@ class Stage:
     text: str
 
 
+@dataclass(frozen=True)
+class Note:
+    """Which file a model is measured on and why (real, twin, scaled twin), for the log line."""
+
+    text: str
+
+
 def sweep(
     cancel: threading.Event,
     configs: Sequence[Any],
@@ -65,13 +72,24 @@ def one_click(
     settings: Settings,
     hardware: Mapping[str, Any] | None = None,
     configs_factory: ConfigsFactory | None = None,
+    report: Callable[[Any], None] | None = None,
 ) -> Generator[Any, None, RunOutcome | None]:
+    """`report` carries progress from inside a core call (twin writing) while it runs."""
     if hardware is None:
         yield Stage("Detecting hardware…")
         hardware = core_api.detect_hardware()
     yield Stage("Choosing configurations and preparing twins (no download needed)…")
-    factory = configs_factory or core_api.quick_configs
-    configs = list(factory(hardware, settings))
+    if configs_factory is not None:
+        configs = list(configs_factory(hardware, settings))
+    else:
+
+        def stage(text: str) -> None:
+            if report is not None:
+                report(Stage(text))
+
+        configs, notes = core_api.quick_plan(hardware, settings, cancel, stage)
+        for note in notes:
+            yield Note(note)
     if cancel.is_set():
         return None
     if not configs:

@@ -198,3 +198,89 @@ def compare_runs(
             cells.setdefault(label, {})[run_id] = value
     rows = [(label, [by_run.get(run, "–") for run in runs]) for label, by_run in cells.items()]
     return runs, sorted(rows)
+
+
+EXPECTED_LABELS = {
+    "tg_ts": "Generation (tg)",
+    "pp_ts": "Prompt processing (pp)",
+    "aggregate_ts": "All sequences together",
+    "ttft_ms": "Time to first token",
+    "itl_p95_ms": "Inter-token latency p95",
+    "vram_bytes": "VRAM",
+    "ram_bytes": "RAM",
+}
+BASIS_SHORT = {"measured-real": "real", "measured-twin": "twin", "predicted": "predicted"}
+
+
+def metric_text(key: str, value: Any) -> str:
+    """A number with the unit its key implies (…_ts tokens/s, …_ms, …_bytes)."""
+    if value is None:
+        return "–"
+    if not isinstance(value, (int, float)):
+        return str(value)
+    if key.endswith("_ts"):
+        return fmt_ts(float(value))
+    if key.endswith("_ms"):
+        return f"{value:,.0f} ms" if value >= 100 else f"{value:.1f} ms"
+    if key.endswith("_bytes"):
+        return fmt_bytes(value)
+    return f"{value:,.3g}"
+
+
+def expected_rows(expected: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(label, value with unit, basis words) per expected number; no basis is said as such."""
+    rows = []
+    for key, entry in expected.items():
+        value = entry.get("value") if isinstance(entry, Mapping) else entry
+        basis = entry.get("basis") if isinstance(entry, Mapping) else None
+        label = EXPECTED_LABELS.get(key, key.replace("_", " "))
+        rows.append((label, metric_text(key, value), basis_words(basis)))
+    return rows
+
+
+def choice_text(choice: Mapping[str, Any] | None) -> str:
+    if not choice:
+        return "No deployment fits this machine with the current settings."
+    placement = choice.get("placement") or {}
+    where = placement.get("description") if isinstance(placement, Mapping) else None
+    parts = [
+        str(choice.get("model_name") or choice.get("model_id", "?")),
+        str(choice.get("quant", "")),
+        str(where or f"ngl {_get(placement, 'n_gpu_layers', default='?')}"),
+    ]
+    if choice.get("ctx"):
+        parts.append(f"context {choice['ctx']} tokens")
+    if choice.get("batch"):
+        parts.append(f"{choice['batch']} parallel sequence(s)")
+    return " · ".join(p for p in parts if p)
+
+
+ALTERNATIVE_COLUMNS = ("Model", "Quant", "Placement", "Batch", "tg", "pp", "TTFT", "VRAM", "RAM")
+
+
+def alternative_row(alt: Mapping[str, Any]) -> list[str]:
+    """One alternative as ALTERNATIVE_COLUMNS cells; each number carries its short basis."""
+    expected = alt.get("expected") or {}
+
+    def cell(key: str) -> str:
+        entry = expected.get(key)
+        if entry is None:
+            return "–"
+        value = entry.get("value") if isinstance(entry, Mapping) else entry
+        basis = entry.get("basis") if isinstance(entry, Mapping) else None
+        short = BASIS_SHORT.get(basis or "", basis or "?")
+        return f"{metric_text(key, value)} ({short})"
+
+    placement = alt.get("placement") or {}
+    where = placement.get("description") if isinstance(placement, Mapping) else str(placement)
+    return [
+        str(alt.get("model_name") or alt.get("model_id", "?")),
+        str(alt.get("quant", "")),
+        str(where or ""),
+        str(alt.get("batch", "")),
+        cell("tg_ts"),
+        cell("pp_ts"),
+        cell("ttft_ms"),
+        cell("vram_bytes"),
+        cell("ram_bytes"),
+    ]

@@ -57,6 +57,7 @@ class SweepModel:
         self.current_label = ""
         self.remaining_s: float | None = None
         self.stage = ""
+        self.notes: list[str] = []
         self.rows: dict[str, ConfigRow] = {}
         self.records: list[dict[str, Any]] = []
         self.t: list[float] = []
@@ -68,6 +69,10 @@ class SweepModel:
     # -- events in ---------------------------------------------------------------------------
     def set_stage(self, text: str) -> None:
         self.stage = text
+        self.version += 1
+
+    def add_note(self, text: str) -> None:
+        self.notes.append(text)
         self.version += 1
 
     def apply(self, event: Any) -> None:

@@ -1,0 +1,121 @@
+"""Run the real app, let "Benchmark my machine" be clicked, save a screenshot of the verdict.
+
+    DISPLAY=:99 QT_QPA_PLATFORM=xcb .venv/bin/python scripts/gui_screenshot.py --out shot.png
+
+Prints JSON lines on stdout: {"event": "ready", "button": [x, y], "window": id} once the window
+has painted (the global centre of the button, for `xdotool mousemove x y click 1`), then
+{"event": "verdict", "text": ..., "screenshot": path} when the recommendation is shown.
+`--click` presses the button itself (QTest on the live window) instead of waiting for a click.
+`--tiny-twins DIR` measures the test suite's tiny twins (seconds) instead of the quick sweep of
+the catalog models (minutes); its results say "twin" like any other twin result.
+Exit status: 0 with a verdict, 1 when the flow failed, 2 on timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def emit(**data: Any) -> None:
+    print(json.dumps(data), flush=True)
+
+
+def tiny_factory(directory: Path) -> Any:
+    """Configs over the tiny twins of tests/twin_fixtures, with a catalog that names them."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from gui_helpers import install_tiny_catalog, tiny_config
+    from twin_fixtures import make_tiny_twin
+
+    directory.mkdir(parents=True, exist_ok=True)
+    dense = make_tiny_twin(directory, moe=False)
+    moe = make_tiny_twin(directory, moe=True)
+    install_tiny_catalog()
+    configs = [
+        tiny_config(dense, "tiny-dense"),
+        tiny_config(moe, "tiny-moe"),
+        tiny_config(dense, "tiny-dense", n_gpu_layers=2),
+        tiny_config(moe, "tiny-moe", n_gpu_layers=2),
+    ]
+    return lambda hardware, settings: configs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="PNG to write")
+    parser.add_argument("--click", action="store_true", help="press the button from inside")
+    parser.add_argument("--tiny-twins", type=Path, help="measure tiny twins written here")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up")
+    parser.add_argument("--size", default="1280x900", help="window size WxH")
+    args = parser.parse_args(argv)
+
+    from PySide6.QtCore import QPoint, Qt, QTimer
+    from PySide6.QtTest import QTest
+
+    from fitbench.ui.app import create_app
+    from fitbench.ui.main_window import MainWindow
+
+    app = create_app()
+    factory = tiny_factory(args.tiny_twins) if args.tiny_twins else None
+    window = MainWindow()
+    if factory is not None:
+        window.controller.configs_factory = factory
+    width, height = (int(v) for v in args.size.split("x"))
+    window.resize(width, height)
+    window.move(0, 0)
+    status = {"code": 2}
+
+    def ready() -> None:
+        button = window.bench_panel.run_button
+        centre = button.mapToGlobal(QPoint(button.width() // 2, button.height() // 2))
+        emit(event="ready", button=[centre.x(), centre.y()], window=int(window.winId()))
+        if args.click:
+            QTimer.singleShot(200, lambda: QTest.mouseClick(button, Qt.MouseButton.LeftButton))
+
+    def shoot() -> None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        screen = window.screen()
+        image = screen.grabWindow(window.winId()) if screen is not None else window.grab()
+        if image.isNull():  # platforms that cannot read the window back
+            image = window.grab()
+        image.save(str(args.out))
+        emit(
+            event="verdict",
+            text=window.advice_panel.verdict.text(),
+            screenshot=str(args.out),
+        )
+        status["code"] = 0
+        window.close()
+
+    def done(outcome: Any) -> None:
+        if outcome.advice is None:
+            emit(event="failed", reason=outcome.advice_error)
+            status["code"] = 1
+            window.close()
+            return
+        window.raise_()
+        QTimer.singleShot(1500, shoot)  # let the plots and the panel repaint first
+
+    def failed(message: str) -> None:
+        emit(event="failed", reason=message)
+        status["code"] = 1
+        window.close()
+
+    window.first_paint.connect(lambda: QTimer.singleShot(300, ready))
+    window.controller.outcome_ready.connect(done)
+    window.controller.sweep_finished.connect(
+        lambda: None if window.controller.outcome else failed(window.advice_panel.verdict.text())
+    )
+    QTimer.singleShot(int(args.timeout * 1000), window.close)
+    window.show()
+    app.exec()
+    return status["code"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
