@@ -63,7 +63,7 @@ if [ ! -x "$bundle/fitbench" ] || [ ! -d "$bundle/_internal" ]; then
   exit 1
 fi
 bundle="$(cd "$bundle" && pwd)"
-source_icons="$bundle/_internal/fitbench/data/assets/icons/hicolor"
+source_icons="$bundle/_internal/fitbench/data/assets/icons"
 
 mkdir -p "$prefix/lib" "$prefix/bin" "$(dirname "$desktop")" "$(dirname "$metainfo")"
 if [ "$bundle" != "$appdir" ]; then
@@ -77,12 +77,17 @@ ln -sfn "$appdir/fitbench" "$bin"
 sed -e "s|^Exec=fitbench |Exec=\"$appdir/fitbench\" |" -e "s|^TryExec=fitbench\$|TryExec=$appdir/fitbench|" \
   "$bundle/fitbench.desktop" > "$desktop"
 cp "$bundle/io.github.fitbench.FitBench.metainfo.xml" "$metainfo"
-if [ -d "$source_icons" ]; then
-  for src in "$source_icons"/*/apps/fitbench.*; do
-    size_dir="$(basename "$(dirname "$(dirname "$src")")")"
-    mkdir -p "$icons/$size_dir/apps"
-    cp "$src" "$icons/$size_dir/apps/"
-  done
+# the app's own icons (assets/icons/fitbench-<N>.png, rendered from fitbench.svg by
+# scripts/make_icons.py) into the hicolor theme's layout: <N>x<N>/apps/fitbench.png
+for src in "$source_icons"/fitbench-*.png; do
+  [ -e "$src" ] || continue
+  size="$(basename "$src" .png)"; size="${size#fitbench-}"
+  mkdir -p "$icons/${size}x${size}/apps"
+  cp "$src" "$icons/${size}x${size}/apps/fitbench.png"
+done
+if [ -f "$source_icons/fitbench.svg" ]; then
+  mkdir -p "$icons/scalable/apps"
+  cp "$source_icons/fitbench.svg" "$icons/scalable/apps/fitbench.svg"
 fi
 refresh_caches
 echo "FitBench installed in $appdir; start it from the application menu or with: $bin"

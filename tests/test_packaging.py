@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGING = REPO / "packaging"
 DESKTOP = PACKAGING / "fitbench.desktop"
 METAINFO = PACKAGING / "io.github.fitbench.FitBench.metainfo.xml"
-HICOLOR = REPO / "assets" / "icons" / "hicolor"
+ICONS = REPO / "assets" / "icons"
 ICON_SIZES = (16, 24, 32, 48, 64, 128, 256, 512)
 
 
@@ -58,7 +58,7 @@ def test_desktop_entry_starts_the_gui_with_our_icon() -> None:
     assert program in _pyproject()["project"]["scripts"]  # the console script pip installs
     assert args and args[0] in COMMANDS and args[0] == "gui"
     assert entry["TryExec"] == program
-    assert (HICOLOR / "256x256" / "apps" / f"{entry['Icon']}.png").is_file()
+    assert (ICONS / f"{entry['Icon']}-256.png").is_file()
     assert entry["Categories"].endswith(";") and "Development" in entry["Categories"]
 
 
@@ -103,24 +103,17 @@ def _png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
-def test_hicolor_icons_exist_in_every_size_and_match_their_directory() -> None:
-    for size in ICON_SIZES:
-        assert _png_size(HICOLOR / f"{size}x{size}" / "apps" / "fitbench.png") == (size, size)
-    scalable = HICOLOR / "scalable" / "apps" / "fitbench.svg"
-    assert scalable.read_bytes() == (REPO / "assets" / "icons" / "fitbench.svg").read_bytes()
-
-
-def test_make_icons_renders_the_svg_not_a_blank(tmp_path: Path) -> None:
+def test_icons_exist_in_every_hicolor_size_and_show_the_logo() -> None:
+    # the install script puts fitbench-<N>.png into the theme as <N>x<N>/apps/fitbench.png
     from PySide6.QtGui import QImage
 
-    make_icons = _load(REPO / "scripts" / "make_icons.py")
-    written = make_icons.render(make_icons.SVG, tmp_path, sizes=(32, 128))
-    image = QImage(str(tmp_path / "128x128" / "apps" / "fitbench.png"))
-    assert image.width() == 128
-    assert image.pixelColor(0, 0).alpha() == 0  # outside the rounded square
-    center = image.pixelColor(64, 20)
-    assert center.alpha() == 255 and center.blue() > center.red()  # the blue tile
-    assert len(written) == 3
+    for size in ICON_SIZES:
+        png = ICONS / f"fitbench-{size}.png"
+        assert _png_size(png) == (size, size)
+        image = QImage(str(png))
+        assert image.pixelColor(0, 0).alpha() == 0, png  # outside the rounded square
+        tile = image.pixelColor(size // 2, size // 10)
+        assert tile.alpha() == 255 and tile.blue() > tile.red(), png  # the blue tile
 
 
 def test_entry_point_recognises_interpreter_calls_only() -> None:
@@ -199,8 +192,11 @@ def test_install_script_installs_and_uninstalls_everything(tmp_path: Path) -> No
     assert f'Exec="{appdir}/fitbench" gui' in desktop
     assert f"TryExec={appdir}/fitbench\n" in desktop
     assert (prefix / "share" / "metainfo" / METAINFO.name).is_file()
+    theme = prefix / "share" / "icons" / "hicolor"
     for size in ICON_SIZES:
-        assert (prefix / "share/icons/hicolor" / f"{size}x{size}" / "apps/fitbench.png").is_file()
+        installed = theme / f"{size}x{size}" / "apps" / "fitbench.png"
+        assert installed.read_bytes() == (ICONS / f"fitbench-{size}.png").read_bytes()
+    assert (theme / "scalable" / "apps" / "fitbench.svg").is_file()
     if shutil.which("desktop-file-validate"):
         check = subprocess.run(
             ["desktop-file-validate", str(prefix / "share/applications/fitbench.desktop")],

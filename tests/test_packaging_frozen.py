@@ -42,7 +42,7 @@ def test_frozen_build_passes_the_smoke_test(tmp_path: Path) -> None:
     for shipped in (
         "fitbench/data/models.toml",
         "fitbench/data/assets/icons/fitbench.svg",
-        "fitbench/data/assets/icons/hicolor/48x48/apps/fitbench.png",
+        "fitbench/data/assets/icons/fitbench-48.png",
         "llama_cpp/lib/libllama.so",
         "PySide6/Qt/plugins/platforms/libqoffscreen.so",
         "PySide6/Qt/plugins/platforms/libqxcb.so",
