@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -145,3 +147,33 @@ def test_repacked_weights_work_or_fall_back(tiny_moe_twin: Path) -> None:
     list(run_sweep([cfg(tiny_moe_twin, repack=True)], store=store))
     recs = store.records()
     assert [r["status"] for r in recs] == ["ok", "ok"]
+
+
+def test_worker_stops_when_the_runner_process_dies(tiny_dense_twin: Path, tmp_path: Path) -> None:
+    """A runner killed without cleanup (SIGKILL of the app) leaves no worker running on."""
+    script = tmp_path / "runner.py"
+    script.write_text(
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from fitbench.core.bench.config import BenchConfig, BenchTest\n"
+        "from fitbench.core.bench.runner import run_sweep\n"
+        "from fitbench.core.store import open_store\n"
+        f"cfg = BenchConfig(model_path={str(tiny_dense_twin)!r}, tests=(BenchTest('tg', n_gen=2),),"
+        " reps=1, repack=False, inject='sleep@test0')\n"
+        "for event in run_sweep([cfg], store=open_store()):\n"
+        "    if type(event).__name__ == 'Sample':\n"
+        "        print('sampling', flush=True)\n"
+    )
+    runner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert runner.stdout is not None
+    assert runner.stdout.readline().strip() == "sampling"
+    (worker,) = [
+        c
+        for c in psutil.Process(runner.pid).children()
+        if "fitbench.core.bench.worker" in " ".join(c.cmdline())
+    ]
+    runner.kill()
+    runner.wait()
+    runner.stdout.close()
+    gone, alive = psutil.wait_procs([worker], timeout=20)
+    assert worker in gone and not alive

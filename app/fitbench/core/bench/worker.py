@@ -25,6 +25,7 @@ import platform
 import re
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -417,9 +418,21 @@ class Acks:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
+        if enabled:
+            threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
 
     def wait(self) -> None:
         if self.enabled and not sys.stdin.readline():
+            os._exit(0)
+
+
+def _exit_with_parent(interval_s: float = 0.5) -> None:
+    """Stop when the runner is gone (killed without cleanup): a test may run for minutes
+    before the next ack would notice, and an orphan keeps the GPU and the cores busy."""
+    parent = os.getppid()
+    while True:
+        time.sleep(interval_s)
+        if os.getppid() != parent:
             os._exit(0)
 
 
