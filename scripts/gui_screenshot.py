@@ -48,6 +48,7 @@ def tiny_factory(directory: Path) -> Any:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
+    parser.add_argument("--bench-out", type=Path, help="also save the Benchmark tab (plots) here")
     parser.add_argument("--click", action="store_true", help="press the button from inside")
     parser.add_argument("--tiny-twins", type=Path, help="measure tiny twins written here")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up")
@@ -77,13 +78,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.click:
             QTimer.singleShot(200, lambda: QTest.mouseClick(button, Qt.MouseButton.LeftButton))
 
-    def shoot() -> None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
+    def grab(path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         screen = window.screen()
         image = screen.grabWindow(window.winId()) if screen is not None else window.grab()
         if image.isNull():  # platforms that cannot read the window back
             image = window.grab()
-        image.save(str(args.out))
+        image.save(str(path))
+
+    def shoot_bench() -> None:
+        assert args.bench_out is not None
+        grab(args.bench_out)
+        window.show_advice()
+        QTimer.singleShot(800, shoot)
+
+    def shoot() -> None:
+        grab(args.out)
         emit(
             event="verdict",
             text=window.advice_panel.verdict.text(),
@@ -99,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
             window.close()
             return
         window.raise_()
-        QTimer.singleShot(1500, shoot)  # let the plots and the panel repaint first
+        if args.bench_out is not None:
+            window.tabs.setCurrentWidget(window.bench_panel)
+            QTimer.singleShot(1500, shoot_bench)  # let the plots repaint first
+        else:
+            QTimer.singleShot(1500, shoot)
 
     def failed(message: str) -> None:
         emit(event="failed", reason=message)

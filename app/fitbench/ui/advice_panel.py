@@ -70,9 +70,9 @@ class AdvicePanel(QWidget):
         self.choice.setWordWrap(True)
         layout.addWidget(self.choice)
 
-        numbers = QGroupBox("Expected on this machine")
-        self.expected = QFormLayout(numbers)
-        layout.addWidget(numbers)
+        self.numbers_box = QGroupBox("Expected on this machine")
+        self.expected = QFormLayout(self.numbers_box)
+        layout.addWidget(self.numbers_box)
         self.reasons = QLabel("")
         self.reasons.setWordWrap(True)
         self.reasons.setTextFormat(Qt.TextFormat.RichText)
@@ -85,15 +85,15 @@ class AdvicePanel(QWidget):
         QVBoxLayout(moe_box).addWidget(self.moe_vs_dense)
         layout.addWidget(moe_box)
 
-        alt_box = QGroupBox("Alternatives")
+        self.alt_box = QGroupBox("Alternatives")
         self.alternatives = QTableWidget(0, 0)
         self.alternatives.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.alternatives.setMinimumHeight(140)
-        QVBoxLayout(alt_box).addWidget(self.alternatives)
-        layout.addWidget(alt_box)
+        QVBoxLayout(self.alt_box).addWidget(self.alternatives)
+        layout.addWidget(self.alt_box)
 
-        recipe_box = QGroupBox("Deployment recipe")
-        recipe_layout = QVBoxLayout(recipe_box)
+        self.recipe_box = QGroupBox("Deployment recipe")
+        recipe_layout = QVBoxLayout(self.recipe_box)
         self.recipe_tabs = QTabWidget()
         self.recipe_texts: dict[str, QPlainTextEdit] = {}
         self.copy_buttons: dict[str, QPushButton] = {}
@@ -113,7 +113,7 @@ class AdvicePanel(QWidget):
             self.recipe_texts[key] = text
             self.copy_buttons[key] = copy
         recipe_layout.addWidget(self.recipe_tabs)
-        layout.addWidget(recipe_box)
+        layout.addWidget(self.recipe_box)
 
         self.caveats = QLabel("")
         self.caveats.setWordWrap(True)
@@ -155,6 +155,10 @@ class AdvicePanel(QWidget):
             moe = moe.get("verdict") or moe.get("summary") or _text(moe)
         self.moe_vs_dense.setText(str(moe or "–"))
         self._fill_alternatives(advice.get("alternatives") or [])
+        # a verdict without a choice (nothing fits) has no numbers, alternatives or recipe
+        self.numbers_box.setVisible(self.expected.rowCount() > 0)
+        self.alt_box.setVisible(bool(advice.get("alternatives")))
+        self.recipe_box.setVisible(bool(advice.get("recipe")))
         recipe = advice.get("recipe") or {}
         for key, text in self.recipe_texts.items():
             value = recipe.get(key)

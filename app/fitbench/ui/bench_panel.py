@@ -199,6 +199,7 @@ class BenchPanel(QWidget):
         splitter.setStretchFactor(1, 3)
         layout.addWidget(splitter, 1)
         self._drawn_version = -1
+        self._table_signature: tuple[Any, ...] = ()
         self.timer = QTimer(self)
         self.timer.setInterval(100)
         self.timer.timeout.connect(self.refresh)
@@ -220,6 +221,7 @@ class BenchPanel(QWidget):
         if running:
             self.plots.clear()
             self._drawn_version = -1
+            self._table_signature = ()
         else:
             self.refresh()
             self.plots.refresh()
@@ -234,9 +236,18 @@ class BenchPanel(QWidget):
         if self.model.version == self._drawn_version:
             return
         self._drawn_version = self.model.version
+        rows = list(self.model.rows.values())
+        # memory samples bump the version 20 times a second; the table only changes with results
+        signature = (
+            len(self.model.notes),
+            len(self.model.records),
+            tuple((r.config_id, r.status) for r in rows),
+        )
+        if signature == self._table_signature:
+            return
+        self._table_signature = signature
         self.notes.setText("\n".join(f"• {note}" for note in self.model.notes))
         self.notes.setVisible(bool(self.model.notes))
-        rows = list(self.model.rows.values())
         self.table.setRowCount(len(rows))
         for i, row in enumerate(rows):
             values = (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QTimer
 from PySide6.QtGui import QColor, QPalette
@@ -10,6 +12,9 @@ from PySide6.QtWidgets import QGridLayout, QWidget
 from fitbench.ui.sweep_model import Series, SweepModel
 
 REFRESH_HZ = 20
+# memory traces change with every sample (20 Hz); a repaint of a plot costs 10-30 ms on a slow
+# CPU, so they are redrawn at most this often, and result plots only when a result arrived
+MEMORY_REDRAW_S = 0.5
 # colour-blind-safe pair (Okabe-Ito) for the two models, then more for ad-hoc models
 MODEL_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
 
@@ -65,6 +70,10 @@ class LivePlots(QWidget):
             [], [], name="VRAM (all GPUs)", pen=pg.mkPen(MODEL_COLOURS[0], width=2)
         )
         self._model_curves: dict[tuple[int, str], pg.PlotDataItem] = {}
+        self._results_drawn: tuple[int, int] = (-1, -1)
+        self._pending: set[str] = set()
+        self._samples_drawn = -1
+        self._samples_drawn_at = 0.0
         self._apply_palette()
         self.timer = QTimer(self)
         self.timer.setInterval(1000 // REFRESH_HZ)
@@ -92,9 +101,38 @@ class LivePlots(QWidget):
         self.ram_curve.setPen(pg.mkPen(fg, width=2))
 
     def refresh(self) -> None:
+        """Timer-driven, GUI thread: redraw only the plots whose data changed."""
         if self.model.version == self._drawn_version:
             return
         self._drawn_version = self.model.version
+        results = (len(self.model.records), len(self.model.rows))
+        if results != self._results_drawn:
+            self._results_drawn = results
+            self._pending.update(("speed", "offload", "batch"))
+        if self._pending:
+            # one plot per tick: each repaint then stays short, the next follows 50 ms later
+            self._draw_results(self._pending.pop())
+            self._drawn_version = -1
+            return
+        now = time.monotonic()
+        n_samples = len(self.model.t)
+        if n_samples != self._samples_drawn and (
+            now - self._samples_drawn_at >= MEMORY_REDRAW_S or self.model.finished is not None
+        ):
+            self._samples_drawn, self._samples_drawn_at = n_samples, now
+            self.ram_curve.setData(self.model.t, self.model.ram_gib)
+            if any(self.model.vram_gib):
+                self.vram_curve.setData(self.model.t, self.model.vram_gib)
+        else:
+            self._drawn_version = -1  # samples still to draw: look again on the next tick
+
+    def _draw_results(self, which: str) -> None:
+        if which == "offload":
+            self._set_curves(self.offload_plot, 0, self.model.tg_vs_offload())
+            return
+        if which == "batch":
+            self._set_curves(self.batch_plot, 1, self.model.throughput_vs_batch())
+            return
         labels, pp, tg = self.model.ts_per_config()
         xs = list(range(len(labels)))
         self.pp_bars.setOpts(x=[x - 0.2 for x in xs], height=pp)
@@ -104,11 +142,6 @@ class LivePlots(QWidget):
         self.speed_plot.getViewBox().setToolTip(
             "\n".join(f"{i + 1}: {label}" for i, label in enumerate(labels))
         )
-        self.ram_curve.setData(self.model.t, self.model.ram_gib)
-        if any(self.model.vram_gib):
-            self.vram_curve.setData(self.model.t, self.model.vram_gib)
-        self._set_curves(self.offload_plot, 0, self.model.tg_vs_offload())
-        self._set_curves(self.batch_plot, 1, self.model.throughput_vs_batch())
 
     def _set_curves(self, plot: pg.PlotItem, key: int, curves: dict[str, Series]) -> None:
         for name, series in curves.items():
@@ -137,3 +170,6 @@ class LivePlots(QWidget):
                 legend.removeItem(curve)
         self._model_curves.clear()
         self._drawn_version = -1
+        self._results_drawn = (-1, -1)
+        self._pending.clear()
+        self._samples_drawn = -1
