@@ -102,7 +102,9 @@ FIELDS: tuple[Field, ...] = (
     _fb("vram_base_bytes", int, "VRAM in use before the model was loaded", None),
     _fb("ram_peak_bytes", int, "peak RSS of the worker during the test", None),
     _fb("load_s", float, "model load time", None),
-    _fb("buffer_bytes", dict, "llama.cpp's buffers from its log: {model|kv|compute: {CPU: n}}", None),
+    _fb(
+        "buffer_bytes", dict, "llama.cpp's buffers from its log: {model|kv|compute: {CPU: n}}", None
+    ),
     _fb("hardware_fingerprint", str, "hash of the machine's relevant hardware", ""),
     _fb("llama_cpp_python_version", str, "llama-cpp-python version", ""),
     _fb("fitbench_version", str, "FitBench version", ""),
