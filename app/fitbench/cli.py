@@ -48,12 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from fitbench.core import logsetup
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     log_path = logsetup.setup(verbose=getattr(args, "verbose", False))
-    log.debug("fitbench %s, log file %s, argv %s", __version__, log_path, sys.argv)
+    log.debug("fitbench %s, log file %s, argv %s", __version__, log_path, argv)
     if args.command is None:
-        args = parser.parse_args(["gui", *(argv or [])])
+        args = parser.parse_args(["gui", *argv])
+    args.argv = argv  # what the user typed, recorded with runs so they can be repeated
     module: ModuleType = args._module
     try:
         return int(module.run(args))

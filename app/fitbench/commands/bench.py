@@ -296,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     records: list[dict[str, Any]] = []
     finished: ev.SweepFinished | None = None
-    settings = {"argv": sys.argv[1:], "quick": bool(args.quick)}
+    settings = {"argv": getattr(args, "argv", sys.argv[1:]), "quick": bool(args.quick)}
     with open_store() as store:
         sweep = run_sweep(
             configs,

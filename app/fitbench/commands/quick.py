@@ -58,7 +58,9 @@ def _make_room_for_twin(model: Any, quant: str) -> None:
         _say(f"quick: removed {len(removed)} cached twin(s) to make room for {model.id}")
 
 
-def _sweep(configs: list[Any], store: Any, out: Path, hw: dict[str, Any], fp: str) -> list[Any]:
+def _sweep(
+    configs: list[Any], store: Any, out: Path, hw: dict[str, Any], fp: str, argv: list[str]
+) -> list[Any]:
     from fitbench.commands.bench import format_record
     from fitbench.core.bench import events as ev
     from fitbench.core.bench.runner import run_sweep
@@ -72,7 +74,7 @@ def _sweep(configs: list[Any], store: Any, out: Path, hw: dict[str, Any], fp: st
         cancel=cancel,
         hardware=hw,
         hardware_fingerprint=fp,
-        settings={"argv": sys.argv[1:], "quick": True},
+        settings={"argv": argv, "quick": True},
     )
     try:
         for event in sweep:
@@ -130,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
                 _say(f"  {note}")
             plan_notes.extend(plan.notes)
             _say(f"quick: 3/5 benchmarking {model.name}: {len(plan.configs)} placements")
-            records.extend(_sweep(plan.configs, store, out, hw, report.fingerprint))
+            records.extend(
+                _sweep(plan.configs, store, out, hw, report.fingerprint, list(args.argv))
+            )
     if not records:
         _say("quick: nothing was measured; no recommendation or report")
         return EXIT_FAILURE
