@@ -82,3 +82,20 @@ def test_build_configs_takes_the_guis_plain_values(tiny_moe_twin: Path) -> None:
     assert [c.n_cpu_moe for c in configs] == [0, -1]
     assert [t.name for t in configs[0].tests] == ["pp64", "tg16", "batch B1 tg16", "batch B4 tg16"]
     assert all(c.source == "twin" and c.reps == 2 and c.quant == "Q4_K_M" for c in configs)
+
+
+def test_a_twin_of_a_catalog_model_measures_that_model(tmp_path: Path) -> None:
+    """Records of `fitbench bench -m <twin path>` carry the catalog id, not the file stem, so
+    advice and reports group them with the model they stand for."""
+    from fitbench.core import paths
+    from fitbench.core.bench.models import resolve_path
+    from fitbench.core.twin import twin_for
+    from test_integration_plan_advice import TINY_CATALOG
+
+    (paths.config_dir() / "models.toml").write_text(TINY_CATALOG, encoding="utf-8")
+    twin = twin_for("tiny-moe", "Q4_K_M")
+    resolved = resolve_path(twin)
+    assert (resolved.model_id, resolved.quant, resolved.source) == ("tiny-moe", "Q4_K_M", "twin")
+    renamed = tmp_path / "whatever.gguf"
+    renamed.write_bytes(twin.read_bytes())
+    assert resolve_path(renamed).model_id == "tiny-moe"  # the header says so, not the name

@@ -93,7 +93,26 @@ def resolve_path(path: Path, *, model_id: str = "", quant: str = "") -> Resolved
         raise ModelSpecError(f"{path} is not a GGUF file llama.cpp can load: {exc}") from None
     stem = path.name.removesuffix(".gguf").removesuffix(".fitbench-twin")
     quant = quant or quant_from_name(path.name)
-    return ResolvedModel(path, model_id or stem, quant, source, n_model, n_file, n_expert)
+    catalog_id, catalog_quant = _twin_of_catalog_model(path)
+    model_id = model_id or catalog_id or stem
+    return ResolvedModel(path, model_id, quant or catalog_quant, source, n_model, n_file, n_expert)
+
+
+def _twin_of_catalog_model(path: Path) -> tuple[str, str]:
+    """A twin built from a catalog manifest ("manifest:<id>/<quant>") measures that catalog
+    model: its records carry the catalog id so advice and reports group them with the model."""
+    from fitbench.core.twin import read_twin_marker
+
+    marker = read_twin_marker(path)
+    if marker is None or not marker.source.startswith("manifest:"):
+        return "", ""
+    model_id, _, quant = marker.source.removeprefix("manifest:").partition("/")
+    from fitbench.core.catalog import CatalogError, load
+
+    try:
+        return (model_id, quant) if model_id in load().ids else ("", "")
+    except CatalogError:
+        return "", ""
 
 
 def resolve(
