@@ -61,6 +61,25 @@ def test_full_download_lands_in_the_hf_cache_verified(
     from huggingface_hub import try_to_load_from_cache
 
     assert try_to_load_from_cache(REPO, NAME, cache_dir=hf_home / "hub") == str(result.path)
+    # ... and benchmarked as it is, through the real worker and llama.cpp
+    from fitbench.core.bench.config import BenchConfig, BenchTest
+    from fitbench.core.bench.events import RecordReady
+    from fitbench.core.bench.runner import run_sweep
+    from fitbench.core.store import open_store
+
+    cfg = BenchConfig(
+        model_path=str(result.path),
+        tests=(BenchTest("pp", n_prompt=16), BenchTest("tg", n_gen=4)),
+        source="twin",
+        n_gpu_layers=0,
+        reps=1,
+        n_threads=2,
+        repack=False,
+    )
+    with open_store() as store:
+        records = [e.record for e in run_sweep([cfg], store=store) if isinstance(e, RecordReady)]
+    assert [(r["test"], r["status"]) for r in records] == [("pp", "ok"), ("tg", "ok")]
+    assert all(r["model_filename"] == str(result.path) and r["avg_ts"] > 0 for r in records)
 
 
 def test_second_call_reuses_the_cache_and_works_offline(
