@@ -57,9 +57,10 @@ def _types(manifest: object, suffix: str) -> Counter[str]:
 def test_manifest_size_matches_the_real_file_within_0_1_percent(model_id: str, quant: str) -> None:
     model = catalog.load().get(model_id)
     real = model.quant(quant)
-    assert real.size_exact
+    # rounded catalog sizes (70B: TheBloke's 41.42 GB) are off by at most 5 MB, 0.012%
+    rounding = 0 if real.size_exact else 5_000_000
     size = twin_size(manifest_for(model, quant))
-    assert abs(size - real.size) / real.size < 0.001
+    assert abs(size - real.size) <= 0.001 * real.size - rounding
 
 
 def test_q4_k_m_types_follow_llama_cpp_rules() -> None:
