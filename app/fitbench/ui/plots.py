@@ -69,6 +69,9 @@ class LivePlots(QWidget):
         self.vram_curve = self.memory_plot.plot(
             [], [], name="VRAM (all GPUs)", pen=pg.mkPen(MODEL_COLOURS[0], width=2)
         )
+        # the share of layers on the GPU is 0-100 % whatever was measured
+        self.offload_plot.setXRange(0, 100, padding=0.05)
+        self.offload_plot.enableAutoRange(axis="x", enable=False)
         self._model_curves: dict[tuple[int, str], pg.PlotDataItem] = {}
         self._results_drawn: tuple[int, int] = (-1, -1)
         self._pending: set[str] = set()
@@ -98,6 +101,8 @@ class LivePlots(QWidget):
                 ax.setPen(fg)
                 ax.setTextPen(fg)
             item.titleLabel.setText(item.titleLabel.text, color=QColor(fg).name())
+            if item.legend is not None:
+                item.legend.setLabelTextColor(fg)
         self.ram_curve.setPen(pg.mkPen(fg, width=2))
 
     def refresh(self) -> None:
