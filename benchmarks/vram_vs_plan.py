@@ -5,7 +5,12 @@ record carries NVML's VRAM in use before the model was loaded (vram_base_bytes) 
 during the test (vram_peak_bytes); their difference is what this process added. The planner's
 prediction for the same file, placement and context is computed from the file's header.
 
-    python benchmarks/vram_vs_plan.py results.jsonl [--json OUT]
+    python benchmarks/vram_vs_plan.py results.jsonl [--json OUT] [--manifest MODEL_ID:QUANT]
+
+The manifest comes from the benchmarked file's header when that file is still there; else from
+`--manifest` (a catalog model and quant, built offline by twin.manifest_for, header-identical to
+the full-size twins); else from the record's own model_id and quant, when the catalog knows the
+model. So the committed H200 records (docs/h200/2026-11-29) compare on a machine without them.
 
 Target (issue 4/10): within max(3%, 256 MiB).
 """
@@ -18,12 +23,45 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fitbench.core import gguf, memory, results
+from fitbench.core import catalog, gguf, memory, results, twin
+from fitbench.core.tensors import ModelManifest
 
 MiB = 1024 * 1024
 
 
-def compare(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def catalog_manifest(spec: str) -> ModelManifest:
+    """MODEL_ID:QUANT -> the catalog model's manifest at that quant (offline)."""
+    model_id, sep, quant = spec.partition(":")
+    if not sep or not model_id or not quant:
+        raise ValueError(
+            f"--manifest wants MODEL_ID:QUANT (e.g. mixtral-8x7b-instruct:Q4_K_M), got {spec!r}"
+        )
+    return twin.manifest_for(model_id, quant)
+
+
+def record_manifest(rec: dict[str, Any], fallback: str | None = None) -> ModelManifest:
+    """The header of the benchmarked file if it is here, else `fallback`, else the catalog's
+    manifest for the record's model_id (a `-QUANT` suffix dropped) and quant."""
+    path = Path(rec["model_filename"])
+    if path.is_file():
+        return gguf.read_header(path)
+    if fallback:
+        return catalog_manifest(fallback)
+    quant = rec.get("quant") or ""
+    model_id = rec.get("model_id") or ""
+    known = {m.id for m in catalog.load().models}
+    for candidate in (model_id, model_id.removesuffix(f"-{quant}")):
+        if candidate in known and quant:
+            return twin.manifest_for(candidate, quant)
+    raise ValueError(
+        f"{path} is not here and the catalog has no model {model_id!r}: "
+        "pass --manifest MODEL_ID:QUANT"
+    )
+
+
+def compare(
+    records: list[dict[str, Any]], manifest_spec: str | None = None
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     manifests: dict[str, Any] = {}
     seen: set[tuple[Any, ...]] = set()
@@ -34,7 +72,7 @@ def compare(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         path = rec["model_filename"]
         if path not in manifests:
-            manifests[path] = gguf.read_header(path)
+            manifests[path] = record_manifest(rec, manifest_spec)
         manifest = manifests[path]
         n_layer = manifest.n_layer
         ngl = rec["n_gpu_layers"]
@@ -92,8 +130,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("results", type=Path)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--manifest",
+        default=None,
+        metavar="MODEL_ID:QUANT",
+        help="plan from this catalog model when the benchmarked file is not here",
+    )
     args = ap.parse_args(argv)
-    rows = compare(results.read_jsonl(args.results))
+    try:
+        rows = compare(results.read_jsonl(args.results), args.manifest)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not rows:
         print("no records with NVML VRAM figures (needs a GPU run)", file=sys.stderr)
         return 1

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 from fitbench.core import memory
 from fitbench.core.catalog import Model
 from fitbench.core.layer_costs import LayerCosts
 from fitbench.core.predict import Placement, offloaded
-from fitbench.core.tensors import ModelManifest, TensorInfo
+from fitbench.core.tensors import ModelManifest
 
 log = logging.getLogger(__name__)
 
@@ -77,20 +76,9 @@ def estimate_memory(
 def compact_manifest(manifest: ModelManifest) -> ModelManifest:
     """The same model for the planner with each block's tensors summed into two (non-expert,
     expert): plans are byte-identical (tests/test_advise.py checks it) and about 4x faster,
-    which matters when the advice plans thousands of configurations."""
-    groups: dict[str, list[int]] = {}
-    others: list[TensorInfo] = []
-    for t in manifest.tensors:
-        layer = t.layer
-        if layer is None:
-            others.append(t)  # token_embd and the output layer: kept as they are
-            continue
-        name = f"blk.{layer}.ffn_up_exps.weight" if t.is_expert else f"blk.{layer}.attn.weight"
-        group = groups.setdefault(name, [t.offset, 0])
-        group[0] = min(group[0], t.offset)
-        group[1] += t.n_bytes
-    blocks = [TensorInfo(name, (1,), 0, offset, n) for name, (offset, n) in groups.items()]
-    return replace(manifest, tensors=(*others, *blocks))
+    which matters when the advice plans thousands of configurations. The planner owns the
+    rules (it weighs some tensors one by one): memory.compact_manifest."""
+    return memory.compact_manifest(manifest)
 
 
 def _default_manifest(model: Model, quant: str) -> tuple[ModelManifest, str]:

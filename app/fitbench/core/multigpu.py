@@ -437,7 +437,8 @@ def propose_split(
     act = n_offloaded(manifest.n_layer, placement.n_gpu_layers)
     if n < 2 or act == 0 or placement.split_mode in ("none", "row"):
         return finish(placement)
-    runtime = int(plan_kwargs.get("gpu_runtime_bytes", memory.GPU_RUNTIME_BYTES))
+    runtime = plan_kwargs.get("gpu_runtime_bytes")  # None: the calibrated CUDA context
+    runtime = memory.GPU_RUNTIME_BYTES if runtime is None else int(runtime)
     if placement.split_mode == "tensor":
         shares = tuple(float(max(u - runtime, 1)) for u in usable)
         return finish(_with_split(placement, shares))
