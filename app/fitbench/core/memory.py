@@ -27,6 +27,14 @@ from typing import Any
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from fitbench.core import multigpu
+from fitbench.core.memory_gpu import (
+    GPU_RUNTIME_BYTES,
+    TENSOR_COUNT_KEY,
+    GpuShape,
+    HostWeights,
+    add_gpu_terms,
+    compact_manifest,
+)
 from fitbench.core.tensors import ModelManifest, TensorInfo
 
 MiB = 1 << 20
@@ -52,41 +60,10 @@ CPU_WORK_KQ_F16 = 2
 # VmRSS of a Python 3.11 process after `import llama_cpp` + llama_backend_init() (CPU build,
 # 0.3.36), measured by benchmarks/memory_probe.py on the 2-core dev machine: 43.7 MB.
 HOST_RUNTIME_BYTES = 44_000_000
-
-# --- GPU side: fitted to NVML on one NVIDIA H200 (CUDA build of the same llama.cpp, full-size
-# Q4_K_M twins of Mixtral 8x7B and Llama 2 70B, docs/h200/2026-11-29; docs/memory.md has the
-# table). "Gap" below = NVML peak minus llama.cpp's own CUDA buffers (model + KV + compute). ----
-# Per-GPU CUDA context with llama.cpp's kernels loaded: the smallest gap of any run (full
-# offload, batches of <= 2 tokens, so no cuBLAS and an empty pool): 598.5..603.8 MiB.
-GPU_RUNTIME_BYTES = 600 * MiB
-# cuBLAS, created on the first GEMM llama.cpp hands to it: a matmul with a non-quantized weight
-# (F32/F16/BF16, e.g. the MoE router ffn_gate_inp) over more than 3 tokens (ggml-cuda's mmvf
-# limit on Ampere and later), or attention without flash-attn. Measured as the jump in the gap
-# between 2 and 4 parallel sequences of Mixtral (598.5 -> 695.7 MiB); never seen on 70B Q4_K_M
-# with flash-attn, which has no such matmul.
-GPU_CUBLAS_BYTES = 97 * MiB
-GPU_CUBLAS_MIN_TOKENS = 4
-# Measured, not explained: with weights left on the host, the gap grows by 114 KiB per
-# host-resident tensor (token_embd aside), also in generation tests (no op offload) run after a
-# prompt test in the same process: it lives outside llama.cpp's buffers (the CUDA driver's side
-# of the host-to-GPU weight copies is the likely owner). Least squares over 9 placements
-# of both models (48..722 such tensors, 2.5..79 MiB): every residual within 3 MiB.
-GPU_HOST_TENSOR_BYTES = 114 * 1024
-# ggml-cuda's memory pool: MMQ quantizes each matmul's input to q8_1 (36 bytes per 32 values);
-# the widest is the FFN-down input (n_ff x n_expert_used per token): 16.5 MiB at 512 tokens,
-# the measured growth of the gap from batch 1 to pp512 (15 MiB on 70B, 15 MiB on Mixtral).
-GPU_POOL_Q8_1_BYTES = 36
-GPU_POOL_Q8_1_VALUES = 32
-# Op offload (ggml-backend.cpp, ggml_backend_sched_backend_id_from_cur): an op whose weight is
-# in a host buffer runs on the GPU when its batch is >= this many tokens (GGML_OP_OFFLOAD_MIN_BATCH,
-# ggml-cuda get_op_batch_size; GET_ROWS, i.e. token_embd, never): the scheduler copies the weight
-# into the GPU compute buffer first (see _op_offload_bytes).
-OP_OFFLOAD_MIN_BATCH = 32
+# GPU side (CUDA context, cuBLAS, pool, op offload): fitbench.core.memory_gpu, fitted on an H200.
 
 DEFAULT_VRAM_HEADROOM = 0.05
 DEFAULT_RAM_HEADROOM_BYTES = 2 * GiB
-
-_NON_QUANTIZED = (0, 1, 30)  # F32, F16, BF16
 
 _KV_TYPES = {
     "f32": 0,
@@ -303,68 +280,6 @@ def compute_buffer_bytes(hp: _Hparams, n_kv: int, n_tokens: int, flash_attn: boo
     return n_tokens * max(attention, ffn + mask)
 
 
-@dataclass
-class _HostSide:
-    """What plan() needs to know, tensor by tensor, about the weights left on the host."""
-
-    n_tensors: int = 0  # host-resident tensors, token_embd aside (GPU_HOST_TENSOR_BYTES)
-    largest_layer_matmul: int = 0  # the biggest op-offload copy among the blocks' weights
-    output: int = 0  # output.weight on the host
-    embd: int = 0  # token_embd (the output matrix too when the embeddings are tied)
-    dense_on_host: bool = False  # a non-quantized matmul weight (cuBLAS once offloaded)
-    dense_on_gpu: bool = False
-
-    def add(self, t: TensorInfo, device: int | None, count: int) -> None:
-        if t.name.startswith("token_embd"):
-            self.embd = t.n_bytes if device is None else 0
-            return
-        matmul = len(t.shape) >= 2  # norms are 1-D
-        dense = matmul and t.ggml_type in _NON_QUANTIZED
-        if device is not None:
-            self.dense_on_gpu |= dense
-            return
-        self.n_tensors += count
-        self.dense_on_host |= dense
-        if t.name == "output.weight":
-            self.output = t.n_bytes
-        elif matmul and t.layer is not None:
-            self.largest_layer_matmul = max(self.largest_layer_matmul, t.n_bytes)
-
-
-def _op_offload_bytes(hp: _Hparams, layer_w: int, host_output: int, n_tokens: int) -> int:
-    """Peak of the GPU compute buffer while host-resident weights are offloaded, for a ubatch of
-    n_tokens (llama.cpp reserves the buffer for a full ubatch, n_outputs = n_tokens).
-
-    ggml-backend's scheduler starts a new graph split at every op whose weight sits in a host
-    buffer and copies that weight into the split's GPU compute buffer; n_copies is 1 without
-    pipeline parallelism, so ggml-alloc frees the copy after its op and the next copy reuses the
-    space: one weight copy is live at a time, the largest being a layer's FFN-down matrix (or the
-    experts' ffn_down_exps). Beside it lives the FFN-down product's working set, per token
-    4*(n_ff*n_expert_used [its input] + n_embd*n_expert_used [its output] + 3*n_embd [residual
-    stream, FFN input, normed input]) bytes: Mixtral with every expert on the CPU, 32..512
-    tokens: 367.5 MiB + that = llama.cpp's reported buffer within 0.6 MiB.
-    The output matrix (when the output layer stays on the host) comes last with the logits
-    (n_vocab) and its normed input (n_embd) per token; its copy reuses the hole left by the layer
-    copies (the largest layer weight plus its working set, freed together) when it fits, else
-    ggml-alloc places it past the end: Llama 2 70B at ngl 0 and 64 tokens, 205 MiB output
-    (Q6_K) > 184 + 15 MiB hole, llama.cpp reports 399.8 MiB, this gives 413.6.
-    """
-    if n_tokens < OP_OFFLOAD_MIN_BATCH:
-        return 0
-    per_token = 4 * (hp.n_ff * hp.n_expert_used + hp.n_embd * hp.n_expert_used + 3 * hp.n_embd)
-    peak = layer_w + n_tokens * per_token if layer_w else 0
-    if host_output:
-        output = host_output + n_tokens * 4 * (hp.n_vocab + hp.n_embd)
-        peak = max(peak, output) if host_output <= peak else peak + output
-    return peak
-
-
-def _gpu_pool_bytes(hp: _Hparams, n_tokens: int) -> int:
-    """ggml-cuda's pool at its peak: the widest matmul input (FFN down) quantized to q8_1."""
-    values = n_tokens * hp.n_ff * hp.n_expert_used
-    return math.ceil(values / GPU_POOL_Q8_1_VALUES) * GPU_POOL_Q8_1_BYTES
-
-
 def _layer_devices(n_layer: int, p: Placement, n_gpus: int) -> list[int | None]:
     """Device of layers 0..n_layer (the last = output): a GPU index, or None for the CPU."""
     return multigpu.layer_devices(
@@ -430,7 +345,7 @@ def plan(
 
     cpu_tensors: list[TensorInfo] = []
     counts: dict[str, int] = manifest.extra.get(TENSOR_COUNT_KEY) or {}
-    host = _HostSide()
+    host = HostWeights()
     for t in manifest.tensors:
         d = _tensor_device(t, layer_dev, p)
         host.add(t, d, counts.get(t.name, 1))
@@ -495,35 +410,26 @@ def plan(
         # host side: the input embeddings always, the whole graph if layers stay on the CPU
         any_cpu_layer = any(d is None for d in layer_dev)
         dev["CPU"]["compute"] = full_graph + cpu_work if any_cpu_layer else n_tokens * 4 * hp.n_embd
-    # op offload: with a GPU present, big batches run host-resident weights' ops on the first GPU
-    # (the scheduler's highest-priority backend; with split mode "none" that is main_gpu)
-    offload_gpu = p.main_gpu if p.split_mode == "none" else 0
-    offload = 0
     if n_gpus:
-        host_output = host.output or host.embd  # tied embeddings: token_embd is the output
-        if layer_dev[hp.n_layer] is not None:
-            host_output = 0
-        offload = _op_offload_bytes(hp, host.largest_layer_matmul, host_output, n_tokens)
-    if offload:
-        gpu = dev[key(offload_gpu)]
-        gpu["compute"] = max(gpu["compute"], offload)  # one buffer: peaks do not add up
-    compute_gpus = gpus_with_layers | ({offload_gpu} if offload else set())
-    for g in compute_gpus:
-        dev[key(g)]["work"] = _gpu_pool_bytes(hp, n_tokens)
-    # cuBLAS: a non-quantized matmul weight run on a GPU, or attention without flash-attn
-    dense_on_gpu = host.dense_on_gpu or (offload > 0 and host.dense_on_host)
-    cublas = n_tokens >= GPU_CUBLAS_MIN_TOKENS and (
-        dense_on_gpu or (not flash_attn and bool(gpus_with_layers))
-    )
-    # a CUDA context on every GPU llama.cpp uses: with split mode "none" only main_gpu
-    for g in [p.main_gpu] if p.split_mode == "none" and n_gpus else range(n_gpus):
-        if gpu_runtime_bytes is not None:
-            dev[key(g)]["overhead"] = gpu_runtime_bytes
-        else:
-            uses_cublas = cublas and g in compute_gpus
-            dev[key(g)]["overhead"] = GPU_RUNTIME_BYTES + (GPU_CUBLAS_BYTES if uses_cublas else 0)
-            if g == offload_gpu:
-                dev[key(g)]["overhead"] += GPU_HOST_TENSOR_BYTES * host.n_tensors
+        # a CUDA context on every GPU llama.cpp uses: with split mode "none" only main_gpu; ops
+        # on host weights go to the scheduler's first GPU backend (main_gpu under "none")
+        add_gpu_terms(
+            dev,
+            host,
+            GpuShape(
+                n_embd=hp.n_embd,
+                n_vocab=hp.n_vocab,
+                ffn_width=hp.n_ff * hp.n_expert_used,
+                ffn_out=hp.n_embd * hp.n_expert_used,
+            ),
+            n_tokens=n_tokens,
+            gpus_with_layers=gpus_with_layers,
+            runtime_gpus=[p.main_gpu] if p.split_mode == "none" else list(range(n_gpus)),
+            offload_gpu=p.main_gpu if p.split_mode == "none" else 0,
+            output_on_host=layer_dev[hp.n_layer] is None,
+            flash_attn=flash_attn,
+            gpu_runtime_bytes=gpu_runtime_bytes,
+        )
     dev["CPU"]["output"] = 4 * hp.n_vocab * n_parallel
     dev["CPU"]["overhead"] = host_runtime_bytes
 
@@ -556,43 +462,6 @@ def plan(
         output_on_gpu=layer_dev[-1] is not None,
         layer_devices=tuple(layer_dev),
     )
-
-
-TENSOR_COUNT_KEY = "planner_tensor_count"  # manifest.extra: summary tensor -> tensors it stands for
-
-
-def compact_manifest(manifest: ModelManifest) -> ModelManifest:
-    """The same model for plan() in a few tensors per block, plans byte-identical in vram_bytes
-    and ram_bytes (tests/test_advise.py checks it), several times faster for the advice's
-    thousands of plans. Per block and group (routed experts / the rest) the tensors are summed
-    into one, except those plan() weighs one by one: the largest matrix (the op-offload copy) and
-    non-quantized matrices (cuBLAS). extra[TENSOR_COUNT_KEY] keeps how many tensors each sum
-    stands for. Embeddings and the output layer are kept as they are."""
-    kept: list[TensorInfo] = []
-    groups: dict[tuple[int, bool], list[TensorInfo]] = {}
-    for t in manifest.tensors:
-        layer = t.layer
-        if layer is None:
-            kept.append(t)
-        else:
-            groups.setdefault((layer, t.is_expert), []).append(t)
-    counts: dict[str, int] = {}
-    for (layer, expert), members in groups.items():
-        matrices = [t for t in members if len(t.shape) >= 2]
-        largest = max(matrices, key=lambda t: t.n_bytes, default=None)
-        rest = []
-        for t in members:
-            if t is largest or (len(t.shape) >= 2 and t.ggml_type in _NON_QUANTIZED):
-                kept.append(t)
-            else:
-                rest.append(t)
-        if rest:
-            name = f"blk.{layer}.{'ffn_up_exps' if expert else 'attn'}.planner_sum"
-            offset = min(t.offset for t in rest)
-            kept.append(TensorInfo(name, (1,), 0, offset, sum(t.n_bytes for t in rest)))
-            counts[name] = len(rest)
-    extra = {**manifest.extra, TENSOR_COUNT_KEY: counts}
-    return replace(manifest, tensors=tuple(kept), extra=extra)
 
 
 def candidate_placements(
@@ -661,6 +530,7 @@ def best_fitting(plans: Sequence[PlacementPlan]) -> PlacementPlan | None:
 __all__ = [
     "DEFAULT_RAM_HEADROOM_BYTES",
     "DEFAULT_VRAM_HEADROOM",
+    "GPU_RUNTIME_BYTES",
     "MemoryPlan",
     "Placement",
     "PlacementPlan",
