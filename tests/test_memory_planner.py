@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fitbench.core import gguf, memory
+from fitbench.core import gguf, memory, memory_gpu, twin
 from fitbench.core.memory import GiB, Placement
 from fitbench.core.tensors import ModelManifest
 from test_gguf_builders import LlamaShape, Q, write_llama_gguf
@@ -135,3 +135,101 @@ def test_kv_and_compute_match_llama_cpp(tmp_path: Path, flash_attn: bool) -> Non
     assert got["kv_total_bytes"] == p.breakdown["kv"]
     compute = sum(b["bytes"] for b in got["buffers"] if b["kind"] == "compute")  # type: ignore[union-attr]
     assert abs(p.breakdown["compute"] - compute) <= 0.02 * compute
+
+
+# --- GPU side (core/memory_gpu.py): llama.cpp's rules, constants fitted on the H200 ------------
+
+
+@pytest.fixture(scope="module")
+def mixtral() -> ModelManifest:
+    return twin.manifest_for("mixtral-8x7b-instruct", "Q4_K_M")
+
+
+@pytest.fixture(scope="module")
+def llama70b() -> ModelManifest:
+    return twin.manifest_for("llama-2-70b-chat", "Q4_K_M")
+
+
+def _largest_matrix(m: ModelManifest, pred: object) -> int:
+    return max(t.n_bytes for t in m.tensors if len(t.shape) >= 2 and pred(t))  # type: ignore[operator]
+
+
+def test_op_offload_copies_host_weights_into_the_gpu_buffer_for_big_batches(
+    mixtral: ModelManifest,
+) -> None:
+    down_exps = _largest_matrix(mixtral, lambda t: t.is_expert)
+    for pl in (Placement(0), Placement(16), Placement(33, n_cpu_moe=32)):
+        small = memory.plan(mixtral, pl, 512, n_ubatch=31, n_gpus=1)
+        big = memory.plan(mixtral, pl, 512, n_ubatch=32, n_gpus=1)
+        graph = memory.compute_buffer_bytes(memory._hparams(mixtral), 512, 32, False)
+        # below GGML_OP_OFFLOAD_MIN_BATCH only the GPU's own layers need a buffer
+        assert small.devices["GPU0"]["compute"] <= graph
+        assert big.devices["GPU0"]["compute"] > down_exps  # one expert tensor copied at a time
+        assert big.devices["GPU0"]["compute"] < down_exps + 2 * graph
+    full = memory.plan(mixtral, Placement(33), 512, n_gpus=1)
+    hp = memory._hparams(mixtral)
+    assert full.devices["GPU0"]["compute"] == memory.compute_buffer_bytes(hp, 512, 512, False)
+    cpu_only = memory.plan(mixtral, Placement(0), 512)
+    assert cpu_only.vram_bytes == () and cpu_only.devices["CPU"]["compute"] > 0
+
+
+def test_a_bigger_host_output_matrix_lands_past_the_layer_copys_hole(
+    llama70b: ModelManifest,
+) -> None:
+    output = next(t.n_bytes for t in llama70b.tensors if t.name == "output.weight")
+    down = _largest_matrix(llama70b, lambda t: t.layer is not None)
+    assert output > down  # Q6_K 32000 x 8192 vs the Q6_K ffn_down
+    # 64 tokens: the freed hole (ffn_down + 15 MiB of activations) is too small: both live
+    at64 = memory.plan(llama70b, Placement(0), 64, n_gpus=1).devices["GPU0"]["compute"]
+    assert at64 > output + down
+    # 512 tokens: the hole holds it; the layer copy and its working set are the peak
+    at512 = memory.plan(llama70b, Placement(0), 512, n_gpus=1).devices["GPU0"]["compute"]
+    assert down < at512 < output + down
+    # the output layer on the GPU: only the layer copies are staged
+    ngl1 = memory.plan(llama70b, Placement(1), 64, n_gpus=1).devices["GPU0"]["compute"]
+    assert down < ngl1 < output + down
+
+
+def test_gpu_runtime_context_cublas_and_host_tensors(
+    mixtral: ModelManifest, llama70b: ModelManifest
+) -> None:
+    gpu = memory_gpu
+    full70 = memory.plan(llama70b, Placement(81), 512, flash_attn=True, n_gpus=1)
+    assert full70.devices["GPU0"]["overhead"] == gpu.GPU_RUNTIME_BYTES  # all Q4_K/Q5_K/Q6_K: MMQ
+    no_fa = memory.plan(llama70b, Placement(81), 512, flash_attn=False, n_gpus=1)
+    assert no_fa.devices["GPU0"]["overhead"] == gpu.GPU_RUNTIME_BYTES + gpu.GPU_CUBLAS_BYTES
+    # Mixtral's F32 router goes to cuBLAS from 4 tokens on
+    router = memory.plan(mixtral, Placement(33), 512, flash_attn=True, n_gpus=1)
+    assert router.devices["GPU0"]["overhead"] == gpu.GPU_RUNTIME_BYTES + gpu.GPU_CUBLAS_BYTES
+    two = memory.plan(mixtral, Placement(33), 2, flash_attn=True, n_gpus=1)
+    assert two.devices["GPU0"]["overhead"] == gpu.GPU_RUNTIME_BYTES
+    # host-resident tensors (token_embd aside) each cost the driver's share
+    half = memory.plan(llama70b, Placement(40), 512, flash_attn=True, n_gpus=1)
+    layer_dev = list(half.layer_devices)
+    on_host = [
+        t
+        for t in llama70b.tensors
+        if memory._tensor_device(t, layer_dev, half.placement) is None
+        and not t.name.startswith("token_embd")
+    ]
+    assert len(on_host) == 41 * 9
+    expected = gpu.GPU_RUNTIME_BYTES + gpu.GPU_HOST_TENSOR_BYTES * len(on_host)
+    assert half.devices["GPU0"]["overhead"] == expected
+    # the pool: q8_1 of the FFN-down input, 28672 values a token
+    assert half.devices["GPU0"]["work"] == 512 * 28672 // 32 * 36
+    # an explicit runtime replaces the calibrated one
+    bare = memory.plan(llama70b, Placement(40), 512, n_gpus=1, gpu_runtime_bytes=0)
+    assert bare.devices["GPU0"]["overhead"] == 0
+
+
+@pytest.mark.parametrize("model", ["mixtral", "llama70b"])
+def test_compact_manifest_keeps_every_gpu_term(model: str, request: pytest.FixtureRequest) -> None:
+    full: ModelManifest = request.getfixturevalue(model)
+    compact = memory.compact_manifest(full)
+    assert len(compact.tensors) < len(full.tensors) / 1.8
+    n = full.n_layer
+    for ngl, ncmoe in ((0, 0), (1, 0), (n // 2, 0), (n + 1, 0), (n + 1, n), (n + 1, n // 2)):
+        for n_ctx, fa in ((16, True), (64, True), (512, False), (4096, True)):
+            a = memory.plan(full, Placement(ngl, ncmoe), n_ctx, flash_attn=fa, n_gpus=1)
+            b = memory.plan(compact, Placement(ngl, ncmoe), n_ctx, flash_attn=fa, n_gpus=1)
+            assert (a.vram_bytes, a.ram_bytes, a.devices) == (b.vram_bytes, b.ram_bytes, b.devices)
