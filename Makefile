@@ -51,3 +51,13 @@ package-smoke: package
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .mypy_cache
+
+# The README's screenshots: the real app under Xvfb, the real quick sweep (~5 min on 2 cores).
+screenshot: $(STAMP)
+	@Xvfb :77 -screen 0 1280x900x24 >/dev/null 2>&1 & pid=$$!; sleep 1; \
+	DISPLAY=:77 QT_QPA_PLATFORM=xcb $(BIN)/python scripts/gui_screenshot.py --click \
+	  --out docs/screenshot.png --bench-out docs/screenshot-benchmark.png; rc=$$?; \
+	kill $$pid; exit $$rc
+
+gpu-check:
+	scripts/gpu-check all
