@@ -86,3 +86,17 @@ def test_unknown_run_and_empty_export_are_clear_errors(tmp_path: Path) -> None:
             db.export_jsonl(run, tmp_path / "x.jsonl")
         with pytest.raises(store.StoreError, match=r"no run 'nope'"):
             db.get_run("nope")
+
+
+def test_a_reader_opens_the_store_while_a_sweep_holds_the_write_lock(tmp_path: Path) -> None:
+    """The GUI's history opens the store while a sweep writes; it must not need the lock."""
+    path = tmp_path / "results.sqlite3"
+    store.open_store(path).close()
+    writer = sqlite3.connect(path)
+    writer.execute("BEGIN IMMEDIATE")  # what a sweep's record write holds for a moment
+    try:
+        with store.open_store(path) as reader:  # before the fix: "database is locked" after 10 s
+            assert reader.list_runs() == []
+    finally:
+        writer.rollback()
+        writer.close()

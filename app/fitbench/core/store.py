@@ -88,9 +88,13 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            with self._db:
-                self._db.executescript(_SCHEMA)
-                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            # Only a new database takes the write lock here: a reader (the GUI's history) opening
+            # the store while a sweep writes must not queue behind it for the busy timeout.
+            (version,) = self._db.execute("PRAGMA user_version").fetchone()
+            if version != SCHEMA_VERSION:
+                with self._db:
+                    self._db.executescript(_SCHEMA)
+                    self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"the results database {path} cannot be opened ({exc}); move it aside to start "

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Generator
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, QThreadPool, Signal
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,10 @@ class JobRunner(QObject):
         return job
 
     def _on_finished(self, job: Job) -> None:
+        # A job can finish after the window (and this runner's C++ side) was destroyed, e.g. a
+        # cancelled sweep reporting back during teardown: nobody is left to tell.
+        if not shiboken6.isValid(self):
+            return
         if job in self._jobs:
             self._jobs.remove(job)
         self.job_finished.emit(job)
