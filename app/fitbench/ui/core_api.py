@@ -163,7 +163,7 @@ def _unplanned(model: core_catalog.Model, quant: str, reason: str) -> dict[str, 
 
 
 def local_file(model: core_catalog.Model, quant: str) -> str | None:
-    path = _core("bench.models").local_real_file(model, quant)
+    path = _core("download").local_path(model, quant)
     return str(path) if path else None
 
 

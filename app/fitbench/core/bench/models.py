@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fitbench.core import catalog as catalog_mod
-from fitbench.core.catalog import Catalog, CatalogError, Model
+from fitbench.core.catalog import Catalog, CatalogError
 
 
 class ModelSpecError(ValueError):
@@ -40,26 +40,6 @@ class ResolvedModel:
             "n_layer_model": self.n_layer_model,
             "n_layer_file": self.n_layer_file,
         }
-
-
-def local_real_file(model: Model, quant: str) -> Path | None:
-    """The downloaded real file of a catalog quant, or None when it is not on this machine."""
-    from huggingface_hub import try_to_load_from_cache
-
-    from fitbench.core import download_store
-
-    q = model.quant(quant)
-    if q.is_joined:
-        joined = download_store.joined_dir() / download_store.repo_folder(model.repo)
-        found = sorted(joined.glob(f"*/{q.file}"))
-        return found[0] if found else None
-    filename = q.parts[0] if q.is_sharded else q.file
-    cached = try_to_load_from_cache(
-        model.repo, filename, cache_dir=download_store.hf_cache_dir(), revision=model.revision
-    )
-    if isinstance(cached, str) and Path(cached).is_file():
-        return Path(cached)
-    return None
 
 
 def _file_layers(path: Path) -> tuple[int, int, int]:
@@ -132,7 +112,9 @@ def resolve(
         model = cat.get(spec)
         q = model.quant(quant or model.default_quant).quant
         if prefer_real and layers is None:
-            real = local_real_file(model, q)
+            from fitbench.core.download import local_path
+
+            real = local_path(model, q)
             if real is not None:
                 return resolve_path(real, model_id=model.id, quant=q)
         from fitbench.core.twin import twin_for
@@ -147,4 +129,4 @@ def resolve(
     raise ModelSpecError(f"-m {spec!r} is neither a catalog model ({known}) nor a GGUF file")
 
 
-__all__ = ["CatalogError", "ModelSpecError", "ResolvedModel", "local_real_file", "resolve"]
+__all__ = ["CatalogError", "ModelSpecError", "ResolvedModel", "resolve"]

@@ -134,10 +134,10 @@ def _choose_file(
     model: Model, quant: str, m: Machine, n_ctx: int, scaled_layers: int
 ) -> tuple[str, ModelManifest, int | None, list[tuple[str, memory.Placement]], str]:
     """(source, manifest, layers for twin_for, placements, note)."""
-    from fitbench.core.bench.models import local_real_file
+    from fitbench.core.download import local_path
     from fitbench.core.twin import manifest_for, manifest_from_gguf, twin_size
 
-    real = local_real_file(model, quant)
+    real = local_path(model, quant)
     if real is not None:
         manifest = manifest_from_gguf(real)
         fit = placements(manifest, m, n_ctx)
