@@ -1,4 +1,4 @@
-"""Shared by the GUI tests: a catalog that knows the tiny twins, and sweeps over them."""
+"""Shared by GUI and integration tests: a catalog naming the tiny twins, and sweeps over them."""
 
 from __future__ import annotations
 

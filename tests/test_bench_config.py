@@ -87,12 +87,11 @@ def test_build_configs_takes_the_guis_plain_values(tiny_moe_twin: Path) -> None:
 def test_a_twin_of_a_catalog_model_measures_that_model(tmp_path: Path) -> None:
     """Records of `fitbench bench -m <twin path>` carry the catalog id, not the file stem, so
     advice and reports group them with the model they stand for."""
-    from fitbench.core import paths
     from fitbench.core.bench.models import resolve_path
     from fitbench.core.twin import twin_for
-    from test_integration_plan_advice import TINY_CATALOG
+    from gui_helpers import install_tiny_catalog
 
-    (paths.config_dir() / "models.toml").write_text(TINY_CATALOG, encoding="utf-8")
+    install_tiny_catalog()
     twin = twin_for("tiny-moe", "Q4_K_M")
     resolved = resolve_path(twin)
     assert (resolved.model_id, resolved.quant, resolved.source) == ("tiny-moe", "Q4_K_M", "twin")

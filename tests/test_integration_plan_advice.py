@@ -11,58 +11,12 @@ from typing import Any
 
 import pytest
 
-from fitbench.core import advise, catalog, hardware, memory, paths, results, twin
+from fitbench.core import advise, catalog, hardware, memory, results, twin
 from fitbench.core.advise_memory import SOURCE_BUILTIN
 from fitbench.core.bench.config import BenchConfig, BenchTest
 from fitbench.core.bench.runner import run_sweep
 from fitbench.core.store import open_store
-
-TINY_CATALOG = """schema = 1
-
-[[models]]
-id = "tiny-dense"
-name = "Tiny dense"
-kind = "dense"
-repo = "fitbench-tests/tiny-dense-GGUF"
-default_quant = "Q4_K_M"
-mmlu = 60.0
-
-[models.arch]
-architecture = "llama"
-n_layer = 4
-n_embd = 256
-n_ff = 512
-n_head = 4
-n_head_kv = 2
-n_vocab = 2048
-
-[[models.quants]]
-quant = "Q4_K_M"
-file = "tiny-dense.Q4_K_M.gguf"
-
-[[models]]
-id = "tiny-moe"
-name = "Tiny MoE"
-kind = "moe"
-repo = "fitbench-tests/tiny-moe-GGUF"
-default_quant = "Q4_K_M"
-mmlu = 60.0
-
-[models.arch]
-architecture = "llama"
-n_layer = 4
-n_embd = 256
-n_ff = 512
-n_head = 4
-n_head_kv = 2
-n_vocab = 2048
-n_expert = 4
-n_expert_used = 2
-
-[[models.quants]]
-quant = "Q4_K_M"
-file = "tiny-moe.Q4_K_M.gguf"
-"""
+from gui_helpers import install_tiny_catalog
 
 MEASURED_BATCHES = (2,)
 TESTS = (
@@ -91,7 +45,7 @@ def _config(path: Path, model_id: str) -> BenchConfig:
 def measured(
     tiny_dense_twin: Path, tiny_moe_twin: Path
 ) -> tuple[list[dict[str, Any]], dict[str, Any], catalog.Catalog]:
-    (paths.config_dir() / "models.toml").write_text(TINY_CATALOG, encoding="utf-8")
+    install_tiny_catalog()
     cat = catalog.load()
     tiny = catalog.Catalog(tuple(m for m in cat.models if m.id.startswith("tiny-")))
     assert tiny.ids == ("tiny-dense", "tiny-moe")
