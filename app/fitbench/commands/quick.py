@@ -126,7 +126,6 @@ def run(args: argparse.Namespace) -> int:
                 catalog,
                 model_ids=[model_id],
                 n_threads=args.threads,
-                progress=lambda what, done, total: None,
             )
             for note in plan.notes:
                 _say(f"  {note}")
