@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 EXIT_OK = 0
@@ -19,3 +20,18 @@ def not_implemented(name: str) -> int:
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
+
+
+def load_hardware_json(path: Path) -> dict[str, Any]:
+    """The JSON object `fitbench detect --json` wrote; a clear ValueError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read the hardware file {path}: {exc.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(
+            f"{path}: not a hardware JSON file from `fitbench detect --json` ({exc})"
+        ) from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected the JSON object of `fitbench detect --json`")
+    return data

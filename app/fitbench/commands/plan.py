@@ -4,14 +4,13 @@ any download."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, print_json
+from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, load_hardware_json, print_json
 from fitbench.core import catalog, gguf, memory, predict_fit, results
 from fitbench.core.layer_costs import from_manifest
 from fitbench.core.plan_speed import SpeedModel, speed_model
@@ -132,7 +131,7 @@ def machine(
     """GPU VRAM and host RAM to plan for (detected, from a hardware file, or the what-if values
     given), and under "hardware" the machine the speed predictions assume."""
     if hardware_file is not None:
-        hw = load_hardware(hardware_file)
+        hw = load_hardware_json(hardware_file)
         source = f"hardware file {hardware_file.name}"
     else:
         # both sizes given: a quick look at the CPU only (no probes), the rest is what-if
@@ -151,18 +150,6 @@ def machine(
     elif vram_gb is not None or ram_gb is not None:
         source += " + what-if"
     return {"gpus_vram_bytes": gpus, "ram_bytes": ram, "source": source, "hardware": hw}
-
-
-def load_hardware(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"cannot read the hardware file {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not JSON ({exc.msg}, line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected the JSON object of `fitbench detect --json`")
-    return data
 
 
 def capacities(hw: dict[str, Any]) -> tuple[list[int], int]:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, print_json
+from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, load_hardware_json, print_json
 
 HELP = "recommend a deployment from benchmark results"
 
@@ -40,15 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _hardware(path: Path | None) -> dict[str, Any]:
     if path is not None:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ValueError(f"cannot read the hardware file {path}: {exc.strerror}") from None
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not JSON ({exc.msg}, line {exc.lineno})") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected the JSON object of `fitbench detect --json`")
-        return data
+        return load_hardware_json(path)
     try:
         from fitbench.core import hardware
     except ImportError:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, print_json
+from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, load_hardware_json, print_json
 
 HELP = "write the PDF recommendation report"
 
@@ -46,17 +45,12 @@ def _load_hardware(path: Path | None) -> dict[str, Any] | None:
 
     if path is None:
         return None
+    if not path.is_file():
+        raise ReportError(f"hardware file not found: {path}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReportError(f"hardware file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReportError(
-            f"{path}: not a hardware JSON file from `fitbench detect --json` ({exc})"
-        ) from None
-    if not isinstance(data, dict):
-        raise ReportError(f"{path}: expected a JSON object from `fitbench detect --json`")
-    return data
+        return load_hardware_json(path)
+    except ValueError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
