@@ -100,3 +100,21 @@ def test_a_reader_opens_the_store_while_a_sweep_holds_the_write_lock(tmp_path: P
     finally:
         writer.rollback()
         writer.close()
+
+
+def test_history_readers_never_create_or_lock_the_database(tmp_path: Path) -> None:
+    db = paths.results_db()
+    assert store.list_runs() == [] and store.records() == []
+    assert not db.exists()  # reading the history of a new install creates nothing
+    db.write_bytes(b"")  # a sweep has just created the file, no tables yet
+    assert store.list_runs() == []
+    db.unlink()
+    with store.open_store() as writer_store:
+        run_id = writer_store.add_run(settings={"argv": ["bench"]})
+        writer = sqlite3.connect(db)
+        writer.execute("BEGIN IMMEDIATE")  # a sweep in the middle of a write
+        try:
+            assert [r.run_id for r in store.list_runs()] == [run_id]
+        finally:
+            writer.rollback()
+            writer.close()

@@ -79,10 +79,23 @@ def _now() -> str:
 class Store:
     """One connection, usable from one thread at a time (a lock guards it for the GUI)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        if read_only:
+            # Readers (history, exports) never create, migrate or lock the database: a GUI
+            # opening its history while a sweep creates or writes the file must not wait.
+            try:
+                self._db = sqlite3.connect(
+                    f"{path.resolve().as_uri()}?mode=ro",
+                    uri=True,
+                    timeout=10.0,
+                    check_same_thread=False,
+                )
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"the results database {path} cannot be read ({exc})") from None
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -100,6 +113,15 @@ class Store:
                 f"the results database {path} cannot be opened ({exc}); move it aside to start "
                 "a fresh one (the old file keeps its data)"
             ) from None
+
+    def has_schema(self) -> bool:
+        """False for a file another process has created but not yet filled in."""
+        with self._lock:
+            (n,) = self._db.execute(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' "
+                "AND name IN ('runs', 'records')"
+            ).fetchone()
+        return bool(n == 2)
 
     def close(self) -> None:
         with self._lock:
@@ -256,15 +278,21 @@ def finish_run(store: Store, run_id: str, status: str = "finished", note: str = 
 def list_runs(store: Store | None = None) -> list[RunInfo]:
     if store is not None:
         return store.list_runs()
-    with open_store() as fresh:
-        return fresh.list_runs()
+    path = paths.results_db()
+    if not path.exists():
+        return []  # nothing measured yet; a reader does not create the database
+    with Store(path, read_only=True) as reader:
+        return reader.list_runs() if reader.has_schema() else []
 
 
 def records(run_id: str | None = None, store: Store | None = None) -> list[dict[str, Any]]:
     if store is not None:
         return store.records(run_id)
-    with open_store() as fresh:
-        return fresh.records(run_id)
+    path = paths.results_db()
+    if not path.exists():
+        return []
+    with Store(path, read_only=True) as reader:
+        return reader.records(run_id) if reader.has_schema() else []
 
 
 def export_jsonl(run_id: str, path: Path, store: Store | None = None) -> int:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import QObject, QThreadPool, Signal
+from PySide6.QtCore import QObject, QThreadPool, Signal, Slot
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +159,18 @@ class JobRunner(QObject):
 
     def submit(self, job: Job, pool: str = "general") -> Job:
         self._jobs.append(job)
-        job.finished.connect(lambda: self._on_finished(job))
+        # A bound slot of this QObject, not a lambda: Qt then queues the call to the GUI thread
+        # and drops it if the runner is gone (a lambda's finished call was seen to go missing).
+        job.finished.connect(self._job_done)
         job.start(self.pools[pool])
         self.job_started.emit(job)
         return job
+
+    @Slot()
+    def _job_done(self) -> None:
+        job = self.sender()
+        if isinstance(job, Job):
+            self._on_finished(job)
 
     def _on_finished(self, job: Job) -> None:
         # A job can finish after the window (and this runner's C++ side) was destroyed, e.g. a
@@ -177,7 +185,8 @@ class JobRunner(QObject):
 
     @property
     def active(self) -> list[Job]:
-        return list(self._jobs)
+        """Jobs not yet done (a done job counts as finished even before its signal arrives)."""
+        return [job for job in self._jobs if not job.is_done]
 
     def cancel_all(self) -> None:
         for job in self._jobs:
