@@ -10,16 +10,8 @@ from fitbench.core.bench.config import BenchConfig, standard_tests
 
 TINY_REPO = "org/tiny-GGUF"
 
-# tiny_arch() of fitbench.core.twin as catalog entries, so the advice can name them
-TINY_CATALOG = """
-[[models]]
-id = "tiny-dense"
-name = "Tiny dense"
-kind = "dense"
-repo = "{repo}"
-default_quant = "Q4_K_M"
-mmlu = 70.0
-
+# tiny_arch() of fitbench.core.twin as a catalog [models.arch] table
+TINY_ARCH_TOML = """
 [models.arch]
 architecture = "llama"
 n_layer = 4
@@ -28,40 +20,39 @@ n_ff = 512
 n_head = 4
 n_head_kv = 2
 n_vocab = 2048
-
-[[models.quants]]
-quant = "Q4_K_M"
-file = "tiny-dense.Q4_K_M.gguf"
-
-[[models]]
-id = "tiny-moe"
-name = "Tiny MoE"
-kind = "moe"
-repo = "{repo}"
-default_quant = "Q4_K_M"
-mmlu = 70.0
-
-[models.arch]
-architecture = "llama"
-n_layer = 4
-n_embd = 256
-n_ff = 512
-n_head = 4
-n_head_kv = 2
-n_vocab = 2048
-n_expert = 4
-n_expert_used = 2
-
-[[models.quants]]
-quant = "Q4_K_M"
-file = "tiny-moe.Q4_K_M.gguf"
 """
 
 
-def install_tiny_catalog() -> None:
-    (paths.config_dir() / "models.toml").write_text(
-        TINY_CATALOG.format(repo=TINY_REPO), encoding="utf-8"
+def tiny_model_toml(
+    model_id: str,
+    name: str,
+    *,
+    repo: str = TINY_REPO,
+    kind: str = "dense",
+    mmlu: float | None = None,
+    quants_toml: str = "",
+) -> str:
+    """One catalog entry for a tiny twin; quants_toml: its [[models.quants]] (default Q4_K_M)."""
+    moe = "n_expert = 4\nn_expert_used = 2\n" if kind == "moe" else ""
+    quality = f"mmlu = {mmlu}\n" if mmlu is not None else ""
+    quants = quants_toml or (
+        f'[[models.quants]]\nquant = "Q4_K_M"\nfile = "{model_id}.Q4_K_M.gguf"\n'
     )
+    return (
+        f'\n[[models]]\nid = "{model_id}"\nname = "{name}"\nkind = "{kind}"\n'
+        f'repo = "{repo}"\ndefault_quant = "Q4_K_M"\n{quality}'
+        f"{TINY_ARCH_TOML}{moe}\n{quants}"
+    )
+
+
+# the tiny twins as catalog entries, so the advice can name them
+TINY_CATALOG = tiny_model_toml("tiny-dense", "Tiny dense", mmlu=70.0) + tiny_model_toml(
+    "tiny-moe", "Tiny MoE", kind="moe", mmlu=70.0
+)
+
+
+def install_tiny_catalog() -> None:
+    (paths.config_dir() / "models.toml").write_text(TINY_CATALOG, encoding="utf-8")
 
 
 def tiny_config(path: Path, model_id: str, inject: str = "", **kw: Any) -> BenchConfig:

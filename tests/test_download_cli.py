@@ -10,6 +10,7 @@ import pytest
 from fitbench.cli import main
 from fitbench.core import paths
 from hub_server import HubServer
+from test_download_splits import TINY_CATALOG
 
 REPO = "org/tiny-GGUF"
 NAME = "tiny.Q4_K_M.gguf"
@@ -31,9 +32,7 @@ def test_download_by_model_id_with_json(
     hub_server: HubServer, tiny_dense_twin: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     hub_server.add_file(REPO, NAME, tiny_dense_twin)
-    catalog = (Path(__file__).parent / "test_download_splits.py").read_text()
-    tiny = catalog.split('_TINY_CATALOG = """', 1)[1].split('"""', 1)[0].format(repo=REPO)
-    (paths.config_dir() / "models.toml").write_text(tiny, encoding="utf-8")
+    (paths.config_dir() / "models.toml").write_text(TINY_CATALOG, encoding="utf-8")
     assert main(["download", "--model", "tiny", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert Path(data["path"]).is_file() and data["verified"] and data["commit"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fitbench.core import download, gguf, paths
+from gui_helpers import tiny_model_toml
 from hub_server import HubServer
 
 REPO = "org/tiny-GGUF"
@@ -65,9 +66,7 @@ def test_asking_for_a_part_name_gets_the_joined_file_and_parts_can_be_kept(
 def test_catalog_quant_with_parts_by_model_id(hub_server: HubServer, tiny_dense_twin: Path) -> None:
     data = _publish_parts(hub_server, tiny_dense_twin, "tiny.Q6_K.gguf")
     hub_server.add_file(REPO, "tiny.Q4_K_M.gguf", tiny_dense_twin)
-    (paths.config_dir() / "models.toml").write_text(
-        _TINY_CATALOG.format(repo=REPO), encoding="utf-8"
-    )
+    (paths.config_dir() / "models.toml").write_text(TINY_CATALOG, encoding="utf-8")
     joined = download.download_quant("tiny", "Q6_K")
     assert joined.path.read_bytes() == data
     default = download.download_quant("tiny")  # the default quant
@@ -90,24 +89,11 @@ def test_a_missing_part_is_an_error_not_a_short_file(hub_server: HubServer) -> N
         download.download_file(REPO, "x.gguf")
 
 
-_TINY_CATALOG = """
-[[models]]
-id = "tiny"
-name = "Tiny"
-kind = "dense"
-repo = "{repo}"
-default_quant = "Q4_K_M"
-
-[models.arch]
-architecture = "llama"
-n_layer = 4
-n_embd = 256
-n_ff = 512
-n_head = 4
-n_head_kv = 2
-n_vocab = 2048
-
-[[models.quants]]
+TINY_CATALOG = tiny_model_toml(
+    "tiny",
+    "Tiny",
+    repo=REPO,
+    quants_toml="""[[models.quants]]
 quant = "Q4_K_M"
 file = "tiny.Q4_K_M.gguf"
 
@@ -115,4 +101,5 @@ file = "tiny.Q4_K_M.gguf"
 quant = "Q6_K"
 file = "tiny.Q6_K.gguf"
 parts = ["tiny.Q6_K.gguf-split-a", "tiny.Q6_K.gguf-split-b"]
-"""
+""",
+)

@@ -18,31 +18,12 @@ from fitbench.core.twin import (
     read_twin_marker,
     twin_for,
 )
+from gui_helpers import tiny_model_toml
 from twin_fixtures import load_llama
 
-TINY_CATALOG = """
-schema = 1
-
-[[models]]
-id = "tiny-llama"
-name = "Tiny llama for tests"
-kind = "dense"
-repo = "fitbench/tiny-llama-GGUF"
-default_quant = "Q4_K_M"
-
-[models.arch]
-architecture = "llama"
-n_layer = 4
-n_embd = 256
-n_ff = 512
-n_head = 4
-n_head_kv = 2
-n_vocab = 2048
-
-[[models.quants]]
-quant = "Q4_K_M"
-file = "tiny-llama.Q4_K_M.gguf"
-"""
+TINY_CATALOG = "schema = 1\n" + tiny_model_toml(
+    "tiny-llama", "Tiny llama for tests", repo="fitbench/tiny-llama-GGUF"
+)
 
 
 @pytest.fixture
