@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from fitbench.core import paths
 from fitbench.core.bench.config import BenchConfig, standard_tests
 
@@ -71,3 +73,15 @@ def tiny_config(path: Path, model_id: str, inject: str = "", **kw: Any) -> Bench
         inject=inject,
         **kw,
     )
+
+
+def bench_workers() -> list[psutil.Process]:
+    """Benchmark worker processes still running under this test process."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "fitbench.core.bench.worker" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found

@@ -19,6 +19,7 @@ from fitbench.core.bench.config import INJECT_ENV, BenchConfig, BenchTest
 from fitbench.core.bench.runner import run_sweep
 from fitbench.core.results import read_jsonl
 from fitbench.core.store import open_store
+from gui_helpers import bench_workers
 
 TESTS = (BenchTest("pp", n_prompt=16), BenchTest("tg", n_gen=4))
 
@@ -41,17 +42,6 @@ def cfg(path: Path, inject: str = "", **kw: Any) -> BenchConfig:
     )
 
 
-def workers() -> list[psutil.Process]:
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if "fitbench.core.bench.worker" in " ".join(child.cmdline()):
-                found.append(child)
-        except psutil.NoSuchProcess:
-            pass
-    return found
-
-
 def test_sweep_survives_a_segfault_and_a_sigkill(tmp_path: Path, tiny_dense_twin: Path) -> None:
     configs = [
         cfg(tiny_dense_twin, n_gpu_layers=0),
@@ -72,7 +62,7 @@ def test_sweep_survives_a_segfault_and_a_sigkill(tmp_path: Path, tiny_dense_twin
             db.close()
             rec = event.record
             if rec["config_id"] == configs[2].config_id and rec["test"] == "pp":
-                (victim,) = workers()  # sleeping in test 1: an out-of-memory kill, as it looks
+                (victim,) = bench_workers()  # sleeping in test 1: looks like an OOM kill
                 os.kill(victim.pid, signal.SIGKILL)
     records = store.records()
     by_config = {
@@ -102,7 +92,7 @@ def test_sweep_survives_a_segfault_and_a_sigkill(tmp_path: Path, tiny_dense_twin
     samples = [e for e in seen if isinstance(e, ev.Sample)]
     assert samples and all(s.ram_bytes > 0 for s in samples)
     assert all(r["ram_peak_bytes"] > 10_000_000 for r in records if r["status"] == "ok")
-    assert not workers()
+    assert not bench_workers()
 
 
 @pytest.mark.parametrize("inject", ["sleep@test0", "hang@test0"])
@@ -115,8 +105,8 @@ def test_cancel_stops_the_worker_and_the_sweep(tiny_dense_twin: Path, inject: st
     pids: list[int] = []
     for event in run_sweep(configs, store=store, cancel=cancel):
         seen.append(event)
-        if isinstance(event, ev.Sample) and not cancel.is_set() and workers():
-            pids = [p.pid for p in workers()]
+        if isinstance(event, ev.Sample) and not cancel.is_set() and bench_workers():
+            pids = [p.pid for p in bench_workers()]
             cancel.set()
     assert pids
     assert all(not psutil.pid_exists(p) or psutil.Process(p).status() == "zombie" for p in pids)
@@ -133,9 +123,9 @@ def test_cancel_stops_the_worker_and_the_sweep(tiny_dense_twin: Path, inject: st
 def test_stopping_iteration_leaves_no_worker_behind(tiny_dense_twin: Path) -> None:
     sweep = run_sweep([cfg(tiny_dense_twin, "sleep@test0")], store=open_store())
     for event in sweep:
-        if isinstance(event, ev.Sample) and workers():
+        if isinstance(event, ev.Sample) and bench_workers():
             break
-    pids = [p.pid for p in workers()]
+    pids = [p.pid for p in bench_workers()]
     sweep.close()  # what a GUI does when its job is dropped
     assert all(not psutil.pid_exists(p) or psutil.Process(p).status() == "zombie" for p in pids)
     assert open_store().list_runs()[0].status == "interrupted"

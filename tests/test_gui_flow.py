@@ -7,27 +7,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import psutil
 import pytest
 from PySide6.QtCore import Qt
 
 from fitbench.core.bench.config import INJECT_ENV
 from fitbench.ui.main_window import MainWindow
-from gui_helpers import TINY_REPO, install_tiny_catalog, tiny_config
+from gui_helpers import TINY_REPO, bench_workers, install_tiny_catalog, tiny_config
 from hub_server import HubServer
 
 FLOW_TIMEOUT_MS = 180_000
-
-
-def bench_workers() -> list[psutil.Process]:
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if "fitbench.core.bench.worker" in " ".join(child.cmdline()):
-                found.append(child)
-        except psutil.NoSuchProcess:
-            pass
-    return found
 
 
 @pytest.fixture
