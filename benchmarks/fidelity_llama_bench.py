@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                             "deviation_pct": 100.0 * (fb_med / lb_med - 1.0),
                         }
                     )
+                _write_json(a, rows)  # per placement: a run cut short keeps what it measured
     print(f"threads {a.threads}, r {a.reps}, fa {a.fa}, repack {a.repack}, {a.rounds} rounds")
     print(f"| {'model':<44} | ngl | test  | llama-bench t/s | FitBench t/s | FitBench vs lb |")
     print(f"|{'-' * 46}|-----|-------|-----------------|--------------|----------------|")
@@ -135,11 +136,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['llama_bench_median']:>15.2f} | {r['fitbench_median']:>12.2f} | "
             f"{r['deviation_pct']:>+13.1f}% |"
         )
+    _write_json(a, rows)
+    return 0
+
+
+def _write_json(a: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     if a.json is not None:
         a.json.write_text(
             json.dumps({"args": vars(a) | {"json": str(a.json)}, "rows": rows}, indent=1)
         )
-    return 0
 
 
 if __name__ == "__main__":

@@ -338,6 +338,8 @@ class ContextParams:
     flash_attn: bool | None = None  # None: llama.cpp decides (llama-bench's default, "auto")
     offload_kqv: bool = True
     poll: int = 50
+    # a llama_cpp.ggml_backend_sched_eval_callback; diagnostics only (it splits the graph)
+    cb_eval: Any = None
 
 
 class Context:
@@ -360,6 +362,8 @@ class Context:
         cp.kv_unified = True  # B parallel sequences share one KV buffer (batched decode)
         cp.swa_full = False
         cp.no_perf = True
+        if p.cb_eval is not None:
+            cp.cb_eval = p.cb_eval
         self.ptr = llama_cpp.llama_init_from_model(model.ptr, cp)
         if not self.ptr:
             raise LlamaError(
