@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             counts = np.bincount(sel.ravel(), minlength=n_expert) / sel.size
             nz = counts[counts > 0]
             load[layer] = {
+                "n_tokens": int(sel.shape[0]),
                 "max_share": float(counts.max()),
                 "entropy": float(-(nz * np.log(nz)).sum() / math.log(n_expert)),
             }
@@ -162,11 +163,14 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['B']:>3} | {r['distinct_mean']:>27.2f} | {r['expected_uniform']:>19.2f} | "
             f"{r['distinct_min_layer']:>9.2f} | {r['distinct_max_layer']:>9.2f} |"
         )
-    shares = [v["max_share"] for v in out["prompt"]["per_layer"].values()]
-    ents = [v["entropy"] for v in out["prompt"]["per_layer"].values()]
+    # llama.cpp runs the last layer's FFN only for the rows that produce logits (one here)
+    full = [v for v in out["prompt"]["per_layer"].values() if v["n_tokens"] == a.prompt]
+    shares = [v["max_share"] for v in full]
+    ents = [v["entropy"] for v in full]
     print(
-        f"prompt of {a.prompt} tokens: busiest expert's share {min(shares):.3f}..{max(shares):.3f} "
-        f"(uniform {1 / n_expert:.3f}), normalised entropy {min(ents):.3f}..{max(ents):.3f}"
+        f"prompt of {a.prompt} tokens, {len(full)} layers that see all of them: busiest "
+        f"expert's share {min(shares):.3f}..{max(shares):.3f} (uniform {1 / n_expert:.3f}), "
+        f"normalised entropy {min(ents):.3f}..{max(ents):.3f}"
     )
     if a.json is not None:
         a.json.write_text(json.dumps(out, indent=1))

@@ -197,16 +197,24 @@ def test_empty_inputs() -> None:
         recommend(_h200()[0], hardware=hardware, catalog=catalog.Catalog(()))
 
 
-def test_measured_oom_removes_the_placement() -> None:
+@pytest.mark.parametrize(
+    ("status", "removed"), [("oom", True), ("timeout", True), ("cancelled", False)]
+)
+def test_a_measured_failure_removes_the_placement_a_cancel_does_not(
+    status: str, removed: bool
+) -> None:
     records, hardware = _h200()
-    oom = results.new_record(
+    failed = results.new_record(
         model_id=MIXTRAL, quant="Q4_K_M", source="twin", test="tg", n_gen=128, n_gpu_layers=99,
-        status="oom", error="CUDA out of memory", hardware_fingerprint="facts-md-h200",
+        status=status, error="CUDA out of memory", hardware_fingerprint="facts-md-h200",
     )  # fmt: skip
-    advice = recommend([*records, oom], hardware=hardware, catalog=_catalog())
-    assert advice.choice is not None
-    c = advice.choice
-    assert (c.model.id, c.placement.n_gpu_layers, c.placement.n_cpu_moe) != (MIXTRAL, 33, 0)
+    before = recommend(records, hardware=hardware, catalog=_catalog()).choice
+    assert before is not None
+    best = (MIXTRAL, 33, 0)
+    assert (before.model.id, before.placement.n_gpu_layers, before.placement.n_cpu_moe) == best
+    c = recommend([*records, failed], hardware=hardware, catalog=_catalog()).choice
+    assert c is not None
+    assert ((c.model.id, c.placement.n_gpu_layers, c.placement.n_cpu_moe) != best) == removed
 
 
 def _gpu_machine(

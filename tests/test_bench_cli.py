@@ -55,6 +55,7 @@ def test_bench_json_output(tiny_dense_twin: Path, capsys: pytest.CaptureFixture[
         (["-fa", "maybe"], "-fa"),
         (["-ctk", "q3"], "KV cache type"),
         (["-p", "8-1+1,5*"], "-p"),
+        (["--test-timeout", "-1"], "--test-timeout must be >= 0"),
     ],
 )
 def test_bad_flags_are_clear_errors(

@@ -120,6 +120,34 @@ def test_cancel_stops_the_worker_and_the_sweep(tiny_dense_twin: Path, inject: st
     assert store.list_runs()[0].status == "cancelled"
 
 
+@pytest.mark.parametrize("where", ["test1", "load"])
+def test_a_stalled_worker_times_out_and_the_sweep_goes_on(
+    tiny_dense_twin: Path, where: str
+) -> None:
+    """`hang` ignores SIGTERM, as a worker stuck in a driver call would: the runner kills it."""
+    configs = [cfg(tiny_dense_twin, f"hang@{where}"), cfg(tiny_dense_twin, n_gpu_layers=1)]
+    store = open_store()
+    seen = list(run_sweep(configs, store=store, test_timeout_s=2.0))
+    by_config = {
+        c.config_id: [r for r in store.records() if r["config_id"] == c.config_id] for c in configs
+    }
+    stalled = by_config[configs[0].config_id]
+    if where == "test1":
+        assert [r["status"] for r in stalled] == ["ok", "timeout"]
+        assert "nothing happened for 2 s (waiting for tg4 to finish)" in stalled[1]["error"]
+        assert "--test-timeout" in stalled[1]["error"]
+    else:
+        assert [r["status"] for r in stalled] == ["timeout", "timeout"]
+        assert "(waiting for the model to load)" in stalled[0]["error"]
+        assert stalled[1]["error"] == stalled[0]["error"]  # no test ran without a model
+    assert [r["status"] for r in by_config[configs[1].config_id]] == ["ok", "ok"]
+    failed = [(e.config_id, e.status) for e in seen if isinstance(e, ev.ConfigFailed)]
+    assert failed == [(configs[0].config_id, "timeout")]
+    (finished,) = [e for e in seen if isinstance(e, ev.SweepFinished)]
+    assert (finished.n_records, finished.n_failed, finished.cancelled) == (4, 1, False)
+    assert not bench_workers()
+
+
 def test_stopping_iteration_leaves_no_worker_behind(tiny_dense_twin: Path) -> None:
     sweep = run_sweep([cfg(tiny_dense_twin, "sleep@test0")], store=open_store())
     for event in sweep:

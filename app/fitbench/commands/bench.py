@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, print_json
+from fitbench.core.bench.config import DEFAULT_TEST_TIMEOUT_S
 
 HELP = "run llama.cpp benchmarks (llama-bench compatible flags)"
 
@@ -102,6 +103,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--mmap", type=int, choices=(0, 1), default=1, help="memory-map the model (default 1)")
     add("--no-warmup", action="store_true", help="skip the warm-up run")
+    add(
+        "--test-timeout",
+        type=float,
+        default=DEFAULT_TEST_TIMEOUT_S,
+        metavar="SECONDS",
+        help="stop a worker that loads or runs one test longer than this and record `timeout` "
+        f"(default {DEFAULT_TEST_TIMEOUT_S:.0f}; 0: no limit)",
+    )
     add("--out", type=Path, default=None, metavar="FILE", help="also append records as JSONL")
     add(
         "--quick",
@@ -270,6 +279,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {n} records to {args.out}")
         return EXIT_OK
 
+    if args.test_timeout < 0:
+        print("fitbench bench: --test-timeout must be >= 0 (0: no limit)", file=sys.stderr)
+        return EXIT_USAGE
     hardware_dict, fingerprint, report = _hardware()
     try:
         if args.quick:
@@ -306,6 +318,7 @@ def run(args: argparse.Namespace) -> int:
             hardware=hardware_dict,
             hardware_fingerprint=fingerprint,
             settings=settings,
+            test_timeout_s=args.test_timeout,
         )
         try:
             for event in sweep:

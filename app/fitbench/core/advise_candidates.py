@@ -196,8 +196,11 @@ class Evidence:
             if costs is None:
                 continue
             key = _record_key(r, costs, has_gpu)
-            if r.get("status", "ok") != "ok":
-                self.failures[key] = f"{r.get('status')}: {r.get('error') or 'no detail'}"
+            status = r.get("status", "ok")
+            if status == "cancelled":  # the user stopped it: says nothing about the placement
+                continue
+            if status != "ok":
+                self.failures[key] = f"{status}: {r.get('error') or 'no detail'}"
                 continue
             self.by_config.setdefault(key, []).append(r)
             p50, p95 = r.get("itl_ms_p50"), r.get("itl_ms_p95")

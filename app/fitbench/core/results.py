@@ -19,7 +19,7 @@ SCHEMA_VERSION = 1
 
 Origin = Literal["llama-bench", "fitbench"]
 SOURCES = ("real", "twin", "scaled-twin")
-STATUSES = ("ok", "oom", "crash", "error", "cancelled")
+STATUSES = ("ok", "oom", "crash", "error", "timeout", "cancelled")
 TESTS = ("pp", "tg", "ttft", "batch", "depth")
 
 
@@ -108,7 +108,7 @@ FIELDS: tuple[Field, ...] = (
     _fb("hardware_fingerprint", str, "hash of the machine's relevant hardware", ""),
     _fb("llama_cpp_python_version", str, "llama-cpp-python version", ""),
     _fb("fitbench_version", str, "FitBench version", ""),
-    _fb("status", str, "ok | oom | crash | error | cancelled", "ok"),
+    _fb("status", str, "ok | oom | crash | error | timeout | cancelled", "ok"),
     _fb("error", str, "why a test did not finish", ""),
 )
 

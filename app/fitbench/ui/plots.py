@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QGridLayout, QWidget
 from fitbench.ui.sweep_model import Series, SweepModel
 
 REFRESH_HZ = 20
-# memory traces change with every sample (20 Hz); a repaint of a plot costs 10-30 ms on a slow
+# memory traces change with every sample (10 Hz); a repaint of a plot costs 10-30 ms on a slow
 # CPU, so they are redrawn at most this often, and result plots only when a result arrived
 MEMORY_REDRAW_S = 0.5
 # colour-blind-safe pair (Okabe-Ito) for the two models, then more for ad-hoc models

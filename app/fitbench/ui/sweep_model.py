@@ -20,7 +20,7 @@ from fitbench.ui import present
 class ConfigRow:
     config_id: str
     label: str
-    status: str = "running"  # running | ok | oom | crash | error | cancelled
+    status: str = "running"  # running | ok | oom | crash | error | timeout | cancelled
     error: str = ""
     source: str = ""
     pp_ts: float | None = None

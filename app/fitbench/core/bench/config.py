@@ -24,6 +24,9 @@ N_CPU_MOE_ALL = -1  # every layer's experts on the CPU (llama.cpp's --cpu-moe)
 N_GPU_LAYERS_ALL = -1  # llama.cpp: a negative value offloads every layer
 TEST_KINDS = ("pp", "tg", "ttft", "batch")
 KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
+# Longest wait for a load or one test. Generous: a 70B test on a CPU can take minutes; what it
+# catches is a worker stuck in a driver call or a model streaming from disk at a few MB/s.
+DEFAULT_TEST_TIMEOUT_S = 1800.0
 INJECT_ENV = "FITBENCH_ALLOW_INJECT"  # the worker honours `inject` only when this is "1" (tests)
 
 

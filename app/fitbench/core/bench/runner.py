@@ -7,6 +7,8 @@ drives it on a worker thread and forwards the events as signals; the CLI prints 
   that config's outcome: a record with status crash|oom|error is stored for each test it did not
   finish, and the sweep goes on with the next config.
 - `cancel` stops the running worker (terminate, then kill after 1 s) and ends the sweep.
+- A worker that makes no progress (no model loaded, no test finished) for `test_timeout_s` is
+  stopped the same way; that test is recorded as `timeout` and the sweep goes on.
 - Each finished record goes to the SQLite store (and `out_jsonl`) before the next test starts:
   the worker streams records as soon as a test ends and the runner commits them as they arrive.
 """
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from fitbench import __version__
-from fitbench.core.bench.config import BenchConfig, BenchTest
+from fitbench.core.bench.config import DEFAULT_TEST_TIMEOUT_S, BenchConfig, BenchTest
 from fitbench.core.bench.events import (
     ConfigFailed,
     ConfigStarted,
@@ -41,14 +43,14 @@ from fitbench.core.bench.events import (
     SweepFinished,
     SweepStarted,
 )
-from fitbench.core.bench.sampler import MemorySampler
+from fitbench.core.bench.sampler import DEFAULT_INTERVAL_S, MemorySampler
 from fitbench.core.bench.worker import MARK, classify_failure
 from fitbench.core.results import new_record, validate, write_jsonl
 from fitbench.core.store import Store
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.05
+POLL_S = 0.1  # how often an idle runner looks at cancel and forwards samples
 TERMINATE_GRACE_S = 1.0
 _CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
 
@@ -64,7 +66,9 @@ class _Attempt:
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=60))
     returncode: int | None = None
     cancelled: bool = False
+    timed_out: bool = False
     vram_base: int | None = None
+    last_progress: float = field(default_factory=time.monotonic)
 
 
 def llama_cpp_python_version() -> str:
@@ -212,6 +216,7 @@ class SweepRunner:
         settings: Mapping[str, Any] | None,
         python: str,
         sample_interval_s: float,
+        test_timeout_s: float | None,
     ) -> None:
         self.configs = configs
         self.store = store
@@ -221,6 +226,7 @@ class SweepRunner:
         self.fingerprint = hardware_fingerprint
         self.settings = dict(settings or {})
         self.python = python
+        self.test_timeout_s = test_timeout_s or None
         self.t0 = time.monotonic()
         self.sampler = MemorySampler(origin=self.t0, interval_s=sample_interval_s)
         self.run_id = ""
@@ -302,6 +308,8 @@ class SweepRunner:
             test = cfg.tests[current].name if current is not None else ""
             tail = "\n".join(attempt.stderr_tail)[-1500:]
             status, error = _explain_exit(rc, test, tail)
+            if attempt.timed_out:
+                status, error = "timeout", self._timeout_error(test)
             peaks = self.sampler.peaks()
             for i in missing:
                 first_line = error.splitlines()[0]
@@ -323,6 +331,18 @@ class SweepRunner:
             self.n_failed += 1
             yield ConfigFailed(cfg.config_id, cfg.label, failed[0]["status"], failed[0]["error"])
 
+    def _timeout_error(self, test: str) -> str:
+        step = f"{test} to finish" if test else "the model to load"
+        return (
+            f"nothing happened for {self.test_timeout_s:.0f} s (waiting for {step}); the worker "
+            "was stopped. A placement that streams weights from disk or a GPU driver that hangs "
+            "looks like this; `fitbench bench --test-timeout SECONDS` sets the limit"
+        )
+
+    def _stalled(self, attempt: _Attempt) -> bool:
+        limit = self.test_timeout_s
+        return limit is not None and time.monotonic() - attempt.last_progress > limit
+
     def _samples(self, config_id: str) -> Iterator[Event]:
         for p in self.sampler.drain():
             yield Sample(config_id, p.t_s, p.vram_bytes, p.ram_bytes)
@@ -340,6 +360,11 @@ class SweepRunner:
                 if self.cancel.is_set():
                     worker.stop()
                     attempt.cancelled = True
+                    break
+                if self._stalled(attempt):
+                    log.warning("%s: no progress in %.0f s", cfg.label, self.test_timeout_s)
+                    worker.stop()
+                    attempt.timed_out = True
                     break
                 try:
                     stream, line = worker.lines.get(timeout=POLL_S)
@@ -401,6 +426,7 @@ class SweepRunner:
             vram_base_bytes=attempt.vram_base,
         )
         record = self._persist(raw)
+        attempt.last_progress = time.monotonic()
         index = attempt.current if attempt.current is not None else len(attempt.done)
         attempt.done.add(index)
         attempt.records.append(record)
@@ -420,6 +446,8 @@ class SweepRunner:
             return False
         log.debug("worker event: %s", event)
         kind = event.get("event")
+        if kind in ("test_start", "loaded"):
+            attempt.last_progress = time.monotonic()
         if kind == "test_start":
             attempt.current = int(event["index"])
             self.sampler.reset_peaks()
@@ -440,9 +468,11 @@ def run_sweep(
     hardware_fingerprint: str = "",
     settings: Mapping[str, Any] | None = None,
     python: str | None = None,
-    sample_interval_s: float = 0.05,
+    sample_interval_s: float = DEFAULT_INTERVAL_S,
+    test_timeout_s: float | None = DEFAULT_TEST_TIMEOUT_S,
 ) -> Iterator[Event]:
-    """Run every config in its own worker process; yields events (see module doc)."""
+    """Run every config in its own worker process; yields events (see module doc).
+    `test_timeout_s`: None or 0 waits for ever."""
     runner = SweepRunner(
         list(configs),
         store=store,
@@ -453,5 +483,6 @@ def run_sweep(
         settings=settings,
         python=python or sys.executable,
         sample_interval_s=sample_interval_s,
+        test_timeout_s=test_timeout_s,
     )
     return runner.events()

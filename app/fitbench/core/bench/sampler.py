@@ -16,7 +16,9 @@ from typing import Any
 
 import psutil
 
-DEFAULT_INTERVAL_S = 0.05  # 20 Hz; the issue asks for >= 10 Hz
+# 10 Hz, the least the issue allows: every wake-up of the parent takes a core from llama.cpp's
+# threads when they use all cores (20 Hz cost 1.2% of tg on 2 cores, 10 Hz 0.5%: docs/bench.md)
+DEFAULT_INTERVAL_S = 0.1
 
 
 class Nvml:
