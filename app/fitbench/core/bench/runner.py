@@ -50,7 +50,7 @@ from fitbench.core.store import Store
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.1  # how often an idle runner looks at cancel and forwards samples
+POLL_S = 0.25  # an idle runner checks cancel and forwards samples this often (GUI traces: 2 Hz)
 TERMINATE_GRACE_S = 1.0
 _CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
 
