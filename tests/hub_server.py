@@ -435,10 +435,16 @@ class _Handler(BaseHTTPRequestHandler):
         while sent < budget:
             n = min(_CHUNK, budget - sent)
             chunk = f.read(pos, n)
-            self.wfile.write(chunk)
+            # counted before the write: a client may read the last byte and look at the count
+            # before this thread runs again
+            hub._count(f, len(chunk))
+            try:
+                self.wfile.write(chunk)
+            except OSError:
+                hub._count(f, -len(chunk))
+                raise
             sent += len(chunk)
             pos += len(chunk)
-            hub._count(f, len(chunk))
             entry.body_bytes = sent
             if hub.throttle_bytes_per_s:
                 time.sleep(len(chunk) / hub.throttle_bytes_per_s)

@@ -181,3 +181,35 @@ def test_download_progress_cancel_and_resume_from_the_local_hub(
     local = window.models_panel.table.item(window.models_panel.rows[key], 5)
     assert local.text() == "yes"
     assert Path(local.toolTip()).read_bytes() == tiny_dense_twin.read_bytes()
+
+
+def test_added_models_appear_in_the_models_table_planned_from_their_headers(
+    qtbot, window: MainWindow, hub_server: HubServer, tiny_moe_twin: Path, tmp_path: Path
+) -> None:
+    hub_server.add_file("someone/Tiny-GGUF", "tiny-moe.Q4_K_M.gguf", tiny_moe_twin)
+    broken = tmp_path / "broken.Q4_K_M.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 20)
+    with qtbot.waitSignal(window.controller.runner.all_finished, timeout=60_000):
+        window.controller.detect()
+    panel = window.models_panel
+    for spec in (tiny_moe_twin, ("someone/Tiny-GGUF", "tiny-moe.Q4_K_M.gguf"), broken):
+        with qtbot.waitSignal(window.controller.runner.all_finished, timeout=60_000):
+            window.controller.add_model(spec)
+    local_key = (str(tiny_moe_twin), "Q4_K_M")
+    hub_key = ("someone/Tiny-GGUF/tiny-moe.Q4_K_M.gguf", "Q4_K_M")
+    broken_key = (str(broken), "Q4_K_M")
+    assert {local_key, hub_key, broken_key} <= set(panel.rows)
+    for key, name in ((local_key, tiny_moe_twin.name), (hub_key, "tiny-moe.Q4_K_M.gguf")):
+        row = panel.rows[key]
+        assert panel.table.item(row, 0).text() == f"{name} (added)"
+        assert panel.badge_text(*key) == "CPU only"  # planned: this machine has no GPU
+        assert panel.table.item(row, 4).text() == "compatible"
+        assert panel.table.item(row, 2).text() != "?"
+    assert panel.table.item(panel.rows[local_key], 5).text() == "yes"
+    assert not panel.cells[hub_key].button.isEnabled()  # catalog models only are downloaded
+    assert "Hub file's header" in panel.table.item(panel.rows[hub_key], 4).toolTip()
+    assert panel.badge_text(*broken_key) == "unknown"
+    reason = panel.table.item(panel.rows[broken_key], 3).toolTip()
+    assert reason.startswith(f"cannot plan {broken}") and "GGUF" in reason
+    # saved: a new window plans them again
+    assert window.controller.settings.added_models[-1] == str(broken)

@@ -81,8 +81,6 @@ def plan_quant(
     (exact tensor shapes and types from the quantization rules); the download checks the real
     file's header again before fetching any tensor data.
     """
-    from fitbench.ui import present
-
     local = local_file(model, quant)
     if local:
         manifest = _core("gguf").read_header(Path(local))
@@ -90,18 +88,33 @@ def plan_quant(
     else:
         manifest = _core("twin").manifest_for(model, quant)
         manifest_words = "the built-in manifest (checked again on the Hub file before download)"
-    compat = _core("gguf").check_compatibility(manifest)
     row: dict[str, Any] = {
         "model_id": model.id,
         "name": model.name,
         "quant": quant,
         "size": model.quant(quant).size or manifest.file_size,
         "local_path": local,
-        "compatible": bool(compat.ok),
-        "compat_reason": "; ".join(compat.reasons)
-        or f"the installed llama.cpp loads this model ({manifest_words})",
-        "downloadable": bool(compat.ok),
     }
+    return _plan_manifest(row, manifest, manifest_words, hardware, settings)
+
+
+def _plan_manifest(
+    row: dict[str, Any],
+    manifest: Any,
+    manifest_words: str,
+    hardware: Mapping[str, Any],
+    settings: Settings,
+) -> dict[str, Any]:
+    """Compatibility, best placement and fit badge of one manifest, added to `row`."""
+    from fitbench.ui import present
+
+    compat = _core("gguf").check_compatibility(manifest)
+    row.update(
+        compatible=bool(compat.ok),
+        compat_reason="; ".join(compat.reasons)
+        or f"the installed llama.cpp loads this model ({manifest_words})",
+    )
+    row.setdefault("downloadable", bool(compat.ok))
     gpus, ram = _capacity(hardware)
     memory = _core("memory")
     plans = memory.candidate_placements(
@@ -113,7 +126,7 @@ def plan_quant(
         ram_headroom_bytes=int(settings.ram_headroom_gib * present.GIB),
     )
     best = memory.best_fitting(plans)
-    n_layer = manifest.n_layer or model.arch.n_layer
+    n_layer = manifest.n_layer
     if best is not None:
         data = best.to_dict(n_layer)
         row["badge"], row["badge_kind"] = present.fit_badge(data, n_layer)
@@ -138,13 +151,58 @@ def plan_quant(
 def plan_catalog(
     catalog: core_catalog.Catalog, hardware: Mapping[str, Any], settings: Settings
 ) -> Iterator[dict[str, Any]]:
-    """One row per (model, quant); a quant that cannot be planned still gets a row saying why."""
+    """One row per (model, quant), then one per model the user added; an entry that cannot be
+    planned still gets a row saying why."""
     for model in catalog.models:
         for q in model.quants:
             try:
                 yield plan_quant(model, q.quant, hardware, settings)
             except Exception as exc:  # one bad entry must not hide the others
                 yield _unplanned(model, q.quant, f"cannot plan: {exc}")
+    for spec in settings.added_models:
+        yield plan_added(spec, hardware, settings)
+
+
+def plan_added(spec: str, hardware: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+    """The models-table row of a model added by the user: a local GGUF path, or owner/repo/file
+    on the Hub (only its header is read). Ad-hoc entries are planned, not downloaded here."""
+    from fitbench.core.bench.models import quant_from_name
+
+    local = not spec.startswith("hf://") and (
+        spec.startswith(("/", "~", ".")) or Path(spec).expanduser().exists()
+    )
+    name = Path(spec).name
+    row: dict[str, Any] = {
+        "model_id": spec,
+        "name": f"{name} (added)",
+        "quant": quant_from_name(name) or "?",
+        "size": None,
+        "local_path": str(Path(spec).expanduser()) if local else None,
+        "downloadable": False,
+    }
+    try:
+        if local:
+            manifest = _core("gguf").read_header(Path(spec))
+            words = "this file's header"
+        else:
+            parts = spec.removeprefix("hf://").split("/")
+            manifest = _core("gguf_remote").read_remote_header(
+                "/".join(parts[:2]), "/".join(parts[2:])
+            )
+            words = "the Hub file's header; FitBench downloads catalog models only"
+        row["size"] = manifest.file_size
+        quant = manifest.extra.get("quant") if isinstance(manifest.extra, dict) else None
+        row["quant"] = row["quant"] if row["quant"] != "?" else str(quant or "?")
+        return _plan_manifest(row, manifest, words, hardware, settings)
+    except Exception as exc:  # a moved file or a broken header: say so in its row
+        reason = f"cannot plan {spec}: {exc}"
+        return row | {
+            "badge": "unknown",
+            "badge_kind": "",
+            "badge_reason": reason,
+            "compatible": None,
+            "compat_reason": reason,
+        }
 
 
 def _unplanned(model: core_catalog.Model, quant: str, reason: str) -> dict[str, Any]:
