@@ -27,6 +27,11 @@ def test_quick_runs_the_whole_job_and_writes_results_advice_and_pdf(
     assert {r["model_id"] for r in records} == {"tiny-dense", "tiny-moe"}
     assert {r["source"] for r in records} == {"twin"}  # never unlabelled, never "real"
     assert {"pp", "tg"} <= {r["test"] for r in records}
+    # where llama.cpp's AMX buffers crash (this VM's CPU), the first model's sweep turns repacking
+    # off and the second model starts without it
+    by_model = [[r for r in records if r["model_id"] == m] for m in ("tiny-dense", "tiny-moe")]
+    if any(r["repack"] is False for r in by_model[0]):
+        assert all(r["repack"] is False for r in by_model[1])
     advice = json.loads(Path(summary["advice"]).read_text())
     assert advice["verdict"] == summary["verdict"] and advice["verdict"]
     assert summary["pdf"] == str(pdf) and summary["pages"] >= 2

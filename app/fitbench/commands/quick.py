@@ -130,10 +130,15 @@ def run(args: argparse.Namespace) -> int:
             for note in plan.notes:
                 _say(f"  {note}")
             plan_notes.extend(plan.notes)
-            _say(f"quick: 3/5 benchmarking {model.name}: {len(plan.configs)} placements")
-            records.extend(
-                _sweep(plan.configs, store, out, hw, report.fingerprint, list(args.argv))
-            )
+            configs = plan.configs
+            if any(r.get("repack") is False for r in records):
+                # llama.cpp's AMX buffers crashed in an earlier sweep (the runner retried without
+                # repacking): later models start without them instead of crashing again
+                configs = [
+                    c.with_(repack=False, config_id=c.config_id, label=c.label) for c in configs
+                ]
+            _say(f"quick: 3/5 benchmarking {model.name}: {len(configs)} placements")
+            records.extend(_sweep(configs, store, out, hw, report.fingerprint, list(args.argv)))
     if not records:
         _say("quick: nothing was measured; no recommendation or report")
         return EXIT_FAILURE
