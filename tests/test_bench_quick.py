@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -183,9 +187,34 @@ def test_downloaded_real_file_is_measured_as_real(tmp_path: Path, isolated_dirs:
 
 
 def test_a_busy_machine_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(quick.os, "getloadavg", lambda: (6.0, 5.0, 4.0))
+    monkeypatch.setattr(quick, "cores_used_by_others", lambda: 1.6)
     notes = quick.quick_plan(hw([], 24 * GiB), catalog_mod.load(), prepare=False).notes
-    assert any("machine is busy (load average 6.0 on 2 cores)" in n for n in notes)
-    monkeypatch.setattr(quick.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    assert any(
+        "machine is busy (other programs use 1.6 of its 2 cores right now)" in n for n in notes
+    )
+    monkeypatch.setattr(quick, "cores_used_by_others", lambda: 0.1)
     notes = quick.quick_plan(hw([], 24 * GiB), catalog_mod.load(), prepare=False).notes
     assert not any("busy" in n for n in notes)
+
+
+def test_cpu_used_by_others_counts_another_process_not_this_one() -> None:
+    def spin(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+
+    quiet = quick.cores_used_by_others(0.5)
+    thread = threading.Thread(target=spin, args=(1.0,))  # this process: not "others"
+    thread.start()
+    mine = quick.cores_used_by_others(0.5)
+    thread.join()
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import time\nend = time.time() + 2\nwhile time.time() < end: pass"]
+    )
+    try:
+        time.sleep(0.3)
+        theirs = quick.cores_used_by_others(0.5)
+    finally:
+        other.wait()
+    assert theirs - quiet > 0.5  # one core spinning in another process: someone else's
+    assert mine - quiet < 0.5  # the same in a thread of this process: not counted

@@ -14,13 +14,15 @@ best placement.
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from fitbench.core import memory, paths
 from fitbench.core.bench.config import BenchConfig, BenchTest, physical_cores
@@ -35,7 +37,8 @@ QUICK_BATCH_GEN = 32
 QUICK_BATCH_GEN_CPU = 16  # CPU-only: B=16 x 32 steps alone would take minutes on a few cores
 SCALED_LAYERS = 4  # blocks of a scaled twin with a GPU to run it
 SCALED_LAYERS_CPU = 2  # CPU-only: every block costs seconds per test on a few cores
-BUSY_LOAD_PER_CORE = 0.5  # load average per core above which the machine is called busy
+BUSY_LOAD_PER_CORE = 0.5  # CPU used by others, per benchmark thread, that makes the machine busy
+BUSY_WINDOW_S = 0.25
 DISK_MARGIN = 2 << 30
 
 Progress = Callable[[str, int, int], None]  # (what, done bytes, total bytes)
@@ -158,16 +161,35 @@ def _choose_file(
     return "scaled-twin", scaled, layers, placements(scaled, m, n_ctx), note
 
 
+def cores_used_by_others(window_s: float = BUSY_WINDOW_S) -> float:
+    """Cores' worth of CPU that other processes (and the hypervisor: steal) use right now.
+
+    Not the load average: one minute after this process's own benchmark it still counts that
+    benchmark's threads, which made `fitbench quick` call the machine busy before its second
+    model every time."""
+    me = psutil.Process()
+
+    def busy() -> tuple[float, float]:
+        t = psutil.cpu_times()
+        total = sum(
+            getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal")
+        )
+        own = me.cpu_times()
+        return total, own.user + own.system + own.children_user + own.children_system
+
+    total0, own0 = busy()
+    time.sleep(window_s)
+    total1, own1 = busy()
+    return max(0.0, (total1 - total0) - (own1 - own0)) / window_s
+
+
 def _busy_note(threads: int) -> str:
     """A sentence when other processes already keep the cores busy (results will be slow)."""
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # Windows
-        return ""
-    if load > BUSY_LOAD_PER_CORE * threads:
+    used = cores_used_by_others()
+    if used > BUSY_LOAD_PER_CORE * threads:
         return (
-            f"the machine is busy (load average {load:.1f} on {threads} cores): other programs "
-            "compete with the benchmark, so speeds will be low and noisy"
+            f"the machine is busy (other programs use {used:.1f} of its {threads} cores right "
+            "now): they compete with the benchmark, so speeds will be low and noisy"
         )
     return ""
 
