@@ -72,3 +72,18 @@ def test_unknown_model_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> N
     assert "neither a catalog model" in err and "mixtral-8x7b-instruct" in err
     assert main(["bench", "-m", "/nowhere/x.gguf"]) == 2
     assert "model file not found: /nowhere/x.gguf" in capsys.readouterr().err
+
+
+def test_tensor_split_mode_reaches_llama_cpp_and_its_refusal_is_explained(
+    tiny_dense_twin: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import llama_cpp
+
+    if llama_cpp.llama_supports_gpu_offload():
+        pytest.skip("a GPU build loads with -sm tensor; this checks the CPU-only refusal")
+    argv = ["bench", "-m", str(tiny_dense_twin), "-p", "8", "-n", "0", "-r", "1", "--repack", "0"]
+    assert main([*argv, "-sm", "tensor", "--json"]) == 1  # every load failed
+    (rec,) = json.loads(capsys.readouterr().out)["records"]
+    assert rec["status"] == "error" and rec["split_mode"] == "tensor"
+    # llama.cpp logs this at error level without saying "error": the record still carries it
+    assert "LLAMA_SPLIT_MODE_TENSOR needs >= 1 devices" in rec["error"]

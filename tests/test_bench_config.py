@@ -43,6 +43,10 @@ def test_config_round_trips_through_json_with_a_stable_id() -> None:
     assert ("pp", "depth", 32) in kinds and ("tg", "tg", 0) in kinds
     assert ("batch", "batch", 0) in kinds and ("ttft", "ttft", 0) in kinds
     assert "all experts on CPU" in cfg.label
+    assert "split 0.5:0.5" in cfg.label  # a multi-GPU placement says how it splits
+    one_gpu = cfg.with_(split_mode="none", main_gpu=1, tensor_split=())
+    assert "split none on GPU 1" in one_gpu.label and "0.5" not in one_gpu.label
+    assert "tensor" in cfg.with_(split_mode="tensor").label
 
 
 def test_bad_settings_are_clear_errors() -> None:

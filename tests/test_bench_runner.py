@@ -195,3 +195,39 @@ def test_worker_stops_when_the_runner_process_dies(tiny_dense_twin: Path, tmp_pa
     runner.stdout.close()
     gone, alive = psutil.wait_procs([worker], timeout=20)
     assert worker in gone and not alive
+
+
+class _TwoGpus:
+    """NVML as the parent sees it on a 2-GPU machine (the worker runs on the CPU build)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def used(self) -> list[int]:
+        self.calls += 1
+        return [1 << 30, 2 << 30]
+
+    def close(self) -> None:
+        pass
+
+
+def test_records_keep_the_vram_baseline_of_every_gpu_and_failures_keep_the_split(
+    monkeypatch: pytest.MonkeyPatch, tiny_dense_twin: Path
+) -> None:
+    from fitbench.core.bench import sampler
+
+    monkeypatch.setattr(sampler, "Nvml", _TwoGpus)
+    split = cfg(tiny_dense_twin, tensor_split=(0.75, 0.25))
+    crashing = cfg(tiny_dense_twin, "segfault@test0", tensor_split=(0.75, 0.25), n_gpu_layers=1)
+    store = open_store()
+    list(run_sweep([split, crashing], store=store))
+    ok, crashed = (
+        [r for r in store.records() if r["config_id"] == c.config_id] for c in (split, crashing)
+    )
+    for rec in ok + crashed:
+        assert rec["vram_base_per_gpu"] == [1 << 30, 2 << 30]
+        assert rec["vram_base_bytes"] == 3 << 30
+        assert rec["tensor_split"] == "0.75/0.25"
+    assert [r["status"] for r in ok] == ["ok", "ok"]
+    assert ok[0]["vram_peak_per_gpu"] == [1 << 30, 2 << 30]
+    assert [r["status"] for r in crashed] == ["crash", "crash"]

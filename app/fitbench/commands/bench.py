@@ -92,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("-b", "--batch-size", type=int, default=2048, help="logical batch size (default 2048)")
     add("-ub", "--ubatch-size", type=int, default=512, help="physical batch size (default 512)")
     add("-mg", "--main-gpu", type=int, default=0)
-    add("-sm", "--split-mode", default="layer", choices=("none", "layer", "row"))
+    add("-sm", "--split-mode", default="layer", choices=("none", "layer", "row", "tensor"))
     add("-ts", "--tensor-split", default="", metavar="A/B/...", help="share of layers per GPU")
     add(
         "--repack",

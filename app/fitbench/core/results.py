@@ -100,6 +100,7 @@ FIELDS: tuple[Field, ...] = (
     _fb("vram_peak_bytes", int, "peak VRAM in use on the GPUs during the test (NVML)", None),
     _fb("vram_peak_per_gpu", list, "peak VRAM per GPU index", None),
     _fb("vram_base_bytes", int, "VRAM in use before the model was loaded", None),
+    _fb("vram_base_per_gpu", list, "VRAM in use per GPU index before the model was loaded", None),
     _fb("ram_peak_bytes", int, "peak RSS of the worker during the test", None),
     _fb("load_s", float, "model load time", None),
     _fb(

@@ -142,8 +142,10 @@ class BenchConfig:
                     f"{name} {getattr(self, name)!r} is not a KV cache type "
                     f"(known: {', '.join(KV_TYPES)})"
                 )
-        if self.split_mode not in ("none", "layer", "row"):
-            raise ConfigError(f"split mode must be none, layer or row, got {self.split_mode!r}")
+        if self.split_mode not in ("none", "layer", "row", "tensor"):
+            raise ConfigError(
+                f"split mode must be none, layer, row or tensor, got {self.split_mode!r}"
+            )
         if self.n_threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.n_threads}")
         if self.reps < 1:
@@ -173,6 +175,13 @@ class BenchConfig:
             parts.append("all experts on CPU")
         elif self.n_cpu_moe > 0:
             parts.append(f"experts of {self.n_cpu_moe} layers on CPU")
+        if self.split_mode != "layer":
+            parts.append(
+                f"split {self.split_mode}"
+                + (f" on GPU {self.main_gpu}" if self.split_mode == "none" else "")
+            )
+        if self.tensor_split:
+            parts.append("split " + ":".join(f"{x:g}" for x in self.tensor_split))
         if self.flash_attn is not None:
             parts.append("fa on" if self.flash_attn else "fa off")
         if (self.type_k, self.type_v) != ("f16", "f16"):

@@ -39,7 +39,7 @@ KV_TYPES: dict[str, int] = {
     "iq4_nl": 20,
     "bf16": 30,
 }
-SPLIT_MODES = {"none": 0, "layer": 1, "row": 2}
+SPLIT_MODES = {"none": 0, "layer": 1, "row": 2, "tensor": 3}  # llama.h llama_split_mode
 
 
 class LlamaError(RuntimeError):
@@ -178,8 +178,13 @@ def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         return
     line = text.decode("utf-8", errors="replace")
     if _log.capturing:
+        kept = line
+        if level == 4 and not re.search(r"error|fail", line, re.I):
+            # llama.cpp's error-level lines often do not say so ("LLAMA_SPLIT_MODE_TENSOR needs
+            # >= 1 devices"); marked, the worker's failure summary picks them up
+            kept = f"error: {line}"
         with _log._lock:
-            _log.lines.append(line)
+            _log.lines.append(kept)
     if _log.verbose or level in (3, 4):  # ggml.h: 3 warn, 4 error; these always reach the user
         sys.stderr.write(line)
         sys.stderr.flush()

@@ -68,6 +68,7 @@ class _Attempt:
     cancelled: bool = False
     timed_out: bool = False
     vram_base: int | None = None
+    vram_base_per_gpu: list[int] | None = None
     last_progress: float = field(default_factory=time.monotonic)
 
 
@@ -106,6 +107,7 @@ def failure_record(
         n_cpu_moe=max(cfg.n_cpu_moe, 0),
         split_mode=cfg.split_mode,
         main_gpu=cfg.main_gpu,
+        tensor_split="/".join(f"{x:.2f}" for x in cfg.tensor_split) or "0.00",
         no_kv_offload=cfg.no_kv_offload,
         flash_attn=cfg.flash_attn,
         use_mmap=cfg.use_mmap,
@@ -323,6 +325,7 @@ class SweepRunner:
                     vram_peak_bytes=peaks.vram_bytes,
                     vram_peak_per_gpu=peaks.vram_per_gpu,
                     vram_base_bytes=attempt.vram_base,
+                    vram_base_per_gpu=attempt.vram_base_per_gpu,
                 )
                 yield RecordReady(self._persist(rec))
             self.n_failed += 1
@@ -352,6 +355,7 @@ class SweepRunner:
         attempt = _Attempt()
         base = self.sampler.vram_now()
         attempt.vram_base = sum(base) if base else None
+        attempt.vram_base_per_gpu = list(base) if base else None
         worker = _WorkerProcess(cfg, self.python)
         self.sampler.start(worker.pid)
         open_streams = 2
@@ -404,6 +408,7 @@ class SweepRunner:
                 vram_peak_bytes=peaks.vram_bytes,
                 vram_peak_per_gpu=peaks.vram_per_gpu,
                 vram_base_bytes=attempt.vram_base,
+                vram_base_per_gpu=attempt.vram_base_per_gpu,
             )
             yield RecordReady(self._persist(rec))
             yield ConfigFailed(cfg.config_id, cfg.label, "cancelled", "cancelled by the user")
@@ -424,6 +429,7 @@ class SweepRunner:
             vram_peak_bytes=peaks.vram_bytes,
             vram_peak_per_gpu=peaks.vram_per_gpu,
             vram_base_bytes=attempt.vram_base,
+            vram_base_per_gpu=attempt.vram_base_per_gpu,
         )
         record = self._persist(raw)
         attempt.last_progress = time.monotonic()
