@@ -208,13 +208,16 @@ def test_cpu_used_by_others_counts_another_process_not_this_one() -> None:
     thread.start()
     mine = quick.cores_used_by_others(0.5)
     thread.join()
-    other = subprocess.Popen(
-        [sys.executable, "-c", "import time\nend = time.time() + 2\nwhile time.time() < end: pass"]
+    busy_loop = (
+        "import time\nprint('go', flush=True)\nend = time.time() + 2\nwhile time.time() < end: pass"
     )
+    other = subprocess.Popen([sys.executable, "-c", busy_loop], stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.3)
+        assert other.stdout is not None and other.stdout.readline() == "go\n"  # spinning now
         theirs = quick.cores_used_by_others(0.5)
     finally:
         other.wait()
+        if other.stdout is not None:
+            other.stdout.close()
     assert theirs - quiet > 0.5  # one core spinning in another process: someone else's
     assert mine - quiet < 0.5  # the same in a thread of this process: not counted
