@@ -213,3 +213,32 @@ def test_added_models_appear_in_the_models_table_planned_from_their_headers(
     assert reason.startswith(f"cannot plan {broken}") and "GGUF" in reason
     # saved: a new window plans them again
     assert window.controller.settings.added_models[-1] == str(broken)
+
+
+def test_an_added_local_model_runs_in_the_custom_sweep(
+    qtbot, window: MainWindow, tiny_moe_twin: Path
+) -> None:
+    advanced = window.bench_panel.advanced
+    before = advanced.models.count()
+    # no detection yet, so nothing is planned: the lists follow the saved settings at once
+    window.controller.add_model(("someone/Tiny-GGUF", "hub-only.Q4_K_M.gguf"))
+    window.controller.add_model(tiny_moe_twin)
+    names = [advanced.models.item(i).text() for i in range(advanced.models.count())]
+    # the local file can be measured; a Hub entry is only planned (not downloaded)
+    assert names[before:] == [f"{tiny_moe_twin.name} (added)"]
+    for i in range(advanced.models.count()):
+        keep = i == advanced.models.count() - 1
+        advanced.models.item(i).setCheckState(
+            Qt.CheckState.Checked if keep else Qt.CheckState.Unchecked
+        )
+    advanced.setChecked(True)
+    advanced.n_prompt.setValue(16)
+    advanced.n_gen.setValue(4)
+    advanced.reps.setValue(1)
+    qtbot.mouseClick(advanced.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.controller.bench_running, timeout=10_000)
+    qtbot.waitUntil(lambda: not window.controller.bench_running, timeout=FLOW_TIMEOUT_MS)
+    records = window.sweep_model.records
+    assert [(r["test"], r["status"]) for r in records] == [("pp", "ok"), ("tg", "ok")]
+    assert {r["model_filename"] for r in records} == {str(tiny_moe_twin)}
+    assert {r["source"] for r in records} == {"twin"}

@@ -46,7 +46,7 @@ class Controller(QObject):
         w.bench_panel.quick_requested.connect(self.start_quick)
         w.bench_panel.custom_requested.connect(self.start_custom)
         w.bench_panel.cancel_requested.connect(self.cancel_bench)
-        w.bench_panel.advanced.set_models([(m.id, m.name) for m in self.catalog.models])
+        self._refresh_sweep_models()
         w.advice_panel.export_requested.connect(self.export_pdf)
         w.history_panel.refresh_requested.connect(self.load_history)
         w.history_panel.compare_requested.connect(self.compare_runs)
@@ -124,8 +124,12 @@ class Controller(QObject):
         )
 
     def _settings_changed(self, settings: Settings) -> None:
+        self._refresh_sweep_models()
         if self.hardware is not None:
             self.plan_models()
+
+    def _refresh_sweep_models(self) -> None:
+        self.w.bench_panel.advanced.set_models(core_api.sweep_choices(self.catalog, self.settings))
 
     def add_model(self, spec: Any) -> None:
         what = str(spec) if isinstance(spec, Path) else "/".join(spec)

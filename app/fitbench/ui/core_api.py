@@ -163,14 +163,29 @@ def plan_catalog(
         yield plan_added(spec, hardware, settings)
 
 
+def _is_local_spec(spec: str) -> bool:
+    return not spec.startswith("hf://") and (
+        spec.startswith(("/", "~", ".")) or Path(spec).expanduser().exists()
+    )
+
+
+def sweep_choices(catalog: core_catalog.Catalog, settings: Settings) -> list[tuple[str, str]]:
+    """(spec, name) of what a custom sweep can measure: catalog models, then added local files
+    (a model added from the Hub is planned only; FitBench downloads catalog models)."""
+    added = [
+        (str(Path(spec).expanduser()), f"{Path(spec).name} (added)")
+        for spec in settings.added_models
+        if _is_local_spec(spec)
+    ]
+    return [(m.id, m.name) for m in catalog.models] + added
+
+
 def plan_added(spec: str, hardware: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
     """The models-table row of a model added by the user: a local GGUF path, or owner/repo/file
     on the Hub (only its header is read). Ad-hoc entries are planned, not downloaded here."""
     from fitbench.core.bench.models import quant_from_name
 
-    local = not spec.startswith("hf://") and (
-        spec.startswith(("/", "~", ".")) or Path(spec).expanduser().exists()
-    )
+    local = _is_local_spec(spec)
     name = Path(spec).name
     row: dict[str, Any] = {
         "model_id": spec,
