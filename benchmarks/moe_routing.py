@@ -34,6 +34,7 @@ from fitbench.core.bench import llama_lowlevel as ll
 from fitbench.core.bench.config import parse_int_list, physical_cores
 from fitbench.core.bench.models import resolve
 from fitbench.core.gguf_header import read_header
+from fitbench.core.predict import experts_touched
 
 _TOPK = b"ffn_moe_topk-"
 
@@ -42,26 +43,12 @@ class _Capture:
     """Collects each layer's selected experts ([n_tokens, k] int32) for one decode call."""
 
     def __init__(self) -> None:
-        base = ll._load_lib("ggml-base")
-        self.get_name = base.ggml_get_name
-        self.get_name.restype = ctypes.c_char_p
-        self.get_name.argtypes = [ctypes.c_void_p]
-        self.nbytes = base.ggml_nbytes
-        self.nbytes.restype = ctypes.c_size_t
-        self.nbytes.argtypes = [ctypes.c_void_p]
-        self.tensor_get = base.ggml_backend_tensor_get
-        self.tensor_get.restype = None
-        self.tensor_get.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-            ctypes.c_size_t,
-            ctypes.c_size_t,
-        ]
+        self.libs = ll.libs()
         self.layers: dict[int, np.ndarray] = {}
         self.callback = llama_cpp.ggml_backend_sched_eval_callback(self._on_tensor)
 
     def _on_tensor(self, tensor: int, ask: bool, _user: int) -> bool:
-        name = self.get_name(tensor) or b""
+        name = self.libs.tensor_name(tensor) or b""
         if not name.startswith(_TOPK):
             return not ask  # ask: "not this one"; otherwise: keep computing
         if ask:
@@ -69,9 +56,9 @@ class _Capture:
         # struct ggml_tensor: int type; buffer*; int64 ne[4]; size_t nb[4] (ggml.h, stable layout)
         ne = (ctypes.c_int64 * 4).from_address(tensor + 16)
         nb = (ctypes.c_size_t * 4).from_address(tensor + 48)
-        size = self.nbytes(tensor)
+        size = self.libs.tensor_nbytes(tensor)
         raw = (ctypes.c_uint8 * size)()
-        self.tensor_get(tensor, raw, 0, size)
+        self.libs.tensor_get(tensor, raw, 0, size)
         k, n_tok = int(ne[0]), int(ne[1])
         # a top-k view keeps the argsort's row stride; read through the strides
         view = np.lib.stride_tricks.as_strided(
@@ -79,10 +66,6 @@ class _Capture:
         )
         self.layers[int(name[len(_TOPK) :])] = view.copy()
         return True
-
-
-def uniform_distinct(n_expert: int, k: int, b: int) -> float:
-    return n_expert * (1.0 - (1.0 - k / n_expert) ** b)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             means = {layer: float(np.mean(v)) for layer, v in sorted(per_layer.items())}
             row = {
                 "B": b,
-                "expected_uniform": uniform_distinct(n_expert, k, b),
+                "expected_uniform": experts_touched(n_expert, k, b),
                 "distinct_mean": float(np.mean(list(means.values()))),
                 "distinct_min_layer": min(means.values()),
                 "distinct_max_layer": max(means.values()),

@@ -79,6 +79,13 @@ class BuftOverride(ctypes.Structure):
     _fields_ = [("pattern", ctypes.c_char_p), ("buft", ctypes.c_void_p)]
 
 
+def _bind(lib: ctypes.CDLL, name: str, restype: Any, *argtypes: Any) -> Any:
+    fn = getattr(lib, name)
+    fn.restype = restype
+    fn.argtypes = list(argtypes)
+    return fn
+
+
 class Libs:
     """The ggml/llama entry points the Python wrapper does not bind."""
 
@@ -87,43 +94,28 @@ class Libs:
         cpu = _load_lib("ggml-cpu")
         ggml = _load_lib("ggml")
         llama = llama_cpp.llama_cpp._lib
+        ptr, size = ctypes.c_void_p, ctypes.c_size_t
 
-        self.cpu_buffer_type = base.ggml_backend_cpu_buffer_type
-        self.cpu_buffer_type.restype = ctypes.c_void_p
-        self.cpu_buffer_type.argtypes = []
-        self.buft_name = base.ggml_backend_buft_name
-        self.buft_name.restype = ctypes.c_char_p
-        self.buft_name.argtypes = [ctypes.c_void_p]
-        self.threadpool_params_default = base.ggml_threadpool_params_default
-        self.threadpool_params_default.restype = ThreadpoolParams
-        self.threadpool_params_default.argtypes = [ctypes.c_int]
-        self.threadpool_new = cpu.ggml_threadpool_new
-        self.threadpool_new.restype = ctypes.c_void_p
-        self.threadpool_new.argtypes = [ctypes.POINTER(ThreadpoolParams)]
-        self.threadpool_free = cpu.ggml_threadpool_free
-        self.threadpool_free.restype = None
-        self.threadpool_free.argtypes = [ctypes.c_void_p]
-        self.dev_count = ggml.ggml_backend_dev_count
-        self.dev_count.restype = ctypes.c_size_t
-        self.dev_count.argtypes = []
-        self.dev_get = ggml.ggml_backend_dev_get
-        self.dev_get.restype = ctypes.c_void_p
-        self.dev_get.argtypes = [ctypes.c_size_t]
-        self.dev_name = base.ggml_backend_dev_name
-        self.dev_name.restype = ctypes.c_char_p
-        self.dev_name.argtypes = [ctypes.c_void_p]
-        self.dev_description = base.ggml_backend_dev_description
-        self.dev_description.restype = ctypes.c_char_p
-        self.dev_description.argtypes = [ctypes.c_void_p]
-        self.dev_type = base.ggml_backend_dev_type
-        self.dev_type.restype = ctypes.c_int
-        self.dev_type.argtypes = [ctypes.c_void_p]
-        self.attach_threadpool = llama.llama_attach_threadpool
-        self.attach_threadpool.restype = None
-        self.attach_threadpool.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
-        self.detach_threadpool = llama.llama_detach_threadpool
-        self.detach_threadpool.restype = None
-        self.detach_threadpool.argtypes = [ctypes.c_void_p]
+        self.cpu_buffer_type = _bind(base, "ggml_backend_cpu_buffer_type", ptr)
+        self.buft_name = _bind(base, "ggml_backend_buft_name", ctypes.c_char_p, ptr)
+        self.threadpool_params_default = _bind(
+            base, "ggml_threadpool_params_default", ThreadpoolParams, ctypes.c_int
+        )
+        self.threadpool_new = _bind(
+            cpu, "ggml_threadpool_new", ptr, ctypes.POINTER(ThreadpoolParams)
+        )
+        self.threadpool_free = _bind(cpu, "ggml_threadpool_free", None, ptr)
+        self.dev_count = _bind(ggml, "ggml_backend_dev_count", size)
+        self.dev_get = _bind(ggml, "ggml_backend_dev_get", ptr, size)
+        self.dev_name = _bind(base, "ggml_backend_dev_name", ctypes.c_char_p, ptr)
+        self.dev_description = _bind(base, "ggml_backend_dev_description", ctypes.c_char_p, ptr)
+        self.dev_type = _bind(base, "ggml_backend_dev_type", ctypes.c_int, ptr)
+        self.attach_threadpool = _bind(llama, "llama_attach_threadpool", None, ptr, ptr, ptr)
+        self.detach_threadpool = _bind(llama, "llama_detach_threadpool", None, ptr)
+        # graph tensors, for eval-callback diagnostics (benchmarks/moe_routing.py)
+        self.tensor_name = _bind(base, "ggml_get_name", ctypes.c_char_p, ptr)
+        self.tensor_nbytes = _bind(base, "ggml_nbytes", size, ptr)
+        self.tensor_get = _bind(base, "ggml_backend_tensor_get", None, ptr, ptr, size, size)
 
 
 _libs: Libs | None = None
