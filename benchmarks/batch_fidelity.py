@@ -25,11 +25,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from fidelity_llama_bench import fitbench_records  # the sibling script (benchmarks/ is on sys.path)
+
 from fitbench.core.bench.config import BenchConfig, BenchTest, parse_int_list, physical_cores
-from fitbench.core.bench.events import RecordReady
 from fitbench.core.bench.models import resolve
-from fitbench.core.bench.runner import run_sweep
-from fitbench.core.store import open_store
 
 
 def n_ctx_for(a: argparse.Namespace, batches: list[int]) -> int:
@@ -72,17 +71,8 @@ def run_fitbench(
         n_gpu_layers=a.ngl,
         repack=bool(a.repack),
     )
-    out = {}
-    with open_store(db) as store:
-        for event in run_sweep([cfg], store=store):
-            if isinstance(event, RecordReady):
-                rec = event.record
-                if rec["status"] != "ok":
-                    raise RuntimeError(
-                        f"FitBench B={rec['n_parallel']}: {rec['status']}: {rec['error']}"
-                    )
-                out[int(rec["n_parallel"])] = float(rec["avg_ts"])  # B * n_gen / time
-    return out
+    # avg_ts of a batch record: B * n_gen / time
+    return {int(r["n_parallel"]): float(r["avg_ts"]) for r in fitbench_records(cfg, db)}
 
 
 def main(argv: list[str] | None = None) -> int:

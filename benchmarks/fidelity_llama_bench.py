@@ -63,15 +63,25 @@ def run_fitbench(path: str, a: argparse.Namespace, ngl: int, db: Path) -> dict[s
         flash_attn=fa,
         repack=bool(a.repack),
     )
-    out = {}
+    return {rec["test"]: float(rec["avg_ts"]) for rec in fitbench_records(cfg, db)}
+
+
+def fitbench_records(cfg: BenchConfig, db: Path) -> list[dict[str, Any]]:
+    """Every record of one config through FitBench's real path; a failed test is an error."""
+    records = []
     with open_store(db) as store:
         for event in run_sweep([cfg], store=store):
             if isinstance(event, RecordReady):
                 rec = event.record
                 if rec["status"] != "ok":
-                    raise RuntimeError(f"FitBench {rec['test']}: {rec['status']}: {rec['error']}")
-                out[rec["test"]] = float(rec["avg_ts"])
-    return out
+                    what = (
+                        f"{rec['test']} B={rec['n_parallel']}"
+                        if rec["n_parallel"] > 1
+                        else rec["test"]
+                    )
+                    raise RuntimeError(f"FitBench {what}: {rec['status']}: {rec['error']}")
+                records.append(rec)
+    return records
 
 
 def main(argv: list[str] | None = None) -> int:
