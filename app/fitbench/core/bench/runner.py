@@ -43,7 +43,7 @@ from fitbench.core.bench.events import (
     SweepFinished,
     SweepStarted,
 )
-from fitbench.core.bench.sampler import DEFAULT_INTERVAL_S, MemorySampler
+from fitbench.core.bench.sampler import DEFAULT_INTERVAL_S, MemorySampler, Peaks
 from fitbench.core.bench.worker import MARK, classify_failure
 from fitbench.core.results import new_record, validate, write_jsonl
 from fitbench.core.store import Store
@@ -67,9 +67,19 @@ class _Attempt:
     returncode: int | None = None
     cancelled: bool = False
     timed_out: bool = False
-    vram_base: int | None = None
-    vram_base_per_gpu: list[int] | None = None
+    vram_base_per_gpu: list[int] | None = None  # NVML before the load, per GPU
     last_progress: float = field(default_factory=time.monotonic)
+
+    def memory_fields(self, peaks: Peaks) -> dict[str, Any]:
+        """The memory a record reports: the sampler's peaks and the VRAM before the load."""
+        base = self.vram_base_per_gpu
+        return {
+            "ram_peak_bytes": peaks.ram_bytes,
+            "vram_peak_bytes": peaks.vram_bytes,
+            "vram_peak_per_gpu": peaks.vram_per_gpu,
+            "vram_base_bytes": sum(base) if base else None,
+            "vram_base_per_gpu": base,
+        }
 
 
 def llama_cpp_python_version() -> str:
@@ -321,11 +331,7 @@ class SweepRunner:
                     cfg.tests[i],
                     status,
                     why,
-                    ram_peak_bytes=peaks.ram_bytes,
-                    vram_peak_bytes=peaks.vram_bytes,
-                    vram_peak_per_gpu=peaks.vram_per_gpu,
-                    vram_base_bytes=attempt.vram_base,
-                    vram_base_per_gpu=attempt.vram_base_per_gpu,
+                    **attempt.memory_fields(peaks),
                 )
                 yield RecordReady(self._persist(rec))
             self.n_failed += 1
@@ -354,7 +360,6 @@ class SweepRunner:
         """Run one worker on `cfg` until it exits or the sweep is cancelled."""
         attempt = _Attempt()
         base = self.sampler.vram_now()
-        attempt.vram_base = sum(base) if base else None
         attempt.vram_base_per_gpu = list(base) if base else None
         worker = _WorkerProcess(cfg, self.python)
         self.sampler.start(worker.pid)
@@ -404,11 +409,7 @@ class SweepRunner:
                 test,
                 "cancelled",
                 "cancelled by the user",
-                ram_peak_bytes=peaks.ram_bytes,
-                vram_peak_bytes=peaks.vram_bytes,
-                vram_peak_per_gpu=peaks.vram_per_gpu,
-                vram_base_bytes=attempt.vram_base,
-                vram_base_per_gpu=attempt.vram_base_per_gpu,
+                **attempt.memory_fields(peaks),
             )
             yield RecordReady(self._persist(rec))
             yield ConfigFailed(cfg.config_id, cfg.label, "cancelled", "cancelled by the user")
@@ -424,13 +425,7 @@ class SweepRunner:
             return None
         self.sampler.sample_once()  # a test shorter than the sampling interval still gets one
         peaks = self.sampler.peaks()
-        raw.update(
-            ram_peak_bytes=peaks.ram_bytes,
-            vram_peak_bytes=peaks.vram_bytes,
-            vram_peak_per_gpu=peaks.vram_per_gpu,
-            vram_base_bytes=attempt.vram_base,
-            vram_base_per_gpu=attempt.vram_base_per_gpu,
-        )
+        raw.update(attempt.memory_fields(peaks))
         record = self._persist(raw)
         attempt.last_progress = time.monotonic()
         index = attempt.current if attempt.current is not None else len(attempt.done)
