@@ -141,6 +141,9 @@ class LoadLog:
 
     verbose: bool = False
     lines: list[str] = field(default_factory=list)
+    # logged at error level: llama.cpp's often do not say so ("LLAMA_SPLIT_MODE_TENSOR needs >= 1
+    # devices"), so failure summaries take these as well as lines that mention an error
+    errors: list[str] = field(default_factory=list)
     capturing: bool = True
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -151,6 +154,7 @@ class LoadLog:
     def clear(self) -> None:
         with self._lock:
             self.lines.clear()
+            self.errors.clear()
 
     def buffers(self, kind: str = "model") -> dict[str, int]:
         """Bytes per buffer type from the log, e.g. {"CPU_Mapped": ..., "CPU": ...}."""
@@ -170,13 +174,10 @@ def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         return
     line = text.decode("utf-8", errors="replace")
     if _log.capturing:
-        kept = line
-        if level == 4 and not re.search(r"error|fail", line, re.I):
-            # llama.cpp's error-level lines often do not say so ("LLAMA_SPLIT_MODE_TENSOR needs
-            # >= 1 devices"); marked, the worker's failure summary picks them up
-            kept = f"error: {line}"
         with _log._lock:
-            _log.lines.append(kept)
+            _log.lines.append(line)
+            if level == 4:
+                _log.errors.append(line)
     if _log.verbose or level in (3, 4):  # ggml.h: 3 warn, 4 error; these always reach the user
         sys.stderr.write(line)
         sys.stderr.flush()

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 if __name__ == "__main__":
     # The worker process loads llama_cpp before numpy: the other order segfaulted at model load
@@ -42,6 +42,9 @@ import numpy as np
 from fitbench import __version__
 from fitbench.core.bench.config import INJECT_ENV, BenchConfig, BenchTest, ConfigError
 from fitbench.core.results import new_record
+
+if TYPE_CHECKING:  # the worker loads llama_lowlevel (and llama.cpp) only when it runs
+    from fitbench.core.bench.llama_lowlevel import LoadLog
 
 MARK = "@fitbench "
 EXIT_BAD_CONFIG = 2
@@ -446,7 +449,7 @@ def run(cfg: BenchConfig, acks: Acks | None = None) -> int:
         text = f"{exc}\n{worker.log.text()[-4000:]}"
         status = classify_failure(text)
         for spec in cfg.tests:
-            _print_record(worker.failure(spec, status, _summary(exc, worker.log.text())))
+            _print_record(worker.failure(spec, status, _summary(exc, worker.log)))
             acks.wait()
         return EXIT_LOAD_FAILED
     for index, spec in enumerate(cfg.tests):
@@ -461,7 +464,7 @@ def run(cfg: BenchConfig, acks: Acks | None = None) -> int:
             record = worker.failure(
                 spec,
                 classify_failure(f"{exc}\n{worker.log.text()}"),
-                _summary(exc, worker.log.text()),
+                _summary(exc, worker.log),
             )
         _print_record(record)
         acks.wait()
@@ -472,10 +475,13 @@ def run(cfg: BenchConfig, acks: Acks | None = None) -> int:
     return 0
 
 
-def _summary(exc: BaseException, log_text: str) -> str:
+def _summary(exc: BaseException, log: LoadLog) -> str:
     """The exception plus llama.cpp's last error lines: what a person needs to see."""
+    flagged = {ln.strip() for ln in log.errors}
     errors = [
-        ln for ln in log_text.splitlines() if re.search(r"error|fail|out of memory", ln, re.I)
+        ln
+        for ln in log.text().splitlines()
+        if ln.strip() in flagged or re.search(r"error|fail|out of memory", ln, re.I)
     ]
     tail = "\n".join(errors[-5:])
     return f"{exc}" + (f"\n{tail}" if tail else "")
