@@ -163,7 +163,8 @@ def plan_catalog(
         yield plan_added(spec, hardware, settings)
 
 
-def _is_local_spec(spec: str) -> bool:
+def is_local_spec(spec: str) -> bool:
+    """A model the user gave as a path (it may have moved since), not as a Hub owner/repo/file."""
     return not spec.startswith("hf://") and (
         spec.startswith(("/", "~", ".")) or Path(spec).expanduser().exists()
     )
@@ -175,7 +176,7 @@ def sweep_choices(catalog: core_catalog.Catalog, settings: Settings) -> list[tup
     added = [
         (str(Path(spec).expanduser()), f"{Path(spec).name} (added)")
         for spec in settings.added_models
-        if _is_local_spec(spec)
+        if is_local_spec(spec)
     ]
     return [(m.id, m.name) for m in catalog.models] + added
 
@@ -185,7 +186,7 @@ def plan_added(spec: str, hardware: Mapping[str, Any], settings: Settings) -> di
     on the Hub (only its header is read). Ad-hoc entries are planned, not downloaded here."""
     from fitbench.core.bench.models import quant_from_name
 
-    local = _is_local_spec(spec)
+    local = is_local_spec(spec)
     name = Path(spec).name
     row: dict[str, Any] = {
         "model_id": spec,
@@ -206,8 +207,8 @@ def plan_added(spec: str, hardware: Mapping[str, Any], settings: Settings) -> di
             )
             words = "the Hub file's header; FitBench downloads catalog models only"
         row["size"] = manifest.file_size
-        quant = manifest.extra.get("quant") if isinstance(manifest.extra, dict) else None
-        row["quant"] = row["quant"] if row["quant"] != "?" else str(quant or "?")
+        if row["quant"] == "?":
+            row["quant"] = str(manifest.extra.get("quant") or "?")
         return _plan_manifest(row, manifest, words, hardware, settings)
     except Exception as exc:  # a moved file or a broken header: say so in its row
         reason = f"cannot plan {spec}: {exc}"

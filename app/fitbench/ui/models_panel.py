@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from fitbench.ui import present
+from fitbench.ui.core_api import is_local_spec
 
 COLUMNS = ("Model", "Quant", "Size", "Fit on this machine", "llama.cpp", "On disk", "Download")
 BADGE_COLOURS = {"gpu": "#1e8449", "partial": "#b9770e", "cpu": "#2e86c1", "bad": "#c0392b"}
@@ -37,7 +38,7 @@ def parse_model_spec(text: str) -> tuple[str, str] | Path:
     if not text:
         raise ValueError("Enter a local GGUF file or a Hub repo/file (owner/repo/file.gguf)")
     path = Path(text).expanduser()
-    if path.exists() or text.startswith(("/", "~", ".")):
+    if is_local_spec(text):
         if not path.is_file():
             raise ValueError(f"{path}: no such file")
         return path
