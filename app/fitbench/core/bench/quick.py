@@ -37,7 +37,7 @@ QUICK_BATCH_GEN = 32
 QUICK_BATCH_GEN_CPU = 16  # CPU-only: B=16 x 32 steps alone would take minutes on a few cores
 SCALED_LAYERS = 4  # blocks of a scaled twin with a GPU to run it
 SCALED_LAYERS_CPU = 2  # CPU-only: every block costs seconds per test on a few cores
-BUSY_LOAD_PER_CORE = 0.5  # CPU used by others, per benchmark thread, that makes the machine busy
+BUSY_CORES_PER_THREAD = 0.5  # cores used by others, per benchmark thread, that make it busy
 BUSY_WINDOW_S = 0.25
 DISK_MARGIN = 2 << 30
 
@@ -186,7 +186,7 @@ def cores_used_by_others(window_s: float = BUSY_WINDOW_S) -> float:
 def _busy_note(threads: int) -> str:
     """A sentence when other processes already keep the cores busy (results will be slow)."""
     used = cores_used_by_others()
-    if used > BUSY_LOAD_PER_CORE * threads:
+    if used > BUSY_CORES_PER_THREAD * threads:
         return (
             f"the machine is busy (other programs use {used:.1f} of its {threads} cores right "
             "now): they compete with the benchmark, so speeds will be low and noisy"
