@@ -22,6 +22,13 @@ def _label(c: Config, names: Names) -> str:
     return f"{names.name(c.model_id)} {c.quant} ({basis_short(c.basis)})"
 
 
+CONFIG_HEADERS = ("Model", "Quant", "Basis", "Placement")  # the first columns of every table
+
+
+def config_cells(c: Config, names: Names) -> tuple[str, str, str, str]:
+    return names.name(c.model_id), c.quant, basis_short(c.basis), placement_of(c)
+
+
 def placement_of(c: Config) -> str:
     return fmt.placement(c.n_gpu_layers, c.n_cpu_moe, c.n_layer)
 
@@ -61,10 +68,7 @@ def results_section(
         Table(
             title="Speed per configuration",
             headers=(
-                "Model",
-                "Quant",
-                "Basis",
-                "Placement",
+                *CONFIG_HEADERS,
                 "pp (t/s)",
                 "tg (t/s)",
                 "TTFT (ms)",
@@ -72,10 +76,7 @@ def results_section(
             ),
             rows=tuple(
                 (
-                    names.name(c.model_id),
-                    c.quant,
-                    basis_short(c.basis),
-                    placement_of(c),
+                    *config_cells(c, names),
                     _with_spread(c.ts("pp"), c.stddev_share("pp")),
                     _with_spread(c.ts("tg"), c.stddev_share("tg")),
                     fmt.num(c.first("ttft_ms", ("ttft", "pp", "tg"))),
@@ -91,10 +92,7 @@ def results_section(
         Table(
             title="Latency and memory per configuration",
             headers=(
-                "Model",
-                "Quant",
-                "Basis",
-                "Placement",
+                *CONFIG_HEADERS,
                 "ITL p50 (ms)",
                 "ITL p95 (ms)",
                 "ITL p99 (ms)",
@@ -103,10 +101,7 @@ def results_section(
             ),
             rows=tuple(
                 (
-                    names.name(c.model_id),
-                    c.quant,
-                    basis_short(c.basis),
-                    placement_of(c),
+                    *config_cells(c, names),
                     fmt.num(c.first("itl_ms_p50", ("tg", "ttft", "batch"))),
                     fmt.num(c.first("itl_ms_p95", ("tg", "ttft", "batch"))),
                     fmt.num(c.first("itl_ms_p99", ("tg", "ttft", "batch"))),
@@ -121,10 +116,7 @@ def results_section(
     )
     batch_rows = [
         (
-            names.name(c.model_id),
-            c.quant,
-            basis_short(c.basis),
-            placement_of(c),
+            *config_cells(c, names),
             str(b),
             fmt.num(v),
         )
@@ -135,7 +127,7 @@ def results_section(
         s.add(
             Table(
                 title="Parallel sequences: aggregate generation throughput",
-                headers=("Model", "Quant", "Basis", "Placement", "B", "Aggregate (t/s)"),
+                headers=(*CONFIG_HEADERS, "B", "Aggregate (t/s)"),
                 rows=tuple(batch_rows),
                 weights=(2.4, 1.1, 0.9, 2.6, 0.6, 1.4),
                 numeric=(False, False, False, False, True, True),
@@ -143,10 +135,7 @@ def results_section(
         )
     depth_rows = [
         (
-            names.name(c.model_id),
-            c.quant,
-            basis_short(c.basis),
-            placement_of(c),
+            *config_cells(c, names),
             str(r["n_depth"]),
             fmt.num(r["avg_ts"]),
         )
@@ -158,7 +147,7 @@ def results_section(
         s.add(
             Table(
                 title="Speed with a filled KV cache",
-                headers=("Model", "Quant", "Basis", "Placement", "Depth (tokens)", "Speed (t/s)"),
+                headers=(*CONFIG_HEADERS, "Depth (tokens)", "Speed (t/s)"),
                 rows=tuple(depth_rows),
                 weights=(2.4, 1.1, 0.9, 2.6, 1.1, 1.1),
                 numeric=(False, False, False, False, True, True),
