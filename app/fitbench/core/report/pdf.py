@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import matplotlib
 from fpdf import FPDF, FontFace
@@ -115,6 +115,10 @@ class _Document(FPDF):
 
     # -- blocks ---------------------------------------------------------------------------------
 
+    def text_lines(self, w: float, h: float, text: str, **kw: Any) -> None:
+        """Wrapped, left-aligned text; the next element starts at the left margin below it."""
+        self.multi_cell(w, h, text, align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT, **kw)
+
     def room(self, mm: float) -> None:
         """A page break now unless `mm` fit: headings never sit alone at the bottom of a page."""
         if self.get_y() + mm > self.h - self.b_margin:
@@ -123,20 +127,11 @@ class _Document(FPDF):
     def title_block(self) -> None:
         self.set_font("DejaVu", "B", 19)
         self.set_text_color(*ACCENT)
-        self.multi_cell(0, 9, self.report.title, align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.text_lines(0, 9, self.report.title)
         self.set_font("DejaVu", "", 9)
         self.set_text_color(*MUTED)
-        self.multi_cell(
-            0, 4.6, self.report.subtitle, align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT
-        )
-        self.multi_cell(
-            0,
-            4.6,
-            f"Generated {_readable_time(self.report.generated)}",
-            align=Align.L,
-            new_x=XPos.LMARGIN,
-            new_y=YPos.NEXT,
-        )
+        self.text_lines(0, 4.6, self.report.subtitle)
+        self.text_lines(0, 4.6, f"Generated {_readable_time(self.report.generated)}")
         self.set_draw_color(*ACCENT)
         self.set_line_width(0.6)
         self.line(self.l_margin, self.get_y() + 2, self.w - self.r_margin, self.get_y() + 2)
@@ -150,7 +145,7 @@ class _Document(FPDF):
         self.start_section(title, level=0)
         self.set_font("DejaVu", "B", 13)
         self.set_text_color(*ACCENT)
-        self.multi_cell(0, 7, title, align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.text_lines(0, 7, title)
         self.set_text_color(*INK)
         self.ln(1.5)
 
@@ -159,7 +154,7 @@ class _Document(FPDF):
             return
         self.room(22)
         self.set_font("DejaVu", "B", 9.5)
-        self.multi_cell(0, 5.5, title, align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.text_lines(0, 5.5, title)
         self.ln(0.5)
 
     def paragraph(self, p: Paragraph) -> None:
@@ -173,26 +168,17 @@ class _Document(FPDF):
             self.room(12)
             self.set_font("DejaVuMono", "", 7.8)
             self.set_fill_color(*CODE_FILL)
-            self.multi_cell(
-                0,
-                4.0,
-                p.text,
-                fill=True,
-                padding=Padding(1.6, 2.2, 1.6, 2.2),
-                align=Align.L,
-                new_x=XPos.LMARGIN,
-                new_y=YPos.NEXT,
-            )
+            self.text_lines(0, 4.0, p.text, fill=True, padding=Padding(1.6, 2.2, 1.6, 2.2))
             self.ln(2)
         elif p.style == "note":
             self.set_font("DejaVu", "I", 8.3)
             self.set_text_color(*MUTED)
-            self.multi_cell(0, 4.2, p.text, align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            self.text_lines(0, 4.2, p.text)
             self.set_text_color(*INK)
             self.ln(1.5)
         else:
             self.set_font("DejaVu", "", 9.5)
-            self.multi_cell(0, 5.0, p.text, align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            self.text_lines(0, 5.0, p.text)
             self.ln(1)
 
     def _verdict(self, text: str) -> None:
@@ -204,30 +190,12 @@ class _Document(FPDF):
         self.set_draw_color(*ACCENT)
         self.set_font("DejaVu", "B", 12)
         pad_bottom = 1.5 if rest else 3
-        self.multi_cell(
-            0,
-            6.2,
-            headline,
-            fill=True,
-            border="L",
-            padding=Padding(3, 4, pad_bottom, 4),
-            align=Align.L,
-            new_x=XPos.LMARGIN,
-            new_y=YPos.NEXT,
+        self.text_lines(
+            0, 6.2, headline, fill=True, border="L", padding=Padding(3, 4, pad_bottom, 4)
         )
         if rest:
             self.set_font("DejaVu", "", 9.5)
-            self.multi_cell(
-                0,
-                4.9,
-                rest,
-                fill=True,
-                border="L",
-                padding=Padding(0, 4, 3, 4),
-                align=Align.L,
-                new_x=XPos.LMARGIN,
-                new_y=YPos.NEXT,
-            )
+            self.text_lines(0, 4.9, rest, fill=True, border="L", padding=Padding(0, 4, 3, 4))
         self.ln(3)
 
     def _boxed(
@@ -237,17 +205,7 @@ class _Document(FPDF):
         self.set_font(*font)
         self.set_fill_color(*fill)
         self.set_draw_color(*ACCENT)
-        self.multi_cell(
-            0,
-            line_h,
-            text,
-            fill=True,
-            border="L",
-            padding=Padding(3, 4, 3, 4),
-            align=Align.L,
-            new_x=XPos.LMARGIN,
-            new_y=YPos.NEXT,
-        )
+        self.text_lines(0, line_h, text, fill=True, border="L", padding=Padding(3, 4, 3, 4))
         self.ln(3)
 
     def bullets(self, b: Bullets) -> None:
@@ -259,9 +217,7 @@ class _Document(FPDF):
             self.set_x(self.l_margin)
             self.cell(indent, 4.8, "•")
             self.set_xy(self.l_margin + indent, y)
-            self.multi_cell(
-                self.epw - indent, 4.8, item, align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT
-            )
+            self.text_lines(self.epw - indent, 4.8, item)
             self.ln(0.8)
         self.ln(1.5)
 
@@ -323,7 +279,7 @@ class _Document(FPDF):
         if t.note:
             self.set_font("DejaVu", "I", 7.5)
             self.set_text_color(*MUTED)
-            self.multi_cell(0, 3.8, t.note, align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            self.text_lines(0, 3.8, t.note)
             self.set_text_color(*INK)
         self.ln(3.5)
 
@@ -341,14 +297,7 @@ class _Document(FPDF):
         self.set_y(self.get_y() + 1)
         self.set_font("DejaVu", "I", 7.8)
         self.set_text_color(*MUTED)
-        self.multi_cell(
-            0,
-            3.9,
-            f"Figure: {f.title}. {f.caption}",
-            align=Align.L,
-            new_x=XPos.LMARGIN,
-            new_y=YPos.NEXT,
-        )
+        self.text_lines(0, 3.9, f"Figure: {f.title}. {f.caption}")
         self.set_text_color(*INK)
         self.ln(4)
 
