@@ -124,7 +124,6 @@ class Controller(QObject):
         )
 
     def _settings_changed(self, settings: Settings) -> None:
-        self._refresh_sweep_models()
         if self.hardware is not None:
             self.plan_models()
 
@@ -140,6 +139,7 @@ class Controller(QObject):
         from dataclasses import replace
 
         self.w.settings_bar.update_settings(replace(self.settings, added_models=added))
+        self._refresh_sweep_models()  # only here: a rebuilt list forgets which boxes were ticked
 
     # -- downloads ---------------------------------------------------------------------------
     def start_download(self, model_id: str, quant: str) -> None:
