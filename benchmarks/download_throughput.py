@@ -4,7 +4,7 @@
 
 Measures, on the same file served by the same local server:
 - a plain HTTP client (httpx2 streaming GET of the CDN URL, written to disk), the reference;
-- fitbench.core.download.download_file (HEAD + GET + inline SHA-256 + fsync + cache linking);
+- fitbench.core.download.hub.download_file (HEAD + GET + inline SHA-256 + fsync + cache linking);
 - the extra bytes after a resume: connection dropped at 50% (resumed in the same call), and a
   cancel at ~50% followed by a new call (as after an app restart).
 Runs alternate between the two clients; medians are reported. Numbers are measured, on this
@@ -58,7 +58,7 @@ def _plain(url: str, out: Path, hash_it: bool = False) -> float:
 
 
 def _fitbench(hf_home: Path) -> float:
-    from fitbench.core import download
+    from fitbench.core.download import hub as download
 
     t0 = time.perf_counter()
     result = download.download_file(REPO, NAME, check_compat=False)
@@ -130,7 +130,7 @@ def _fmt(times: list[float]) -> str:
 
 
 def _resume_costs(server: HubServer, hf_home: Path, size: int) -> None:
-    from fitbench.core import download
+    from fitbench.core.download import hub as download
 
     # 1) connection dropped mid-file: resumed inside the same call with a Range request
     server.reset_counters()

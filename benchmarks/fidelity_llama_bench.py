@@ -31,7 +31,7 @@ from fitbench.core.bench.config import BenchConfig, BenchTest, parse_int_list, p
 from fitbench.core.bench.events import RecordReady
 from fitbench.core.bench.models import resolve
 from fitbench.core.bench.runner import run_sweep
-from fitbench.core.store import open_store
+from fitbench.core.results.store import open_store
 
 
 def run_llama_bench(exe: str, path: str, a: argparse.Namespace, ngl: int) -> dict[str, float]:

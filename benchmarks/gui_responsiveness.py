@@ -159,7 +159,7 @@ def measure_download(workdir: Path) -> dict[str, Any]:
     from PySide6.QtCore import QTimer
 
     from fitbench.core import paths
-    from fitbench.core.twin import manifest_for, write_twin
+    from fitbench.core.twin.writer import manifest_for, write_twin
     from fitbench.ui.app import create_app
     from fitbench.ui.main_window import MainWindow
     from gui_helpers import TINY_CATALOG, TINY_REPO

@@ -5,7 +5,7 @@
 Writes header-only sparse twins (full Mixtral 8x7B and Llama 2 70B shapes plus small ones; no
 disk used), loads each with llama_model_params.no_alloc in a child process (benchmarks/
 memory_probe.py) over a grid of n_ctx x n_ubatch x flash-attention, and prints what llama.cpp
-reports (compute, KV, output buffers) next to what fitbench.core.memory.plan() predicts.
+reports (compute, KV, output buffers) next to what fitbench.core.plan.memory.plan() predicts.
 On a CUDA machine the same grid with --ngl gives CUDA buffer sizes (no VRAM allocated).
 """
 
@@ -22,7 +22,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from fitbench.core import gguf, memory  # noqa: E402
+from fitbench.core import gguf  # noqa: E402
+from fitbench.core.plan import memory  # noqa: E402
 from test_gguf_builders import LlamaShape, Q, write_llama_gguf  # noqa: E402
 
 SHAPES = {

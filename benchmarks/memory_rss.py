@@ -5,7 +5,7 @@
 Writes tiny and medium llama/MoE twins (random weights, real shapes) with tests/test_gguf_builders,
 loads each with llama.cpp (benchmarks/memory_probe.py: mmap, n_ctx 2048, n_ubatch 512), decodes a
 64-token batch so every weight and buffer is touched, reads VmRSS from /proc, and prints it next
-to fitbench.core.memory.plan()'s rss_bytes and ram_bytes. Also checks weights_bytes == the sum of
+to core.plan.memory.plan()'s rss_bytes and ram_bytes. Also checks weights_bytes == the sum of
 the tensor bytes (exact) for every file.
 
 use_extra_bufts=False: on this 2-core dev VM (Xeon with AMX) llama.cpp's AMX-repacked quantized
@@ -25,7 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from fitbench.core import gguf, memory  # noqa: E402
+from fitbench.core import gguf  # noqa: E402
+from fitbench.core.plan import memory  # noqa: E402
 from test_gguf_builders import LlamaShape, Q, write_llama_gguf  # noqa: E402
 
 TWINS = {

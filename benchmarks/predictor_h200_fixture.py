@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fitbench.core.results import new_record, to_json
+from fitbench.core.results.schema import new_record, to_json
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "data"
 FINGERPRINT = "facts-md-h200"

@@ -20,7 +20,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fitbench.core import catalog, predict, predict_fit, results
+from fitbench.core.model import catalog
+from fitbench.core.predict import fit as predict_fit
+from fitbench.core.predict import model as predict
+from fitbench.core.results import schema as results
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 

@@ -4,7 +4,7 @@
         [--model mixtral-8x7b-instruct] [--quant Q2_K] [--layers 4,8] [--rounds 3] \
         [-p 64] [-n 16] [-r 3] [-t 2] [--dir /tmp/scaled] [--delete]
 
-1. Writes the full twin and one scaled twin per K (fitbench.core.twin, the built-in manifest).
+1. Writes the full twin and one scaled twin per K (core.twin.writer, the built-in manifest).
 2. Measures each with the real `fitbench bench` path (worker process, CPU only: -ngl 0,
    --repack 0, same threads), one call per file per round, the file order rotating each round
    so drifting load on a shared machine hits every file alike. Medians over every sample of
@@ -33,13 +33,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fitbench.core import catalog as catalog_module
-from fitbench.core import hardware
-from fitbench.core.layer_costs import catalog_costs
-from fitbench.core.predict import Placement, Predictor, catalog_costs_for, observations
-from fitbench.core.predict_fit import calibrate, prior_from_hardware
-from fitbench.core.results import read_jsonl
-from fitbench.core.twin import manifest_for, write_twin
+from fitbench.core.hardware import detect as hardware
+from fitbench.core.model import catalog as catalog_module
+from fitbench.core.predict.fit import calibrate, prior_from_hardware
+from fitbench.core.predict.layer_costs import catalog_costs
+from fitbench.core.predict.model import Placement, Predictor, catalog_costs_for, observations
+from fitbench.core.results.schema import read_jsonl
+from fitbench.core.twin.writer import manifest_for, write_twin
 
 
 def _twin(model: str, quant: str, layers: int | None, directory: Path) -> Path:

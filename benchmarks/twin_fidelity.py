@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from fitbench.core.twin import manifest_from_gguf, write_twin
+from fitbench.core.twin.writer import manifest_from_gguf, write_twin
 
 
 def _assemble_gemma(package_dir: Path, out_dir: Path) -> Path:

@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from fitbench.core import catalog
-from fitbench.core.twin import manifest_for, read_twin_marker, twin_size, write_twin
+from fitbench.core.model import catalog
+from fitbench.core.twin.writer import manifest_for, read_twin_marker, twin_size, write_twin
 
 
 def sizes() -> list[dict[str, object]]:

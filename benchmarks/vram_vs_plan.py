@@ -23,8 +23,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fitbench.core import catalog, gguf, memory, results, twin
-from fitbench.core.tensors import ModelManifest
+from fitbench.core import gguf
+from fitbench.core.gguf.manifest import ModelManifest
+from fitbench.core.model import catalog
+from fitbench.core.plan import memory
+from fitbench.core.results import schema as results
+from fitbench.core.twin import writer as twin
 
 MiB = 1024 * 1024
 

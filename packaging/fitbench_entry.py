@@ -2,7 +2,7 @@
 
 A frozen app has no separate Python interpreter: sys.executable is this very program. FitBench
 starts helper processes the way it would with a normal Python: the llama.cpp device probe as
-`sys.executable -P -c CODE` (fitbench.core.hw_llama) and every benchmark worker as
+`sys.executable -P -c CODE` (fitbench.core.hardware.llama_devices) and every benchmark worker as
 `sys.executable -m fitbench.core.bench.worker - --ack` (fitbench.core.bench.runner), so that a
 llama.cpp crash or hang never takes the app down. This entry point therefore also understands
 those two interpreter forms, the way multiprocessing.freeze_support() does for its own children;

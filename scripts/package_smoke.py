@@ -179,7 +179,7 @@ def check_bench(stdout: str) -> list[dict[str, Any]]:
 
 
 def tiny_twin(directory: Path) -> Path:
-    from fitbench.core.twin import manifest_for, tiny_arch, write_twin
+    from fitbench.core.twin.writer import manifest_for, tiny_arch, write_twin
 
     return write_twin(manifest_for(tiny_arch(), "Q4_K_M"), directory / "tiny.gguf").path
 

@@ -12,7 +12,7 @@ from fitbench.core.bench.config import BenchConfig, standard_tests
 
 TINY_REPO = "org/tiny-GGUF"
 
-# tiny_arch() of fitbench.core.twin as a catalog [models.arch] table
+# tiny_arch() of fitbench.core.twin.writer as a catalog [models.arch] table
 TINY_ARCH_TOML = """
 [models.arch]
 architecture = "llama"

@@ -9,18 +9,22 @@ from typing import Any
 
 import pytest
 
-from fitbench.core import catalog, memory, predict_fit, results, twin
-from fitbench.core.advise import AdviceError, recommend
-from fitbench.core.advise_candidates import (
+from fitbench.core.advise.candidates import (
     GIB,
     CandidateBuilder,
     Evidence,
     QualityFloor,
     capacity_of,
 )
-from fitbench.core.advise_memory import SOURCE_BUILTIN, PlannedMemory, compact_manifest
-from fitbench.core.layer_costs import catalog_costs
-from fitbench.core.predict import Placement, Predictor
+from fitbench.core.advise.memory import SOURCE_BUILTIN, PlannedMemory, compact_manifest
+from fitbench.core.advise.recommend import AdviceError, recommend
+from fitbench.core.model import catalog
+from fitbench.core.plan import memory
+from fitbench.core.predict import fit as predict_fit
+from fitbench.core.predict.layer_costs import catalog_costs
+from fitbench.core.predict.model import Placement, Predictor
+from fitbench.core.results import schema as results
+from fitbench.core.twin import writer as twin
 
 DATA = Path(__file__).parent / "data"
 MIXTRAL, LLAMA = "mixtral-8x7b-instruct", "llama-2-70b-chat"

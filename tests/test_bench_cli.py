@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from fitbench.cli import main
-from fitbench.core.results import read_jsonl
-from fitbench.core.store import open_store
+from fitbench.core.results.schema import read_jsonl
+from fitbench.core.results.store import open_store
 
 
 def test_bench_runs_lists_of_settings_and_writes_everywhere(

@@ -92,7 +92,7 @@ def test_a_twin_of_a_catalog_model_measures_that_model(tmp_path: Path) -> None:
     """Records of `fitbench bench -m <twin path>` carry the catalog id, not the file stem, so
     advice and reports group them with the model they stand for."""
     from fitbench.core.bench.models import resolve_path
-    from fitbench.core.twin import twin_for
+    from fitbench.core.twin.writer import twin_for
     from gui_helpers import install_tiny_catalog
 
     install_tiny_catalog()

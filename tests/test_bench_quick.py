@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from fitbench.core import catalog as catalog_mod
 from fitbench.core.bench import quick
 from fitbench.core.bench.events import RecordReady
 from fitbench.core.bench.runner import run_sweep
-from fitbench.core.catalog import Catalog, Model, QuantFile
-from fitbench.core.store import open_store
-from fitbench.core.twin import tiny_arch
+from fitbench.core.model import catalog as catalog_mod
+from fitbench.core.model.catalog import Catalog, Model, QuantFile
+from fitbench.core.results.store import open_store
+from fitbench.core.twin.writer import tiny_arch
 
 GiB = 1 << 30
 

@@ -17,8 +17,8 @@ import pytest
 from fitbench.core.bench import events as ev
 from fitbench.core.bench.config import INJECT_ENV, BenchConfig, BenchTest
 from fitbench.core.bench.runner import run_sweep
-from fitbench.core.results import read_jsonl
-from fitbench.core.store import open_store
+from fitbench.core.results.schema import read_jsonl
+from fitbench.core.results.store import open_store
 from gui_helpers import bench_workers
 
 TESTS = (BenchTest("pp", n_prompt=16), BenchTest("tg", n_gen=4))
@@ -175,7 +175,7 @@ def test_worker_stops_when_the_runner_process_dies(tiny_dense_twin: Path, tmp_pa
         "from pathlib import Path\n"
         "from fitbench.core.bench.config import BenchConfig, BenchTest\n"
         "from fitbench.core.bench.runner import run_sweep\n"
-        "from fitbench.core.store import open_store\n"
+        "from fitbench.core.results.store import open_store\n"
         f"cfg = BenchConfig(model_path={str(tiny_dense_twin)!r}, tests=(BenchTest('tg', n_gen=2),),"
         " reps=1, repack=False, inject='sleep@test0')\n"
         "for event in run_sweep([cfg], store=open_store()):\n"

@@ -12,8 +12,8 @@ import pytest
 
 from fitbench.core.bench.config import BenchConfig, BenchTest, standard_tests
 from fitbench.core.bench.worker import MARK
-from fitbench.core.results import LLAMA_BENCH_FIELDS, validate
-from fitbench.core.twin import manifest_from_gguf
+from fitbench.core.results.schema import LLAMA_BENCH_FIELDS, validate
+from fitbench.core.twin.writer import manifest_from_gguf
 
 
 def run_worker(

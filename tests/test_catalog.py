@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fitbench.core import catalog, paths
-from fitbench.core.catalog import CatalogError
+from fitbench.core import paths
+from fitbench.core.model import catalog
+from fitbench.core.model.catalog import CatalogError
 
 MODEL = """
 schema = 1

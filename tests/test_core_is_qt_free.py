@@ -33,7 +33,7 @@ def core_modules() -> list[str]:
 
 def test_core_imports_without_qt() -> None:
     modules = core_modules()
-    assert "fitbench.core.results" in modules
+    assert "fitbench.core.results.schema" in modules
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, *modules], capture_output=True, text=True, check=False
     )

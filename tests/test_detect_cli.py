@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from fitbench.cli import main
-from fitbench.core.hardware import detect
+from fitbench.core.hardware.detect import detect
 
 HAS_NVIDIA = Path("/dev/nvidiactl").exists()
 
@@ -126,10 +126,10 @@ def test_json_in_process(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_module_entry_point_for_bare_machines(tmp_path: Path) -> None:
-    """`python -m fitbench.core.hardware`: what the H200 run uses (no CLI, no platformdirs)."""
+    """`python -m fitbench.core.hardware.detect`: the H200 run uses it (no CLI, no platformdirs)."""
     env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), FITBENCH_HOME=str(tmp_path / "fb"))
     proc = subprocess.run(
-        [sys.executable, "-m", "fitbench.core.hardware", "--no-bandwidth"],
+        [sys.executable, "-m", "fitbench.core.hardware.detect", "--no-bandwidth"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -145,7 +145,7 @@ def test_module_entry_point_for_bare_machines(tmp_path: Path) -> None:
 def test_importing_the_module_is_cheap() -> None:
     """Heavy or optional packages load only when detect() needs them, never at import."""
     code = (
-        "import sys, fitbench.core.hardware; "
+        "import sys, fitbench.core.hardware.detect; "
         "print([m for m in ('numpy', 'llama_cpp', 'pynvml', 'platformdirs', 'huggingface_hub') "
         "if m in sys.modules])"
     )

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from fitbench.core import download, gguf
-from fitbench.core.download import (
+from fitbench.core import gguf
+from fitbench.core.download import hub as download
+from fitbench.core.download.hub import (
     AccessDenied,
     DownloadCancelled,
     IncompatibleModel,
@@ -50,7 +51,7 @@ def test_full_download_lands_in_the_hf_cache_verified(
     last = [p for p in reports if p.phase == "download"][-1]
     assert last.done == last.total == f.size and last.rate > 0 and last.eta_s == 0  # type: ignore[attr-defined]
     # the downloaded twin is planned as it is: every weight byte of the file, on the CPU
-    from fitbench.core import memory
+    from fitbench.core.plan import memory
 
     manifest = gguf.read_header(result.path)
     plan = memory.plan(manifest, memory.Placement(n_gpu_layers=0), n_ctx=256)
@@ -65,7 +66,7 @@ def test_full_download_lands_in_the_hf_cache_verified(
     from fitbench.core.bench.config import BenchConfig, BenchTest
     from fitbench.core.bench.events import RecordReady
     from fitbench.core.bench.runner import run_sweep
-    from fitbench.core.store import open_store
+    from fitbench.core.results.store import open_store
 
     cfg = BenchConfig(
         model_path=str(result.path),
@@ -233,7 +234,7 @@ def test_disk_filling_up_mid_download_keeps_the_partial(
 ) -> None:
     import errno
 
-    from fitbench.core import download_http
+    from fitbench.core.download import http as download_http
 
     f = _publish(hub_server, tiny_dense_twin)
     real_open = download_http.open_partial

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fitbench.core import download, gguf, paths
+from fitbench.core import gguf, paths
+from fitbench.core.download import hub as download
 from gui_helpers import tiny_model_toml
 from hub_server import HubServer
 

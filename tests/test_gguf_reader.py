@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fitbench.core import gguf
-from fitbench.core.gguf_compat import KNOWN_ARCHITECTURES_0_3_36, PER_EXPERT_REASON
+from fitbench.core.gguf.compat import KNOWN_ARCHITECTURES_0_3_36, PER_EXPERT_REASON
 from test_gguf_builders import LlamaShape, Q, write_llama_gguf
 
 VENDORED_ARCH = Path("/work/llama-src/llama_cpp_python-0.3.36/vendor/llama.cpp/src/llama-arch.cpp")
@@ -108,7 +108,7 @@ def test_truncated_files_fail_clearly(moe_file: Path, tmp_path: Path) -> None:
 def test_header_larger_than_the_first_read_grows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fitbench.core import gguf_header
+    from fitbench.core.gguf import reader as gguf_header
 
     monkeypatch.setattr(gguf_header, "FIRST_READ", 64)
     path = write_llama_gguf(tmp_path / "m.gguf")
@@ -247,7 +247,7 @@ def test_fallback_architecture_list_matches_the_vendored_source() -> None:
     names = set(re.findall(r'"([^"]*)"', table[: table.index("};")])) - {"clip", "(unknown)"}
     assert names == KNOWN_ARCHITECTURES_0_3_36
     # and the installed library really holds them (the primary check reads the library)
-    from fitbench.core.gguf_compat import _llama_library
+    from fitbench.core.gguf.compat import _llama_library
 
     lib = _llama_library()
     if lib is not None:

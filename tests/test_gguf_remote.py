@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from fitbench.core import gguf, gguf_header
+from fitbench.core import gguf
+from fitbench.core.gguf import reader as gguf_header
 from hub_server import HubServer
 from test_gguf_builders import LlamaShape, Q, write_llama_gguf
 

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from fitbench.core import gguf, memory
+from fitbench.core import gguf
 from fitbench.core.bench import events as ev
 from fitbench.core.bench.config import BenchConfig, BenchTest
 from fitbench.core.bench.runner import run_sweep
-from fitbench.core.store import open_store
+from fitbench.core.plan import memory
+from fitbench.core.results.store import open_store
 
 MiB = 1024 * 1024
 
@@ -59,7 +60,7 @@ def _cfg(path: Path, **kw: Any) -> BenchConfig:
 
 
 def test_detect_sees_the_gpu_through_nvml() -> None:
-    from fitbench.core import hardware
+    from fitbench.core.hardware import detect as hardware
 
     report = hardware.detect(probe_bandwidth=False).to_dict()
     assert report["gpus"], report["notes"]

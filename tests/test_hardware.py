@@ -16,10 +16,11 @@ import llama_cpp
 import psutil
 import pytest
 
-from fitbench.core import hw_cpu, hw_llama
-from fitbench.core.hardware import HardwareReport, detect, probe_ram_bandwidth
-from fitbench.core.hw_llama import LlamaCppInfo, LlamaDevice
-from fitbench.core.hw_nvml import GpuInfo, PcieInfo
+from fitbench.core.hardware import cpu as hw_cpu
+from fitbench.core.hardware import llama_devices as hw_llama
+from fitbench.core.hardware.detect import HardwareReport, detect, probe_ram_bandwidth
+from fitbench.core.hardware.llama_devices import LlamaCppInfo, LlamaDevice
+from fitbench.core.hardware.nvml import GpuInfo, PcieInfo
 
 GIB = 2**30
 

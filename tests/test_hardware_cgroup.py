@@ -7,9 +7,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from fitbench.core import hw_cpu
-from fitbench.core.hardware import detect
-from fitbench.core.hw_cgroup import read_cgroup_cpu_quota, read_cgroup_memory
+from fitbench.core.hardware import cpu as hw_cpu
+from fitbench.core.hardware.cgroup import read_cgroup_cpu_quota, read_cgroup_memory
+from fitbench.core.hardware.detect import detect
 
 GIB = 2**30
 V1_UNLIMITED = "9223372036854771712"

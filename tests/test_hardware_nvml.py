@@ -14,8 +14,8 @@ from typing import Any
 import pynvml
 import pytest
 
-from fitbench.core import hw_nvml
-from fitbench.core.hardware import detect
+from fitbench.core.hardware import nvml as hw_nvml
+from fitbench.core.hardware.detect import detect
 
 GIB = 2**30
 

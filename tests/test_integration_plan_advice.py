@@ -11,11 +11,16 @@ from typing import Any
 
 import pytest
 
-from fitbench.core import advise, catalog, hardware, memory, results, twin
-from fitbench.core.advise_memory import SOURCE_BUILTIN
+from fitbench.core.advise import recommend as advise
+from fitbench.core.advise.memory import SOURCE_BUILTIN
 from fitbench.core.bench.config import BenchConfig, BenchTest
 from fitbench.core.bench.runner import run_sweep
-from fitbench.core.store import open_store
+from fitbench.core.hardware import detect as hardware
+from fitbench.core.model import catalog
+from fitbench.core.plan import memory
+from fitbench.core.results import schema as results
+from fitbench.core.results.store import open_store
+from fitbench.core.twin import writer as twin
 from gui_helpers import install_tiny_catalog
 
 MEASURED_BATCHES = (2,)

@@ -16,9 +16,12 @@ from typing import Any
 
 import pytest
 
-from fitbench.core import memory, memory_gpu, results, twin
-from fitbench.core.memory import MiB, Placement
-from fitbench.core.tensors import ModelManifest
+from fitbench.core.gguf.manifest import ModelManifest
+from fitbench.core.plan import gpu_buffers as memory_gpu
+from fitbench.core.plan import memory
+from fitbench.core.plan.memory import MiB, Placement
+from fitbench.core.results import schema as results
+from fitbench.core.twin import writer as twin
 
 REPO = Path(__file__).resolve().parents[1]
 H200 = REPO / "docs" / "h200" / "2026-11-29"

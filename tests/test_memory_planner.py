@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from fitbench.core import gguf, memory, memory_gpu, twin
-from fitbench.core.memory import GiB, Placement
-from fitbench.core.tensors import ModelManifest
+from fitbench.core import gguf
+from fitbench.core.gguf.manifest import ModelManifest
+from fitbench.core.plan import gpu_buffers as memory_gpu
+from fitbench.core.plan import memory
+from fitbench.core.plan.memory import GiB, Placement
+from fitbench.core.twin import writer as twin
 from test_gguf_builders import LlamaShape, Q, write_llama_gguf
 
 REPO = Path(__file__).resolve().parents[1]

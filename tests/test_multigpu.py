@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from fitbench.core import gguf, memory, multigpu, twin
-from fitbench.core.memory import GiB, Placement
-from fitbench.core.tensors import ModelManifest
+from fitbench.core import gguf
+from fitbench.core.gguf.manifest import ModelManifest
+from fitbench.core.plan import memory, multigpu
+from fitbench.core.plan.memory import GiB, Placement
+from fitbench.core.twin import writer as twin
 from test_gguf_builders import LlamaShape, Q, write_llama_gguf
 
 DENSE = LlamaShape(n_layer=4)  # n_embd 256, 4 heads, 2 KV heads of 64, n_ff 512, vocab 320

@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 
 from fitbench.cli import main
-from fitbench.core import catalog, memory, multigpu, results, twin
-from fitbench.core.advise import recommend
-from fitbench.core.hardware import detect
+from fitbench.core.advise.recommend import recommend
+from fitbench.core.hardware.detect import detect
+from fitbench.core.model import catalog
+from fitbench.core.plan import memory, multigpu
+from fitbench.core.results import schema as results
+from fitbench.core.twin import writer as twin
 from test_hardware_nvml import RTX, FakeGpu, FakeNvml, fresh
 
 GB = 10**9

@@ -143,7 +143,7 @@ def _entry(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_entry_point_runs_the_device_probe_as_a_module_and_code(tmp_path: Path) -> None:
     # the two forms fitbench uses for child processes, through the entry point
-    probe = _entry("-m", "fitbench.core.hw_llama", cwd=tmp_path)
+    probe = _entry("-m", "fitbench.core.hardware.llama_devices", cwd=tmp_path)
     assert probe.returncode == 0, probe.stderr
     payload = json.loads(probe.stdout.strip().splitlines()[-1])
     assert payload["info"]["available"] is True

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from fitbench.cli import main
-from fitbench.core import catalog
+from fitbench.core.model import catalog
 from hub_server import HubServer
 from test_gguf_builders import LlamaShape, Q, write_llama_gguf
 
@@ -164,7 +164,7 @@ def test_plan_takes_llama_cpp_device_memory_without_nvml(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A Metal/Vulkan machine: no NVML GPU; HardwareReport.gpu_vram_bytes() gives llama.cpp's."""
-    from fitbench.core import hardware
+    from fitbench.core.hardware import detect as hardware
 
     data = hardware.detect(probe_bandwidth=False, llama=False).to_dict()
     data["gpus"] = []
@@ -190,7 +190,7 @@ def test_plan_takes_llama_cpp_device_memory_without_nvml(
 def test_plan_and_models_use_the_downloaded_file(
     hub_server: HubServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from fitbench.core import download
+    from fitbench.core.download import hub as download
 
     model = catalog.load().get("llama-2-70b-chat")
     qf = model.quant("Q4_K_M")

@@ -9,9 +9,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fitbench.core import catalog, memory, predict, predict_fit, results, twin
-from fitbench.core.layer_costs import BlockCost, LayerCosts, catalog_costs, from_manifest
-from fitbench.core.predict import Placement
+from fitbench.core.model import catalog
+from fitbench.core.plan import memory
+from fitbench.core.predict import fit as predict_fit
+from fitbench.core.predict import model as predict
+from fitbench.core.predict.layer_costs import BlockCost, LayerCosts, catalog_costs, from_manifest
+from fitbench.core.predict.model import Placement
+from fitbench.core.results import schema as results
+from fitbench.core.twin import writer as twin
 
 DATA = Path(__file__).parent / "data"
 GB = 1e9

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fitbench.cli import main
-from fitbench.core.results import read_jsonl
+from fitbench.core.results.schema import read_jsonl
 from gui_helpers import install_tiny_catalog
 
 

@@ -15,9 +15,9 @@ import pytest
 import test_report_support as data
 from fitbench.cli import main
 from fitbench.core.report import ReportError, report_from_results_file
-from fitbench.core.results import write_jsonl
+from fitbench.core.results.schema import write_jsonl
 
-advise = pytest.importorskip("fitbench.core.advise")
+advise = pytest.importorskip("fitbench.core.advise.recommend")
 pytestmark = pytest.mark.skipif(
     shutil.which("pdftotext") is None, reason="poppler-utils not installed"
 )
@@ -44,7 +44,7 @@ def inputs(tmp_path: Path) -> tuple[Path, Path]:
 def test_cli_computes_the_advice_for_the_goal(
     tmp_path: Path, inputs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from fitbench.core import catalog
+    from fitbench.core.model import catalog
 
     results, hardware = inputs
     expected = advise.recommend(

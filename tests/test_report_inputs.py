@@ -19,7 +19,7 @@ from fitbench.cli import main
 from fitbench.core.report import ReportError, report_from_results_file
 from fitbench.core.report import pdf as pdf_module
 from fitbench.core.report.pdf import WARNING_FILL
-from fitbench.core.results import write_jsonl
+from fitbench.core.results.schema import write_jsonl
 
 needs_poppler = pytest.mark.skipif(
     shutil.which("pdftotext") is None or shutil.which("pdfdetach") is None,
@@ -152,7 +152,7 @@ def test_bad_page_size(tmp_path: Path, results: Path) -> None:
 @needs_poppler
 def test_large_raw_results_go_beside_the_pdf(tmp_path: Path, results: Path) -> None:
     from fitbench.core.report import build_report, write_pdf
-    from fitbench.core.results import read_jsonl
+    from fitbench.core.results.schema import read_jsonl
 
     report = build_report(read_jsonl(results), None, None, raw_filename="run.jsonl")
     written = write_pdf(

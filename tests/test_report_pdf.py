@@ -19,7 +19,7 @@ import pytest
 import test_report_support as data
 from fitbench.core.report import report_from_results_file
 from fitbench.core.report.pdf import MARGIN_MM, WrittenReport
-from fitbench.core.results import write_jsonl
+from fitbench.core.results.schema import write_jsonl
 
 POPPLER = ("pdftotext", "pdfimages", "pdffonts", "pdfdetach", "pdftoppm", "pdfinfo")
 pytestmark = pytest.mark.skipif(

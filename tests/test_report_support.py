@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fitbench.core.results import new_record
+from fitbench.core.results.schema import new_record
 
 FINGERPRINT = "h200synthetic0001"
 OTHER_FINGERPRINT = "laptop0000000002"

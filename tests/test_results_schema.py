@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from fitbench.core import results
+from fitbench.core.results import schema as results
 
 
 def test_llama_bench_fields_are_present() -> None:

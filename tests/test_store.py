@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from fitbench.core import paths, store
-from fitbench.core.results import new_record, read_jsonl
+from fitbench.core import paths
+from fitbench.core.results import store
+from fitbench.core.results.schema import new_record, read_jsonl
 
 
 def _record(test: str = "tg", status: str = "ok", **extra: object) -> dict[str, object]:
@@ -57,8 +58,8 @@ def test_a_record_survives_a_process_that_dies_without_closing(tmp_path: Path) -
         f"""
         import os
         from pathlib import Path
-        from fitbench.core import store
-        from fitbench.core.results import new_record
+        from fitbench.core.results import store
+        from fitbench.core.results.schema import new_record
         db = store.open_store(Path({str(db_path)!r}))
         run = db.add_run(run_id="r1")
         db.add_record(run, new_record(model_id="m", test="pp", avg_ts=5.0))

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter
 
-from fitbench.core import catalog
-from fitbench.core.twin import (
+from fitbench.core.gguf.writer import read_header_bytes
+from fitbench.core.model import catalog
+from fitbench.core.twin.data import validate
+from fitbench.core.twin.writer import (
     TwinCancelled,
     TwinError,
     is_twin,
@@ -29,8 +31,6 @@ from fitbench.core.twin import (
     twin_size,
     write_twin,
 )
-from fitbench.core.twin_data import validate
-from fitbench.core.twin_header import read_header_bytes
 from twin_fixtures import load_llama, make_tiny_twin
 
 T = GGMLQuantizationType
@@ -291,7 +291,7 @@ def test_a_killed_writer_leaves_nothing_that_looks_finished(tmp_path: Path) -> N
     script = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
-        "from fitbench.core.twin import manifest_for, tiny_arch, write_twin\n"
+        "from fitbench.core.twin.writer import manifest_for, tiny_arch, write_twin\n"
         "def die(done, total):\n"
         "    if done > total // 2: os.kill(os.getpid(), signal.SIGKILL)\n"
         "write_twin(manifest_for(tiny_arch(), 'Q8_0'), Path(sys.argv[1]), progress=die)\n"

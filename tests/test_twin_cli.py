@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from fitbench.cli import main
-from fitbench.core import catalog, paths
-from fitbench.core.twin import (
+from fitbench.core import paths
+from fitbench.core.model import catalog
+from fitbench.core.twin.writer import (
     TwinError,
     cached_twins,
     clean_twin_cache,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fitbench.core.twin import is_twin, read_twin_marker, twin_kind
+from fitbench.core.twin.writer import is_twin, read_twin_marker, twin_kind
 from twin_fixtures import load_llama
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fitbench.core.bench import events as ev
-from fitbench.core.results import new_record
+from fitbench.core.results.schema import new_record
 from fitbench.ui import present
 from fitbench.ui.sweep_model import SweepModel
 

@@ -1,6 +1,6 @@
 """Fixtures that give tests tiny shape-faithful twins (owned by the twin module's tests).
 
-`tiny_dense_twin` / `tiny_moe_twin`: paths to Q4_K_M twins of fitbench.core.twin.tiny_arch()
+`tiny_dense_twin` / `tiny_moe_twin`: paths to Q4_K_M twins of fitbench.core.twin.writer.tiny_arch()
 (llama architecture, 4 blocks, n_embd 256, vocab 2048; the MoE one has 4 experts, 2 used).
 Each is written once per test session (~1-2 MB, well under a second) and loads in llama.cpp.
 Treat them as read-only: copy one first if a test must modify or delete it.
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from fitbench.core.twin import manifest_for, tiny_arch, write_twin
+from fitbench.core.twin.writer import manifest_for, tiny_arch, write_twin
 
 __all__ = ["load_llama", "make_tiny_twin", "tiny_dense_twin", "tiny_moe_twin"]
 

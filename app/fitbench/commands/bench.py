@@ -192,7 +192,7 @@ def build_configs(args: argparse.Namespace) -> list[Any]:
 
 def _hardware() -> tuple[dict[str, Any], str, Any]:
     try:
-        from fitbench.core import hardware
+        from fitbench.core.hardware import detect as hardware
 
         report = hardware.detect(probe_bandwidth=False)
         return report.to_dict(), report.fingerprint, report
@@ -239,7 +239,7 @@ def format_record(rec: dict[str, Any]) -> str:
 
 
 def _list_runs(as_json: bool) -> int:
-    from fitbench.core.store import open_store
+    from fitbench.core.results.store import open_store
 
     with open_store() as db:
         runs = db.list_runs()
@@ -261,8 +261,8 @@ def run(args: argparse.Namespace) -> int:
     from fitbench.core.bench.config import ConfigError
     from fitbench.core.bench.models import ModelSpecError
     from fitbench.core.bench.runner import run_sweep
-    from fitbench.core.catalog import CatalogError
-    from fitbench.core.store import StoreError, open_store
+    from fitbench.core.model.catalog import CatalogError
+    from fitbench.core.results.store import StoreError, open_store
 
     if args.list_runs:
         return _list_runs(args.json)
@@ -286,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.quick:
             from fitbench.core.bench.quick import quick_plan
-            from fitbench.core.catalog import load
+            from fitbench.core.model.catalog import load
 
             if report is None:
                 raise ValueError("--quick needs hardware detection, which failed")

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fitbench.core.hardware import detect
+    from fitbench.core.hardware.detect import detect
 
     report = detect(probe_bandwidth=not args.no_bandwidth)
     data = report.to_dict()

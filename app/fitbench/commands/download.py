@@ -80,8 +80,8 @@ class _Bars:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fitbench.core import download
-    from fitbench.core.catalog import CatalogError
+    from fitbench.core.download import hub as download
+    from fitbench.core.model.catalog import CatalogError
 
     by_model = args.model is not None
     by_repo = args.repo is not None or args.file is not None

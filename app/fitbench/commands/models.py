@@ -8,7 +8,8 @@ from typing import Any
 
 from fitbench.commands import plan as plan_cmd
 from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, print_json
-from fitbench.core import catalog, gguf
+from fitbench.core import gguf
+from fitbench.core.model import catalog
 
 HELP = "list the catalog: every quant, its size and best-fitting placement"
 

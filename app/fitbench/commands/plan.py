@@ -11,10 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, load_hardware_json, print_json
-from fitbench.core import catalog, gguf, memory, predict_fit, results
-from fitbench.core.layer_costs import from_manifest
-from fitbench.core.plan_speed import SpeedModel, speed_model
-from fitbench.core.tensors import ModelManifest
+from fitbench.core import gguf
+from fitbench.core.gguf.manifest import ModelManifest
+from fitbench.core.model import catalog
+from fitbench.core.plan import memory
+from fitbench.core.predict import fit as predict_fit
+from fitbench.core.predict.layer_costs import from_manifest
+from fitbench.core.predict.speeds import SpeedModel, speed_model
+from fitbench.core.results import schema as results
 
 HELP = "memory plan: VRAM, RAM and predicted speed for every placement, before any download"
 GiB = 1 << 30
@@ -71,7 +75,7 @@ class Resolved:
 
 
 def _local_catalog_file(model: catalog.Model, quant: str) -> str | None:
-    from fitbench.core import download
+    from fitbench.core.download import hub as download
 
     try:
         path = download.local_path(model, quant)
@@ -119,7 +123,7 @@ def resolve(model_arg: str, quant: str | None, offline: bool = False) -> Resolve
             )
         except gguf.GGUFError as exc:
             log.info("remote header unavailable, using the built-in manifest: %s", exc)
-    from fitbench.core import twin
+    from fitbench.core.twin import writer as twin
 
     manifest = twin.manifest_for(model, qf.quant)
     return Resolved(model.id, qf.quant, manifest, SOURCE_BUILTIN, qf.size)
@@ -153,9 +157,9 @@ def machine(
 
 
 def capacities(hw: dict[str, Any]) -> tuple[list[int], int]:
-    """VRAM per GPU and usable RAM as fitbench.core.hardware computes them: NVML's GPUs, else
+    """VRAM per GPU and usable RAM as fitbench.core.hardware.detect computes them: NVML's GPUs, else
     llama.cpp's device memory (Metal, Vulkan); RAM capped by the container's limit."""
-    from fitbench.core import hardware
+    from fitbench.core.hardware import detect as hardware
 
     try:
         report = hardware.HardwareReport.from_dict(hw)
@@ -167,9 +171,9 @@ def capacities(hw: dict[str, Any]) -> tuple[list[int], int]:
 
 
 def detect_hardware(full: bool = True) -> dict[str, Any]:
-    """This machine (fitbench.core.hardware; cgroup-aware RAM, llama.cpp's devices when `full`)."""
+    """This machine (core.hardware.detect: cgroup-aware RAM, llama.cpp's devices when `full`)."""
     try:
-        from fitbench.core import hardware
+        from fitbench.core.hardware import detect as hardware
 
         report = hardware.detect(probe_bandwidth=full, llama=full)
         data: dict[str, Any] = report.to_dict()

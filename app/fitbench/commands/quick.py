@@ -44,7 +44,7 @@ def _make_room_for_twin(model: Any, quant: str) -> None:
     """Evict least-recently-used cached twins when this model's full twin would not fit on disk."""
     from fitbench.core import paths
     from fitbench.core.bench.quick import DISK_MARGIN
-    from fitbench.core.twin import cached_twins, clean_twin_cache, manifest_for, twin_size
+    from fitbench.core.twin.writer import cached_twins, clean_twin_cache, manifest_for, twin_size
 
     if any(p.name.startswith(f"{model.id}.{quant}.") for p in cached_twins()):
         return
@@ -96,11 +96,11 @@ def _sweep(
 
 
 def run(args: argparse.Namespace) -> int:
-    from fitbench.core import hardware
     from fitbench.core.bench.quick import quick_plan
-    from fitbench.core.catalog import load
+    from fitbench.core.hardware import detect as hardware
+    from fitbench.core.model.catalog import load
     from fitbench.core.report import report_from_results_file
-    from fitbench.core.store import open_store
+    from fitbench.core.results.store import open_store
 
     started = time.monotonic()
     pdf: Path = args.pdf
@@ -143,8 +143,8 @@ def run(args: argparse.Namespace) -> int:
         _say("quick: nothing was measured; no recommendation or report")
         return EXIT_FAILURE
     _say("quick: 4/5 recommending")
-    from fitbench.core.advise import recommend
-    from fitbench.core.results import read_jsonl
+    from fitbench.core.advise.recommend import recommend
+    from fitbench.core.results.schema import read_jsonl
 
     advice = recommend(read_jsonl(out), hardware=hw, catalog=catalog, goal=args.goal).to_dict()
     advice_path = out.with_suffix(".advice.json")

@@ -41,7 +41,7 @@ def _hardware(path: Path | None) -> dict[str, Any]:
     if path is not None:
         return load_hardware_json(path)
     try:
-        from fitbench.core import hardware
+        from fitbench.core.hardware import detect as hardware
     except ImportError:
         raise ValueError(
             "hardware detection is not available in this build; pass --hardware FILE "
@@ -91,9 +91,10 @@ def _print_human(d: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fitbench.core import catalog, results
-    from fitbench.core.advise import AdviceError, recommend
-    from fitbench.core.advise_candidates import QualityFloor
+    from fitbench.core.advise.candidates import QualityFloor
+    from fitbench.core.advise.recommend import AdviceError, recommend
+    from fitbench.core.model import catalog
+    from fitbench.core.results import schema as results
 
     try:
         records = results.read_jsonl(args.results)

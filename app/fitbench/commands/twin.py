@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, print_json
-from fitbench.core import catalog
-from fitbench.core.tensors import ModelManifest
-from fitbench.core.twin import (
+from fitbench.core.gguf.manifest import ModelManifest
+from fitbench.core.model import catalog
+from fitbench.core.twin.writer import (
     TwinError,
     TwinInfo,
     describe_twin,

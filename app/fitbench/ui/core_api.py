@@ -2,57 +2,38 @@
 
 The app never reaches into core internals: each function here is a thin call of one core API,
 so widgets and the controller stay free of logic and a changed core signature is fixed here
-only. A core part that is missing from the installed build raises NotAvailable with words a
-person understands, instead of an ImportError traceback.
+only. The imports are static, so mypy and the import-layer test see the GUI/core boundary.
 """
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from fitbench.core import catalog as core_catalog
-from fitbench.core import paths
-from fitbench.core.results import write_jsonl
+from fitbench.core import gguf, paths
+from fitbench.core import report as core_report
+from fitbench.core.advise import recommend as advise
+from fitbench.core.bench import config as bench_config
+from fitbench.core.bench import models as bench_models
+from fitbench.core.bench import quick as bench_quick
+from fitbench.core.bench import runner as bench_runner
+from fitbench.core.download import hub as core_download
+from fitbench.core.gguf import remote as gguf_remote
+from fitbench.core.hardware import detect as core_hardware
+from fitbench.core.model import catalog as core_catalog
+from fitbench.core.plan import memory as core_memory
+from fitbench.core.results import store as core_store
+from fitbench.core.results.schema import write_jsonl
 from fitbench.core.settings import Settings
-
-PARTS = {
-    "hardware": "hardware detection",
-    "memory": "the memory planner",
-    "twin": "twins",
-    "gguf": "the GGUF reader",
-    "download": "downloads",
-    "store": "the results store",
-    "advise": "recommendations",
-    "report": "the PDF report",
-    "bench.runner": "the benchmark runner",
-    "bench.quick": "the quick sweep",
-    "bench.config": "custom sweeps",
-}
-
-
-class NotAvailable(RuntimeError):
-    """A core part this build does not have yet."""
-
-
-def _core(part: str) -> ModuleType:
-    name = f"fitbench.core.{part}"
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and name.startswith(exc.name):
-            raise NotAvailable(f"{PARTS.get(part, part)} is not available in this build") from None
-        raise
+from fitbench.core.twin import writer as twin
 
 
 # -- machine ---------------------------------------------------------------------------------
 def detect_hardware() -> dict[str, Any]:
-    return dict(_core("hardware").detect(probe_bandwidth=False).to_dict())
+    return dict(core_hardware.detect(probe_bandwidth=False).to_dict())
 
 
 def load_catalog() -> core_catalog.Catalog:
@@ -68,7 +49,7 @@ def _capacity(hardware: Mapping[str, Any]) -> tuple[list[int], int]:
     """VRAM per GPU and usable (cgroup-aware) RAM, as the hardware report computes them."""
     if not hardware:
         return [], 0
-    report = _core("hardware").HardwareReport.from_dict(dict(hardware))
+    report = core_hardware.HardwareReport.from_dict(dict(hardware))
     return list(report.gpu_vram_bytes()), int(report.usable_ram_bytes)
 
 
@@ -83,10 +64,10 @@ def plan_quant(
     """
     local = local_file(model, quant)
     if local:
-        manifest = _core("gguf").read_header(Path(local))
+        manifest = gguf.read_header(Path(local))
         manifest_words = "the downloaded file's header"
     else:
-        manifest = _core("twin").manifest_for(model, quant)
+        manifest = twin.manifest_for(model, quant)
         manifest_words = "the built-in manifest (checked again on the Hub file before download)"
     row: dict[str, Any] = {
         "model_id": model.id,
@@ -108,7 +89,7 @@ def _plan_manifest(
     """Compatibility, best placement and fit badge of one manifest, added to `row`."""
     from fitbench.ui import present
 
-    compat = _core("gguf").check_compatibility(manifest)
+    compat = gguf.check_compatibility(manifest)
     row.update(
         compatible=bool(compat.ok),
         compat_reason="; ".join(compat.reasons)
@@ -116,7 +97,7 @@ def _plan_manifest(
     )
     row.setdefault("downloadable", bool(compat.ok))
     gpus, ram = _capacity(hardware)
-    memory = _core("memory")
+    memory = core_memory
     plans = memory.candidate_placements(
         manifest,
         gpus,
@@ -198,13 +179,11 @@ def plan_added(spec: str, hardware: Mapping[str, Any], settings: Settings) -> di
     }
     try:
         if local:
-            manifest = _core("gguf").read_header(Path(spec))
+            manifest = gguf.read_header(Path(spec))
             words = "this file's header"
         else:
             parts = spec.removeprefix("hf://").split("/")
-            manifest = _core("gguf_remote").read_remote_header(
-                "/".join(parts[:2]), "/".join(parts[2:])
-            )
+            manifest = gguf_remote.read_remote_header("/".join(parts[:2]), "/".join(parts[2:]))
             words = "the Hub file's header; FitBench downloads catalog models only"
         row["size"] = manifest.file_size
         if row["quant"] == "?":
@@ -237,7 +216,7 @@ def _unplanned(model: core_catalog.Model, quant: str, reason: str) -> dict[str, 
 
 
 def local_file(model: core_catalog.Model, quant: str) -> str | None:
-    path = _core("download").local_path(model, quant)
+    path = core_download.local_path(model, quant)
     return str(path) if path else None
 
 
@@ -249,7 +228,7 @@ def download(
     cancel: threading.Event,
 ) -> Path:
     """Download (or resume) one catalog quant; progress gets done/total bytes, rate and ETA."""
-    dl = _core("download")
+    dl = core_download
 
     def on_progress(p: Any) -> None:
         progress(
@@ -280,7 +259,7 @@ def quick_plan(
             share = f" ({100 * done / total:.0f}%)" if total else ""
             progress(f"Preparing: {what}{share}")
 
-    plan = _core("bench.quick").quick_plan(
+    plan = bench_quick.quick_plan(
         dict(hardware),
         load_catalog(),
         progress=on_progress,
@@ -296,8 +275,8 @@ def quick_configs(hardware: Mapping[str, Any], settings: Settings) -> list[Any]:
 
 def custom_configs(params: Mapping[str, Any], settings: Settings) -> list[Any]:
     """The advanced panel's sweep, built exactly as `fitbench bench` builds its flags."""
-    config = _core("bench.config")
-    models = _core("bench.models")
+    config = bench_config
+    models = bench_models
     resolved = [
         models.resolve(spec, None, layers=params.get("twin_layers")).config_fields()
         for spec in params["models"]
@@ -321,8 +300,8 @@ def run_sweep(
     configs: Sequence[Any], cancel: threading.Event, hardware: Mapping[str, Any]
 ) -> Iterator[Any]:
     """The runner's events; the store stays open for the sweep and is closed after it."""
-    runner = _core("bench.runner")
-    store = _core("store").open_store()
+    runner = bench_runner
+    store = core_store.open_store()
     try:
         yield from runner.run_sweep(
             list(configs),
@@ -340,7 +319,7 @@ def run_sweep(
 def recommend(
     records: Sequence[Mapping[str, Any]], hardware: Mapping[str, Any], settings: Settings
 ) -> dict[str, Any]:
-    advice = _core("advise").recommend(
+    advice = advise.recommend(
         list(records),
         hardware=dict(hardware),
         catalog=load_catalog(),
@@ -366,7 +345,7 @@ class RunOutcome:
 
 def export_pdf(outcome: RunOutcome, path: Path) -> Path:
     """The same path as `fitbench report`: results file + advice -> PDF with the raw JSONL."""
-    report = _core("report")
+    report = core_report
     results_file = paths.cache_dir() / f"gui-{outcome.run_id or 'run'}.jsonl"
     results_file.unlink(missing_ok=True)
     write_jsonl(outcome.records, results_file)
@@ -386,7 +365,7 @@ def export_pdf(outcome: RunOutcome, path: Path) -> Path:
 
 def list_runs() -> list[dict[str, Any]]:
     out = []
-    for run in _core("store").list_runs():
+    for run in core_store.list_runs():
         out.append(
             {
                 "run_id": run.run_id,
@@ -400,4 +379,4 @@ def list_runs() -> list[dict[str, Any]]:
 
 
 def run_records(run_id: str) -> list[dict[str, Any]]:
-    return [dict(r) for r in _core("store").records(run_id)]
+    return [dict(r) for r in core_store.records(run_id)]

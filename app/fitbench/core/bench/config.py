@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from fitbench.core.results import SOURCES
+from fitbench.core.results.schema import SOURCES
 
 N_CPU_MOE_ALL = -1  # every layer's experts on the CPU (llama.cpp's --cpu-moe)
 N_GPU_LAYERS_ALL = -1  # llama.cpp: a negative value offloads every layer

@@ -24,10 +24,11 @@ from typing import Any
 
 import psutil
 
-from fitbench.core import memory, paths
+from fitbench.core import paths
 from fitbench.core.bench.config import BenchConfig, BenchTest, physical_cores
-from fitbench.core.catalog import Catalog, Model
-from fitbench.core.tensors import ModelManifest
+from fitbench.core.gguf.manifest import ModelManifest
+from fitbench.core.model.catalog import Catalog, Model
+from fitbench.core.plan import memory
 
 QUICK_PROMPT = 256
 QUICK_GEN = 64
@@ -137,8 +138,8 @@ def _choose_file(
     model: Model, quant: str, m: Machine, n_ctx: int, scaled_layers: int
 ) -> tuple[str, ModelManifest, int | None, list[tuple[str, memory.Placement]], str]:
     """(source, manifest, layers for twin_for, placements, note)."""
-    from fitbench.core.download import local_path
-    from fitbench.core.twin import manifest_for, manifest_from_gguf, twin_size
+    from fitbench.core.download.hub import local_path
+    from fitbench.core.twin.writer import manifest_for, manifest_from_gguf, twin_size
 
     real = local_path(model, quant)
     if real is not None:
@@ -214,7 +215,7 @@ def quick_plan(
     prepare: write the twins now (they are cached; progress/cancel go to twin_for).
     """
     from fitbench.core.bench.models import resolve_path
-    from fitbench.core.twin import twin_for
+    from fitbench.core.twin.writer import twin_for
 
     m = Machine.from_hardware(hardware)
     if scaled_layers is None:

@@ -45,8 +45,8 @@ from fitbench.core.bench.events import (
 )
 from fitbench.core.bench.sampler import DEFAULT_INTERVAL_S, MemorySampler, Peaks
 from fitbench.core.bench.worker import MARK, classify_failure
-from fitbench.core.results import new_record, validate, write_jsonl
-from fitbench.core.store import Store
+from fitbench.core.results.schema import new_record, validate, write_jsonl
+from fitbench.core.results.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ import numpy as np
 
 from fitbench import __version__
 from fitbench.core.bench.config import INJECT_ENV, BenchConfig, BenchTest, ConfigError
-from fitbench.core.results import new_record
+from fitbench.core.results.schema import new_record
 
 if TYPE_CHECKING:  # the worker loads llama_lowlevel (and llama.cpp) only when it runs
     from fitbench.core.bench.llama_lowlevel import LoadLog

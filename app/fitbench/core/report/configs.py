@@ -38,7 +38,7 @@ class Names:
 
 def load_names(extra: dict[str, str] | None = None) -> Names:
     """Names from the catalog; a broken user catalog must not stop a report, so ids stand in."""
-    from fitbench.core import catalog
+    from fitbench.core.model import catalog
 
     names = Names()
     try:

@@ -16,11 +16,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from fitbench.core import paths, results
+from fitbench.core import paths
 from fitbench.core.report.build import build_report
 from fitbench.core.report.configs import only_fingerprint, single_fingerprint
 from fitbench.core.report.model import ReportError
 from fitbench.core.report.pdf import WrittenReport, check_target, write_pdf
+from fitbench.core.results import schema as results
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def read_results(path: Path, fingerprint: str | None = None) -> tuple[list[dict[
 def detected_hardware(fingerprint: str) -> dict[str, Any] | None:
     """This machine's description, but only when the results were measured on this machine."""
     try:
-        hardware = importlib.import_module("fitbench.core.hardware")
+        hardware = importlib.import_module("fitbench.core.hardware.detect")
         # the fingerprint needs no probes: check it cheaply before the full detection
         quick = hardware.detect(probe_bandwidth=False, llama=False).to_dict()
         if fingerprint and quick.get("fingerprint") != fingerprint:
@@ -76,7 +77,7 @@ def stored_run(
     if len(run_ids) != 1 or not db.is_file():
         return None, {}
     try:
-        store = importlib.import_module("fitbench.core.store")
+        store = importlib.import_module("fitbench.core.results.store")
         with store.open_store(db) as s:
             run = s.get_run(next(iter(run_ids)))
     except Exception:  # a missing run or an unreadable store only means less detail
@@ -106,11 +107,11 @@ def _parse(iso: str | None) -> datetime | None:
 def compute_advice(
     records: Sequence[dict[str, Any]], goal: str | None, hardware: dict[str, Any] | None
 ) -> tuple[dict[str, Any] | None, str]:
-    """fitbench.core.advise.recommend(...) as a dict and "", or None and why there is none."""
+    """core.advise.recommend.recommend(...) as a dict and "", or None and why there is none."""
     try:
-        advise = importlib.import_module("fitbench.core.advise")
+        advise = importlib.import_module("fitbench.core.advise.recommend")
     except ImportError:
-        log.debug("fitbench.core.advise not available: report without a recommendation")
+        log.debug("fitbench.core.advise.recommend not available: report without a recommendation")
         return None, "the advice module is not installed in this FitBench."
     recommend = advise.recommend
     params = inspect.signature(recommend).parameters
@@ -121,7 +122,7 @@ def compute_advice(
         # without a description of the measured machine the advice leans on the records alone
         kwargs["hardware"] = hardware or {}
     if "catalog" in params:
-        from fitbench.core import catalog
+        from fitbench.core.model import catalog
 
         kwargs["catalog"] = catalog.load()
     try:
@@ -141,7 +142,7 @@ def _check_goal(goal: str | None) -> None:
     if not goal:
         return
     try:
-        goals = tuple(importlib.import_module("fitbench.core.advise").GOALS)
+        goals = tuple(importlib.import_module("fitbench.core.advise.recommend").GOALS)
     except (ImportError, AttributeError):
         return
     if goal not in goals:

@@ -1,0 +1,218 @@
+"""VRAM and RAM of each deployment the advice weighs: the memory planner of `fitbench plan`.
+
+The advice and `fitbench plan` must agree on what fits, so the advice asks the same planner
+(fitbench.core.plan.memory.plan) on the same tensor manifest: the downloaded real file's header when
+the file is on this machine, else the built-in manifest of the catalog quant (architecture +
+llama.cpp's quantization rules; `fitbench plan --offline` uses the same). Only a quant with no
+manifest at all falls back to a coarse estimate, and the advice says which ones did.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fitbench.core.gguf.manifest import ModelManifest
+from fitbench.core.model.catalog import Model
+from fitbench.core.plan import memory
+from fitbench.core.predict.layer_costs import LayerCosts
+from fitbench.core.predict.model import Placement, offloaded
+
+log = logging.getLogger(__name__)
+
+try:  # several GPUs: the split `fitbench plan` proposes (fitbench.core.plan.multigpu)
+    from fitbench.core.plan.multigpu import propose_split as _propose_split
+except ImportError:  # a checkout without it: llama.cpp's proportional split
+    _propose_split = None  # type: ignore[assignment]
+
+# (model, quant, costs, placement, ctx, n_parallel) -> (VRAM bytes, RAM bytes)
+MemoryFn = Callable[[Model, str, LayerCosts, Placement, int, int], tuple[int, int]]
+
+SOURCE_FILE = "the downloaded file's header"
+SOURCE_BUILTIN = "the built-in manifest (catalog architecture + llama.cpp quant rules)"
+SOURCE_ESTIMATE = "a coarse estimate (no tensor manifest for this quant)"
+
+# the coarse estimate's runtime terms (only for quants without a manifest)
+_GPU_RUNTIME_BYTES = memory.GPU_RUNTIME_BYTES
+_HOST_RUNTIME_BYTES = 512 * 1024**2  # the Python process, llama.cpp and the vocabulary
+
+
+def estimate_memory(
+    model: Model, quant: str, costs: LayerCosts, placement: Placement, ctx: int, n_parallel: int
+) -> tuple[int, int]:
+    """Bytes per side without a tensor manifest: weights where they live, KV cache, buffers.
+
+    Coarse (compute buffers from the logits and attention scores of one 512-token ubatch); the
+    planner replaces it wherever a manifest can be had.
+    """
+    n = costs.n_layer
+    gpu_blocks, output_on_gpu = offloaded(n, placement.n_gpu_layers)
+    first_gpu = n - gpu_blocks
+    vram = ram = 0.0
+    kv_block = ctx * n_parallel * costs.kv_bytes_per_token_per_layer
+    for i, b in enumerate(costs.blocks):
+        on_gpu = i >= first_gpu
+        experts_gpu = on_gpu and i >= placement.n_cpu_moe
+        vram += (b.dense_bytes + kv_block) if on_gpu else 0
+        ram += 0 if on_gpu else b.dense_bytes + kv_block
+        vram += b.expert_bytes if experts_gpu else 0
+        ram += 0 if experts_gpu else b.expert_bytes
+    n_vocab = costs.output_params // max(costs.n_embd, 1)
+    # token embeddings stay on the host (a row lookup); same size as the output matrix here
+    ram += costs.output_bytes + _HOST_RUNTIME_BYTES
+    compute = 512 * n_vocab * 4 + 512 * ctx * 4 * max(costs.n_embd // 128, 1)
+    if output_on_gpu:
+        vram += costs.output_bytes
+    else:
+        ram += costs.output_bytes
+    if placement.n_gpu_layers > 0:
+        vram += _GPU_RUNTIME_BYTES + compute
+    else:
+        ram += compute
+    return int(vram), int(ram)
+
+
+def compact_manifest(manifest: ModelManifest) -> ModelManifest:
+    """The same model for the planner with each block's tensors summed into two (non-expert,
+    expert): plans are byte-identical (tests/test_advise.py checks it) and about 4x faster,
+    which matters when the advice plans thousands of configurations. The planner owns the
+    rules (it weighs some tensors one by one): memory.compact_manifest."""
+    return memory.compact_manifest(manifest)
+
+
+def _default_manifest(model: Model, quant: str) -> tuple[ModelManifest, str]:
+    from fitbench.core import gguf
+    from fitbench.core.download import hub as download
+    from fitbench.core.twin import writer as twin
+
+    try:
+        local = download.local_path(model, quant)
+    except Exception:  # a broken cache entry is "not downloaded", never an advice failure
+        log.debug("no local file for %s %s", model.id, quant, exc_info=True)
+        local = None
+    if local is not None:
+        try:
+            return gguf.read_header(local), SOURCE_FILE
+        except (gguf.GGUFError, OSError, ValueError) as exc:
+            log.warning("cannot read %s (%s); planning from the built-in manifest", local, exc)
+    return twin.manifest_for(model, quant), SOURCE_BUILTIN
+
+
+class PlannedMemory:
+    """A MemoryFn that runs fitbench.core.plan.memory.plan, exactly as `fitbench plan` does.
+
+    gpus_vram_bytes: this machine's GPUs (several share the layers in proportion to their VRAM,
+    as `fitbench plan` splits them). Manifests are read once per (model, quant), plans once per
+    configuration.
+    """
+
+    def __init__(
+        self,
+        gpus_vram_bytes: Sequence[int],
+        *,
+        vram_headroom: float = memory.DEFAULT_VRAM_HEADROOM,
+        manifest_for: Callable[[Model, str], tuple[ModelManifest, str]] = _default_manifest,
+        **plan_kwargs: Any,
+    ) -> None:
+        self.gpus_vram_bytes = tuple(int(v) for v in gpus_vram_bytes)
+        n = len(self.gpus_vram_bytes)
+        self.split = tuple(float(v) for v in self.gpus_vram_bytes) if n > 1 else None
+        self.vram_headroom = vram_headroom
+        self._manifest_for = manifest_for
+        self._plan_kwargs = plan_kwargs
+        self._manifests: dict[tuple[str, str], ModelManifest | None] = {}
+        self._compact: dict[tuple[str, str], ModelManifest] = {}
+        self._plans: dict[tuple[Any, ...], memory.MemoryPlan | None] = {}
+        self.sources: dict[str, str] = {}  # "model/quant" -> where its numbers come from
+
+    def manifest(self, model: Model, quant: str) -> ModelManifest | None:
+        key = (model.id, quant)
+        if key not in self._manifests:
+            from fitbench.core.twin.writer import TwinError
+
+            try:
+                manifest, source = self._manifest_for(model, quant)
+            except (ValueError, KeyError, TwinError) as exc:
+                log.info("no manifest for %s/%s (%s): estimating its memory", *key, exc)
+                manifest, source = None, SOURCE_ESTIMATE
+            self._manifests[key] = manifest
+            if manifest is not None:
+                self._compact[key] = compact_manifest(manifest)
+            self.sources[f"{model.id}/{quant}"] = source
+        return self._manifests[key]
+
+    def plan(
+        self, model: Model, quant: str, placement: Placement, ctx: int, n_parallel: int
+    ) -> memory.MemoryPlan | None:
+        key = (model.id, quant, placement, ctx, n_parallel)
+        if key in self._plans:
+            return self._plans[key]
+        result = None
+        if self.manifest(model, quant) is not None:
+            manifest = self._compact[(model.id, quant)]
+            # no GPU here: placements that offload are planned for one (hardware_needed)
+            n_gpus = len(self.gpus_vram_bytes) or (1 if placement.n_gpu_layers else 0)
+            n_cpu_moe = manifest.n_layer if placement.n_cpu_moe < 0 else placement.n_cpu_moe
+            pl = memory.Placement(placement.n_gpu_layers, n_cpu_moe, tensor_split=self.split)
+            if n_gpus > 1 and placement.n_gpu_layers and _propose_split is not None:
+                # the layer split `fitbench plan` proposes for several GPUs (the recipe says it)
+                result = _propose_split(
+                    manifest,
+                    self.gpus_vram_bytes,
+                    pl,
+                    ctx,
+                    n_parallel,
+                    vram_headroom=self.vram_headroom,
+                    **self._plan_kwargs,
+                ).plan
+            else:
+                result = memory.plan(
+                    manifest, pl, ctx, n_parallel, n_gpus=n_gpus, **self._plan_kwargs
+                )
+        self._plans[key] = result
+        return result
+
+    def tensor_split(
+        self, model: Model, quant: str, placement: Placement, ctx: int, n_parallel: int
+    ) -> tuple[float, ...] | None:
+        """The per-GPU layer split the plan assumed (several GPUs only), for the recipe."""
+        mp = self.plan(model, quant, placement, ctx, n_parallel)
+        if mp is None or len(self.gpus_vram_bytes) < 2 or not placement.n_gpu_layers:
+            return None
+        return mp.placement.tensor_split
+
+    def per_gpu(
+        self, model: Model, quant: str, placement: Placement, ctx: int, n_parallel: int
+    ) -> tuple[int, ...] | None:
+        mp = self.plan(model, quant, placement, ctx, n_parallel)
+        return None if mp is None else mp.vram_bytes
+
+    def __call__(
+        self,
+        model: Model,
+        quant: str,
+        costs: LayerCosts,
+        placement: Placement,
+        ctx: int,
+        n_parallel: int,
+    ) -> tuple[int, int]:
+        mp = self.plan(model, quant, placement, ctx, n_parallel)
+        if mp is None:
+            return estimate_memory(model, quant, costs, placement, ctx, n_parallel)
+        return mp.vram_total, mp.ram_bytes
+
+    @property
+    def estimated(self) -> list[str]:
+        return [k for k, v in self.sources.items() if v == SOURCE_ESTIMATE]
+
+
+__all__ = [
+    "SOURCE_BUILTIN",
+    "SOURCE_ESTIMATE",
+    "SOURCE_FILE",
+    "MemoryFn",
+    "PlannedMemory",
+    "compact_manifest",
+    "estimate_memory",
+]

@@ -1,0 +1,79 @@
+"""How to run the recommended deployment elsewhere: llama-server, llama-cpp-python, Ollama,
+LM Studio. Settings without an equivalent in a tool are said so, not silently dropped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fitbench.core.model.catalog import Model
+
+
+def _ngl_text(n_gpu_layers: int, n_layer: int) -> str:
+    return "99" if n_gpu_layers > n_layer else str(n_gpu_layers)
+
+
+def recipe(
+    model: Model, quant: str, n_gpu_layers: int, n_cpu_moe: int, ctx: int, batch: int, threads: int
+) -> dict[str, Any]:
+    q = model.quant(quant)
+    path = f"models/{q.file}"
+    n = model.arch.n_layer
+    ngl = _ngl_text(n_gpu_layers, n)
+    notes: list[str] = []
+    # llama-server shares -c among its -np slots: each sequence gets ctx
+    server = [
+        "llama-server",
+        f"-m {path}",
+        f"-c {ctx * batch}",
+        f"-np {batch}",
+        f"-ngl {ngl}",
+        f"-t {threads}",
+    ]
+    if n_cpu_moe:
+        server.append("--cpu-moe" if n_cpu_moe >= n else f"--n-cpu-moe {n_cpu_moe}")
+    server.append("--host 127.0.0.1 --port 8080")
+    if q.parts:
+        notes.append(
+            f"{q.file} comes in {len(q.parts)} parts; join them first "
+            f"(cat {' '.join(q.parts)} > {q.file}) or let `fitbench download` do it."
+        )
+    python = (
+        f'Llama(model_path="{path}", n_gpu_layers={ngl if ngl != "99" else -1}, '
+        f"n_ctx={ctx}, n_batch=512, n_threads={threads})"
+    )
+    if n_cpu_moe:
+        notes.append(
+            "llama-cpp-python's Llama() has no argument for keeping experts on the CPU; use "
+            "llama-server (--n-cpu-moe) for this placement."
+        )
+    ollama = "\n".join(
+        [
+            f"FROM ./{path}",
+            f"PARAMETER num_ctx {ctx}",
+            f"PARAMETER num_gpu {ngl if ngl != '99' else n + 1}",
+            f"PARAMETER num_thread {threads}",
+        ]
+    )
+    if batch > 1:
+        ollama += f"\n# serve with: OLLAMA_NUM_PARALLEL={batch} ollama serve"
+    if n_cpu_moe:
+        notes.append("Ollama has no setting for keeping only the experts on the CPU.")
+    lm_studio = [
+        f"GPU Offload: {min(n_gpu_layers, n)} of {n} layers",
+        f"Context Length: {ctx}",
+        f"CPU Thread Pool Size: {threads}",
+    ]
+    if n_cpu_moe >= n:
+        lm_studio.append("Force Model Expert Weights onto CPU: on")
+    elif n_cpu_moe:
+        notes.append("LM Studio keeps all experts on the CPU or none, not the first N layers'.")
+    if batch > 1:
+        lm_studio.append(f"Max Concurrent Predictions: {batch}")
+    return {
+        "llama_server": " ".join(server),
+        "llama_cpp_python": python,
+        "ollama": ollama,
+        "lm_studio": "; ".join(lm_studio),
+        "download": f"fitbench download --model {model.id} --quant {quant}",
+        "notes": notes,
+    }

@@ -1,0 +1,457 @@
+"""Recommend a deployment for the user's goal, with its reasons, from measurements and predictions.
+
+For both models x every catalog quant x every placement (and batch sizes, for a service), the
+numbers come from measurements of that configuration where they exist and from the calibrated
+predictor elsewhere, each labelled measured-real / measured-twin / predicted. Every option must
+fit with headroom; the goal then picks:
+- interactive (one user): the highest tg whose time to first token is under a limit;
+- throughput (a service): the highest aggregate tokens/s at the batch where p95 inter-token
+  latency stays under a limit;
+both above a quality floor (published scores, and the quant's perplexity cost).
+
+Advice.to_dict() is the contract for the report and the GUI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fitbench.core.advise import moe_story
+from fitbench.core.advise.candidates import (
+    GIB,
+    PPL_REFERENCE,
+    PREDICTED,
+    Candidate,
+    CandidateBuilder,
+    Capacity,
+    Evidence,
+    MemoryFn,
+    QualityFloor,
+    capacity_of,
+    placements_for,
+    quality_of,
+)
+from fitbench.core.advise.memory import PlannedMemory
+from fitbench.core.advise.recipe import recipe
+from fitbench.core.advise.text import Explainer
+from fitbench.core.model.catalog import Catalog, Model
+from fitbench.core.predict.fit import (
+    Calibration,
+    calibrate,
+    has_gpu_offload,
+    machine_of,
+    physical_cores,
+    prior_from_hardware,
+)
+from fitbench.core.predict.layer_costs import LayerCosts, catalog_costs, from_manifest
+from fitbench.core.predict.model import (
+    Placement,
+    PredictError,
+    Predictor,
+    catalog_costs_for,
+    observations,
+)
+
+GOALS = ("interactive", "throughput")
+BATCHES = (1, 2, 4, 8, 16, 32, 64)
+DEFAULT_TTFT_MAX_MS = 3000.0  # a 512-token prompt answered within 3 s
+DEFAULT_ITL_P95_MAX_MS = 200.0  # 5 tokens/s for each user, about reading speed
+TIE_TOLERANCE = 0.01  # llama-bench's run-to-run noise: closer than 1% is a tie
+
+
+class AdviceError(ValueError):
+    """Inputs the advice cannot use; the message says what is wrong and what to do."""
+
+
+@dataclass
+class Advice:
+    goal: str
+    choice: Candidate | None
+    verdict: str
+    alternatives: list[Candidate]
+    reasons: list[str]
+    caveats: list[str]
+    recipe: dict[str, Any] | None
+    moe_vs_dense: dict[str, Any] | None
+    calibration: Calibration
+    hardware_fingerprint: str
+    hardware_needed: list[dict[str, Any]] = field(default_factory=list)
+    limits: dict[str, Any] = field(default_factory=dict)
+    memory: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        choice = None
+        expected = None
+        if self.choice is not None:
+            full = self.choice.to_dict()
+            choice = {k: full[k] for k in ("model_id", "model_name", "quant", "placement", "ctx")}
+            choice["batch"] = self.choice.batch
+            expected = full["expected"]
+        return {
+            "goal": self.goal,
+            "choice": choice,
+            "expected": expected,
+            "verdict": self.verdict,
+            "alternatives": [c.to_dict() for c in self.alternatives],
+            "reasons": self.reasons,
+            "caveats": self.caveats,
+            "recipe": self.recipe,
+            "moe_vs_dense": self.moe_vs_dense,
+            "predictor": self.calibration.to_dict(),
+            "hardware_fingerprint": self.hardware_fingerprint,
+            "hardware_needed": self.hardware_needed,
+            "limits": self.limits,
+            "memory": self.memory,
+        }
+
+
+def _fingerprint(records: Sequence[Mapping[str, Any]], hardware: Mapping[str, Any]) -> str:
+    try:
+        return machine_of(records, hardware)
+    except PredictError as exc:
+        raise AdviceError(str(exc)) from None
+
+
+def _speed(c: Candidate, goal: str) -> float:
+    return float((c.tg_ts if goal == "interactive" else c.aggregate_ts).value or 0.0)
+
+
+def _tiebreak(c: Candidate) -> tuple[float, float, float, float]:
+    q = c.quality
+    return (
+        -(q.mmlu or 0.0),
+        q.ppl_increase if q.ppl_increase is not None else 99.0,
+        c.vram_bytes.value or 0.0,
+        c.ram_bytes.value or 0.0,
+    )
+
+
+def _pick(
+    pool: list[Candidate], score: Callable[[Candidate], float]
+) -> tuple[Candidate, list[Candidate]]:
+    """The best score; among options within TIE_TOLERANCE of it, better quality, less memory."""
+    best = max(score(c) for c in pool)
+    tied = [c for c in pool if score(c) >= best - abs(best) * TIE_TOLERANCE]
+    tied.sort(key=_tiebreak)
+    return tied[0], tied[1:]
+
+
+def _pareto(pool: list[Candidate], goal: str) -> list[Candidate]:
+    """Options no other option beats on speed, memory and quality at once.
+
+    Each model x quant enters with its fastest placement: placements of one file differ in
+    speed, not in quality or total memory, so they would only crowd the table.
+    """
+    per_file: dict[tuple[str, str], Candidate] = {}
+    for c in sorted(pool, key=lambda c: (-_speed(c, goal), *_tiebreak(c))):
+        per_file.setdefault((c.model.id, c.quant), c)
+    pool = list(per_file.values())
+
+    def objectives(c: Candidate) -> tuple[float, ...]:
+        q = c.quality
+        memory = (c.vram_bytes.value or 0) + (c.ram_bytes.value or 0)
+        ppl = q.ppl_increase if q.ppl_increase is not None else 99.0
+        return (_speed(c, goal), -memory, q.mmlu or 0.0, -ppl)
+
+    scored = [(objectives(c), c) for c in pool]
+    front = []
+    for s, c in scored:
+        dominated = any(
+            all(o >= v for o, v in zip(t, s, strict=True)) and t != s for t, _ in scored
+        )
+        if not dominated:
+            front.append(c)
+    front.sort(key=lambda c: (-_speed(c, goal), *_tiebreak(c)))
+    return front
+
+
+def _gib(n: float | None) -> str:
+    return f"{(n or 0) / GIB:.1f} GiB"
+
+
+@dataclass
+class _Context:
+    catalog: Catalog
+    builder: CandidateBuilder
+    capacity: Capacity
+    floor: QualityFloor
+    ctx: int
+    costs: dict[tuple[str, str], LayerCosts]
+    planner: PlannedMemory | None
+
+    def costs_of(self, model: Model, quant: str) -> LayerCosts:
+        """Per-block bytes from the manifest the memory planner uses, so speed and memory
+        describe the same file; the catalog's costs when there is no such manifest."""
+        key = (model.id, quant)
+        if key not in self.costs:
+            manifest = self.planner.manifest(model, quant) if self.planner else None
+            self.costs[key] = (
+                from_manifest(manifest, f"{model.id}/{quant}")
+                if manifest is not None
+                else catalog_costs(model, quant)
+            )
+        return self.costs[key]
+
+    def build(self, model: Model, quant: str, placement: Placement, batch: int) -> Candidate:
+        return self.builder.build(
+            model, quant, self.costs_of(model, quant), placement, self.ctx, batch
+        )
+
+
+def _hardware_needed(cx: _Context, model: Model) -> dict[str, Any] | None:
+    """The least hardware that runs `model`: its smallest quant above the quality floor."""
+    allowed = [q for q in model.quants if cx.floor.allows(quality_of(model, q.quant))]
+    if not allowed:
+        return None
+    quant = min(allowed, key=lambda q: cx.costs_of(model, q.quant).weights_bytes).quant
+    costs = cx.costs_of(model, quant)
+    n = costs.n_layer
+    full = cx.build(model, quant, Placement(n + 1, 0), 1)
+    cpu = cx.build(model, quant, Placement(0, 0), 1)
+    cap = cx.capacity
+    vram_needed = (full.vram_bytes.value or 0) / (1 - cap.vram_headroom)
+    ram_cpu_only = (cpu.ram_bytes.value or 0) + cap.ram_headroom_bytes
+    ram_with_gpu = (full.ram_bytes.value or 0) + cap.ram_headroom_bytes
+    return {
+        "model_id": model.id,
+        "quant": quant,
+        "gpu_vram_bytes_full_offload": int(vram_needed),
+        "ram_bytes_with_full_offload": int(ram_with_gpu),
+        "ram_bytes_cpu_only": int(ram_cpu_only),
+        "sentence": (
+            f"{model.name} at {quant} (its smallest quant above the quality floor) needs a GPU "
+            f"with {_gib(vram_needed)} of VRAM for full offload (plus {_gib(ram_with_gpu)} of "
+            f"RAM), or {_gib(ram_cpu_only)} of RAM to run on the CPU alone "
+            f"({full.tg_ts.value or 0:.1f} vs {cpu.tg_ts.value or 0:.1f} tokens/s here, "
+            "predicted); headroom for the rest of the system included."
+        ),
+    }
+
+
+def recommend(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    hardware: Mapping[str, Any],
+    catalog: Catalog,
+    goal: str = "interactive",
+    ctx: int = 4096,
+    vram_headroom: float = 0.05,
+    ram_headroom_bytes: int = 2 * GIB,
+    ttft_max_ms: float = DEFAULT_TTFT_MAX_MS,
+    itl_p95_max_ms: float = DEFAULT_ITL_P95_MAX_MS,
+    quality_floor: QualityFloor | None = None,
+    prompt_tokens: int = 512,
+    batches: Sequence[int] = BATCHES,
+    memory_fn: MemoryFn | None = None,
+) -> Advice:
+    if goal not in GOALS:
+        raise AdviceError(f"goal must be one of {', '.join(GOALS)}, got {goal!r}")
+    if ctx < 1 or prompt_tokens < 1 or not batches or min(batches) < 1:
+        raise AdviceError("ctx, prompt tokens and batch sizes must be positive")
+    if not 0 <= vram_headroom < 1:
+        raise AdviceError(f"VRAM headroom is a fraction in [0, 1), got {vram_headroom}")
+    if not records:
+        raise AdviceError(
+            "no result records to advise from: run `fitbench bench --quick --out FILE` first"
+        )
+    if not catalog.models:
+        raise AdviceError("the model catalog is empty: nothing to recommend")
+    fingerprint = _fingerprint(records, hardware)
+    has_gpu = has_gpu_offload(hardware)
+    costs_for = catalog_costs_for(catalog)
+    points = observations(records, costs_for, has_gpu)
+    calibration = calibrate(points, prior_from_hardware(hardware))
+    evidence = Evidence(records, costs_for, has_gpu)
+    capacity = capacity_of(hardware, has_gpu, vram_headroom, ram_headroom_bytes)
+    floor = quality_floor or QualityFloor()
+    planner = None
+    if memory_fn is None:  # the planner of `fitbench plan`, so both agree on what fits
+        planner = memory_fn = PlannedMemory(capacity.gpu_vram_bytes, vram_headroom=vram_headroom)
+    builder = CandidateBuilder(
+        evidence=evidence,
+        predictor=Predictor(calibration.values, has_gpu),
+        capacity=capacity,
+        memory_fn=memory_fn,
+        prompt_tokens=prompt_tokens,
+    )
+    cx = _Context(catalog, builder, capacity, floor, ctx, {}, planner)
+    batch_list = sorted(set(batches)) if goal == "throughput" else [1]
+
+    options: list[Candidate] = []  # fits and meets the floor, one per config at its best batch
+    within: list[Candidate] = []  # ... and meets the latency limit
+    fitting_models: set[str] = set()
+    for model in catalog.models:
+        for q in model.quants:
+            costs = cx.costs_of(model, q.quant)
+            for placement in placements_for(costs, has_gpu):
+                base = cx.build(model, q.quant, placement, 1)
+                if not base.fits:
+                    continue  # a larger batch needs more memory still
+                fitting_models.add(model.id)
+                if not floor.allows(base.quality):
+                    continue
+                per_config = [base]
+                for b in batch_list:
+                    if b > 1:
+                        c = cx.build(model, q.quant, placement, b)
+                        if not c.fits:
+                            break  # memory only grows with the batch
+                        per_config.append(c)
+                ok = [c for c in per_config if _meets(c, goal, ttft_max_ms, itl_p95_max_ms)]
+                within.extend(ok)
+                options.append(
+                    max(ok, key=lambda c: _speed(c, goal))
+                    if ok
+                    else min(per_config, key=lambda c: _latency(c, goal))
+                )
+    limits = {
+        "ttft_max_ms": ttft_max_ms,
+        "itl_p95_max_ms": itl_p95_max_ms,
+        "prompt_tokens": prompt_tokens,
+        "batches": batch_list,
+        "quality_floor": floor.to_dict(),
+        "vram_headroom": vram_headroom,
+        "ram_headroom_bytes": ram_headroom_bytes,
+        "vram_usable_bytes": capacity.vram_bytes,
+        "ram_usable_bytes": capacity.ram_bytes,
+    }
+    explain = Explainer(goal, limits, calibration, points, evidence, planner)
+    if within:
+        choice, tied = _pick(within, lambda c: _speed(c, goal))
+    elif options:  # nothing meets the latency limit: the quickest to respond
+        choice, tied = _pick(options, lambda c: -_latency(c, goal))
+        explain.missed_limit(choice)
+    else:
+        choice, tied = None, []
+    alternatives = [c for c in _pareto(options, goal) if not _same(c, choice)][:8]
+    needed = [
+        n
+        for m in catalog.models
+        if m.id not in fitting_models and (n := _hardware_needed(cx, m)) is not None
+    ]
+    story = _moe_vs_dense(cx, choice, batches, has_gpu)
+    threads = physical_cores(hardware)
+    return Advice(
+        goal=goal,
+        choice=choice,
+        verdict=explain.verdict(choice, fitting_models),
+        alternatives=alternatives,
+        reasons=explain.reasons(choice, tied, options, catalog, fitting_models, needed, story),
+        caveats=explain.caveats(choice, records),
+        recipe=_recipe(choice, ctx, threads, planner),
+        moe_vs_dense=story,
+        calibration=calibration,
+        hardware_fingerprint=fingerprint,
+        hardware_needed=needed,
+        limits=limits,
+        memory=_memory_info(planner),  # last: every manifest the advice read is known by now
+    )
+
+
+def _recipe(
+    choice: Candidate | None, ctx: int, threads: int, planner: PlannedMemory | None
+) -> dict[str, Any] | None:
+    if choice is None:
+        return None
+    p = choice.placement
+    out = recipe(
+        choice.model, choice.quant, p.n_gpu_layers, p.n_cpu_moe, ctx, choice.batch, threads
+    )
+    split = (
+        planner.tensor_split(choice.model, choice.quant, p, ctx, choice.batch) if planner else None
+    )
+    if split:  # the memory plan holds only with the layer split it assumed
+        text = ",".join(f"{x:g}" for x in split)
+        out["llama_server"] = out["llama_server"].replace(
+            " --host", f" --tensor-split {text} --host"
+        )
+        out["llama_cpp_python"] = out["llama_cpp_python"].removesuffix(")") + (
+            f", tensor_split=[{', '.join(f'{x:g}' for x in split)}])"
+        )
+        out["notes"].append(
+            f"The memory plan splits the layers {text.replace(',', ':')} over the GPUs; without "
+            "--tensor-split llama.cpp splits by free memory and a GPU may run out."
+        )
+    return out
+
+
+def _memory_info(planner: PlannedMemory | None) -> dict[str, Any]:
+    """Where VRAM and RAM come from, per model/quant the advice weighed."""
+    if planner is None:
+        return {"method": "given by the caller (memory_fn)", "manifests": {}, "estimated": []}
+    return {
+        "method": "fitbench.core.plan.memory.plan, as `fitbench plan` (predicted)",
+        "manifests": dict(planner.sources),
+        "estimated": planner.estimated,
+    }
+
+
+def _meets(c: Candidate, goal: str, ttft_max_ms: float, itl_p95_max_ms: float) -> bool:
+    if goal == "interactive":
+        return (c.ttft_ms.value or 0) <= ttft_max_ms
+    return (c.itl_p95_ms.value or 0) <= itl_p95_max_ms
+
+
+def _latency(c: Candidate, goal: str) -> float:
+    return float((c.ttft_ms if goal == "interactive" else c.itl_p95_ms).value or 0.0)
+
+
+def _same(a: Candidate, b: Candidate | None) -> bool:
+    return b is not None and (a.model.id, a.quant, a.placement, a.batch) == (
+        b.model.id,
+        b.quant,
+        b.placement,
+        b.batch,
+    )
+
+
+def _best_side(cx: _Context, model: Model, quant: str) -> moe_story.Side:
+    costs = cx.costs_of(model, quant)
+    has_gpu = cx.capacity.has_gpu
+    fitting = [
+        c for p in placements_for(costs, has_gpu) if (c := cx.build(model, quant, p, 1)).fits
+    ]
+    if fitting:
+        best = max(fitting, key=lambda c: c.tg_ts.value or 0)
+        return moe_story.Side(model, quant, best.placement, True, best)
+    full = Placement(costs.n_layer + 1 if has_gpu else 0, 0)
+    return moe_story.Side(model, quant, full, False, cx.build(model, quant, full, 1))
+
+
+def _moe_vs_dense(
+    cx: _Context, choice: Candidate | None, batches: Sequence[int], has_gpu: bool
+) -> dict[str, Any] | None:
+    moe = next((m for m in cx.catalog.models if m.arch.is_moe), None)
+    dense = next((m for m in cx.catalog.models if not m.arch.is_moe), None)
+    if moe is None or dense is None:
+        return None
+    moe_quants = {q.quant for q in moe.quants}
+    dense_quants = {q.quant for q in dense.quants}
+    common = moe_quants & dense_quants
+    if choice is not None and choice.quant in common:
+        quant_m = quant_d = choice.quant
+    elif moe.default_quant in common:
+        quant_m = quant_d = moe.default_quant
+    else:
+        quant_m, quant_d = moe.default_quant, dense.default_quant
+    return moe_story.story(
+        _best_side(cx, moe, quant_m),
+        _best_side(cx, dense, quant_d),
+        build=cx.build,
+        batches=sorted(set(batches)),
+        has_gpu=has_gpu,
+    )
+
+
+__all__ = [
+    "BATCHES",
+    "GOALS",
+    "PPL_REFERENCE",
+    "PREDICTED",
+    "Advice",
+    "AdviceError",
+    "QualityFloor",
+    "recommend",
+]

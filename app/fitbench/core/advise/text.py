@@ -1,0 +1,328 @@
+"""The advice in words: a one-sentence verdict, reasons that cite numbers, and caveats.
+
+Every number in a sentence carries its basis (measured-real, measured-twin, predicted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fitbench.core.advise.candidates import (
+    GIB,
+    MEASURED_TWIN,
+    PPL_REFERENCE,
+    PREDICTED,
+    Candidate,
+    Evidence,
+)
+from fitbench.core.advise.memory import PlannedMemory
+from fitbench.core.model.catalog import Catalog
+from fitbench.core.predict.fit import Calibration, leave_one_group_out
+from fitbench.core.predict.model import Observation
+
+GB = 1e9
+MAX_LOO_POINTS = 120  # leave-one-out refits every point; beyond this the in-sample error is shown
+
+
+def _gib(n: float | None) -> str:
+    return f"{(n or 0) / GIB:.1f} GiB"
+
+
+def _ratio(a: float, b: float) -> str:
+    r = a / b if b else float("inf")
+    return f"{r:.1f}x" if r < 10 else f"{r:.0f}x"
+
+
+class Explainer:
+    def __init__(
+        self,
+        goal: str,
+        limits: Mapping[str, Any],
+        calibration: Calibration,
+        points: Sequence[Observation],
+        evidence: Evidence,
+        planner: PlannedMemory | None,
+    ) -> None:
+        self.goal = goal
+        self.limits = limits
+        self.calibration = calibration
+        self.points = points
+        self.evidence = evidence
+        self.planner = planner  # None: the caller's memory_fn, which speaks for itself
+        self.extra: list[str] = []
+
+    def missed_limit(self, choice: Candidate) -> None:
+        if self.goal == "interactive":
+            self.extra.append(
+                f"No option that fits answers a {self.limits['prompt_tokens']}-token prompt "
+                f"within {self.limits['ttft_max_ms']:.0f} ms; this one is the quickest, "
+                f"{choice.ttft_ms.value or 0:.0f} ms ({choice.ttft_ms.basis})."
+            )
+        else:
+            self.extra.append(
+                f"No option keeps p95 inter-token latency under "
+                f"{self.limits['itl_p95_max_ms']:.0f} ms; this one comes closest, "
+                f"{choice.itl_p95_ms.value or 0:.0f} ms ({choice.itl_p95_ms.basis})."
+            )
+
+    def verdict(self, choice: Candidate | None, fitting_models: set[str]) -> str:
+        if choice is None:
+            if fitting_models:
+                return (
+                    "Only quantizations below the quality floor fit this machine; lower the "
+                    "floor or add memory (see what hardware would suffice)."
+                )
+            return (
+                "Nothing fits this machine with the required headroom; see what hardware "
+                "would suffice."
+            )
+        where = choice.gpu_layers_label
+        if self.goal == "interactive":
+            return (
+                f"Run {choice.model.name} at {choice.quant} with {where}: "
+                f"{choice.tg_ts.value or 0:.1f} tokens/s ({choice.tg_ts.basis}), first token in "
+                f"{choice.ttft_ms.value or 0:.0f} ms for a {self.limits['prompt_tokens']}-token "
+                f"prompt ({choice.ttft_ms.basis})."
+            )
+        return (
+            f"Serve {choice.model.name} at {choice.quant} with {where} and {choice.batch} "
+            f"parallel sequences: {choice.aggregate_ts.value or 0:.0f} tokens/s in total "
+            f"({choice.aggregate_ts.basis}), p95 inter-token latency "
+            f"{choice.itl_p95_ms.value or 0:.0f} ms ({choice.itl_p95_ms.basis})."
+        )
+
+    def _speed(self, c: Candidate) -> float:
+        return float((c.tg_ts if self.goal == "interactive" else c.aggregate_ts).value or 0.0)
+
+    def _speed_text(self, c: Candidate) -> str:
+        if self.goal == "interactive":
+            return f"{c.tg_ts.value or 0:.1f} tokens/s ({c.tg_ts.basis})"
+        return (
+            f"{c.aggregate_ts.value or 0:.0f} tokens/s at batch {c.batch} ({c.aggregate_ts.basis})"
+        )
+
+    def reasons(
+        self,
+        choice: Candidate | None,
+        tied: list[Candidate],
+        options: list[Candidate],
+        catalog: Catalog,
+        fitting_models: set[str],
+        needed: list[dict[str, Any]],
+        story: Mapping[str, Any] | None,
+    ) -> list[str]:
+        out: list[str] = list(self.extra)  # a missed latency limit comes first
+        lim = self.limits
+        if choice is not None:
+            if self.extra:  # the latency limit was missed: that sentence says why this one
+                pass
+            elif self.goal == "interactive":
+                out.append(
+                    f"Among {len(options)} options that fit with headroom and meet the quality "
+                    f"floor, it generates fastest for one user: {self._speed_text(choice)}, with "
+                    f"its first token in {choice.ttft_ms.value or 0:.0f} ms (limit "
+                    f"{lim['ttft_max_ms']:.0f} ms)."
+                )
+            else:
+                out.append(
+                    f"Among {len(options)} options that fit and meet the quality floor, it serves "
+                    f"the most tokens: {self._speed_text(choice)}, while each user still sees a "
+                    f"token every {choice.itl_p95_ms.value or 0:.0f} ms at p95 (limit "
+                    f"{lim['itl_p95_max_ms']:.0f} ms)."
+                )
+            if not lim["vram_usable_bytes"]:
+                out.append(
+                    f"With no GPU offload here it runs from RAM: {_gib(choice.ram_bytes.value)} "
+                    f"({choice.ram_bytes.basis}) of {_gib(lim['ram_usable_bytes'])} usable, after "
+                    f"keeping {_gib(lim['ram_headroom_bytes'])} free for everything else."
+                )
+            else:
+                vram, ram = choice.vram_bytes, choice.ram_bytes
+                out.append(
+                    f"It needs {_gib(vram.value)} of VRAM ({vram.basis}) of "
+                    f"{_gib(lim['vram_usable_bytes'])} usable and {_gib(ram.value)} of RAM "
+                    f"({ram.basis}) of {_gib(lim['ram_usable_bytes'])} usable, after keeping "
+                    f"{lim['vram_headroom']:.0%} of VRAM and {_gib(lim['ram_headroom_bytes'])} of "
+                    "RAM free for everything else."
+                )
+            out.extend(self._versus_other_models(choice, options, catalog, fitting_models))
+            out.extend(self._quality(choice, catalog))
+            out.extend(self._moe(choice, story, catalog))
+            if tied:
+                out.append(
+                    f"{len(tied)} other option(s) come within 1% of it (run-to-run noise); it "
+                    "wins the tie on quality, then on memory: e.g. "
+                    f"{tied[0].model.name} {tied[0].quant} with {tied[0].gpu_layers_label}, "
+                    f"{self._speed_text(tied[0])}."
+                )
+        for n in needed:
+            prefix = "" if fitting_models else "Nothing fits: "
+            if fitting_models:
+                prefix = "It does not fit here: "
+            out.append(prefix + n["sentence"])
+        return out
+
+    def _versus_other_models(
+        self,
+        choice: Candidate,
+        options: list[Candidate],
+        catalog: Catalog,
+        fitting_models: set[str],
+    ) -> list[str]:
+        out = []
+        for model in catalog.models:
+            if model.id == choice.model.id:
+                continue
+            theirs = [c for c in options if c.model.id == model.id]
+            if theirs:
+                best = max(theirs, key=self._speed)
+                if abs(self._speed(best) - self._speed(choice)) <= 0.01 * self._speed(choice):
+                    out.append(
+                        f"The best {model.name} option, {best.quant} with "
+                        f"{best.gpu_layers_label}, is as fast ({self._speed_text(best)}): a tie."
+                    )
+                    continue
+                out.append(
+                    f"The best {model.name} option, {best.quant} with {best.gpu_layers_label}, "
+                    f"reaches {self._speed_text(best)}: "
+                    f"{_ratio(self._speed(choice), self._speed(best))} slower than the choice."
+                    if self._speed(best) <= self._speed(choice)
+                    else f"The best {model.name} option, {best.quant} with "
+                    f"{best.gpu_layers_label}, is faster ({self._speed_text(best)}) but misses "
+                    "the limits or the quality floor."
+                )
+            elif model.id in fitting_models:
+                out.append(
+                    f"{model.name} fits only at quantizations below the quality floor or beyond "
+                    "the latency limit."
+                )
+            else:
+                out.append(f"Only {choice.model.name} fits on this machine; {model.name} does not.")
+        return out
+
+    def _quality(self, choice: Candidate, catalog: Catalog) -> list[str]:
+        q = choice.quality
+        others = [m for m in catalog.models if m.id != choice.model.id]
+        parts = []
+        for m in others:
+            if q.mmlu is not None and m.mmlu is not None:
+                text = f"MMLU {q.mmlu} vs {m.mmlu}"
+                if q.mt_bench is not None and m.mt_bench is not None:
+                    text += f", MT-Bench {q.mt_bench} vs {m.mt_bench}"
+                parts.append(f"{choice.model.name} vs {m.name}: {text} (published)")
+        ppl = (
+            f"{choice.quant} adds {q.ppl_increase:+.2f} perplexity ({PPL_REFERENCE})"
+            if q.ppl_increase is not None
+            else f"{choice.quant} has no published perplexity cost"
+        )
+        return ["Quality: " + "; ".join([*parts, ppl]) + "."]
+
+    def _moe(
+        self, choice: Candidate, story: Mapping[str, Any] | None, catalog: Catalog
+    ) -> list[str]:
+        if not story or not story.get("by_offload"):
+            return []
+        moe = catalog.get(story["moe_model"])
+        offload = story["by_offload"]
+        first_batch = story["by_batch"][0] if story.get("by_batch") else None
+        full = next((o for o in offload if o["gpu_fraction"] == 1.0), None)
+        ratios = ", ".join(
+            f"{o['ratio']:.1f}x at {o['gpu_fraction']:.0%} on the GPU" for o in offload
+        )
+        out = []
+        if first_batch:
+            out.append(
+                f"Why the MoE {'wins' if first_batch['ratio'] > 1 else 'loses'} here: per token "
+                f"{moe.name} reads only its {moe.arch.n_expert_used} active experts of "
+                f"{moe.arch.n_expert}, so for one user it runs "
+                f"{first_batch['ratio']:.1f}x the dense model's speed ({first_batch['basis']}); "
+                f"by offload fraction the ratio is {ratios}."
+            )
+        last = story["by_batch"][-1] if story.get("by_batch") else None
+        if first_batch and last and last is not first_batch:
+            out.append(
+                f"With {last['batch']} parallel sequences nearly every expert is read each step, "
+                f"and the ratio becomes {last['ratio']:.1f}x ({last['basis']})."
+            )
+        if full and choice.model.arch.is_moe and choice.placement.n_gpu_layers <= choice.n_layer:
+            out.append(
+                f"All {choice.weights_bytes / GB:.1f} GB of {choice.model.name} must be resident; "
+                f"with {choice.gpu_layers_label} its advantage is not the {full['ratio']:.1f}x of "
+                "full offload."
+            )
+        return out
+
+    def caveats(self, choice: Candidate | None, records: Sequence[Mapping[str, Any]]) -> list[str]:
+        out = []
+        if choice is not None:
+            values = [
+                choice.pp_ts,
+                choice.tg_ts,
+                choice.ttft_ms,
+                choice.itl_p95_ms,
+                choice.aggregate_ts,
+            ]
+            if any(v.basis == MEASURED_TWIN for v in values):
+                out.append(
+                    "Some numbers were measured on a shape-faithful twin (random weights, the real "
+                    "file's exact tensor layout), not the real file; twins matched real files "
+                    "within a few percent for llama/Mixtral, but measure the real file to be sure."
+                )
+            if any(v.basis == PREDICTED for v in values):
+                out.append(self._accuracy())
+            if self.goal == "throughput" and choice.batch >= max(self.limits["batches"]):
+                out.append(
+                    f"Batch {choice.batch} is the largest batch evaluated and still meets the "
+                    "latency limit; a larger one may serve more."
+                )
+            if choice.model.arch.is_moe:
+                out.append(
+                    "Benchmarks feed random tokens; on real text "
+                    f"{choice.model.name}'s expert routing is less uniform, so its speed (batch "
+                    "speed most of all) may differ."
+                )
+        scaled = sum(1 for r in records if r.get("source") == "scaled-twin")
+        if scaled:
+            out.append(
+                f"{scaled} measurement(s) were on scaled twins (fewer layers than the model); they "
+                "inform the predictor's per-layer costs, extrapolated to the full depth. On a CPU "
+                "that extrapolation was measured 8-16% optimistic for generation and 15-30% for "
+                "prompts (Mixtral from 4- and 8-layer twins; fewer layers, more optimistic)."
+            )
+        if self.planner is not None and self.planner.estimated:
+            out.append(
+                "VRAM and RAM of " + ", ".join(self.planner.estimated) + " are coarse estimates "
+                "(no tensor manifest for these quants: weights where they live, KV cache, compute "
+                "buffers), or measured peaks where larger; `fitbench plan` cannot plan them either."
+            )
+        if not self.evidence.p95_ratio_measured:
+            out.append(
+                "No latency percentiles were measured: p95 inter-token latency is taken as 1.1x "
+                "the mean step time."
+            )
+        idle = [
+            f"{name} (kept at {c['prior']} {c['unit']}: {c['prior_source']})"
+            for name, c in self.calibration.constants().items()
+            if not c["fitted"]
+        ]
+        if idle:
+            out.append("No measurement informed " + "; ".join(idle) + ".")
+        return out
+
+    def _accuracy(self) -> str:
+        n = len(self.points)
+        if n == 0:
+            return (
+                "Predicted numbers rest on the detected hardware alone: no usable measurement "
+                "calibrated the predictor."
+            )
+        if 2 <= n <= MAX_LOO_POINTS:
+            h = leave_one_group_out(self.points, self.calibration.prior, id)
+            errs = {k: h.mae_pct(k) for k in ("tg", "pp", "batch")}
+            how = f"leave-one-out error over {n} measured points"
+        else:
+            errs = {k: self.calibration.mae_pct(k) for k in ("tg", "pp", "batch")}
+            how = f"fit error over {n} measured point(s)"
+        shown = ", ".join(f"{k} {v:.0f}%" for k, v in errs.items() if v is not None)
+        return f"Numbers marked predicted come from the calibrated speed model ({how}: {shown})."

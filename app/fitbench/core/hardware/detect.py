@@ -1,0 +1,240 @@
+"""What this machine has: GPUs (NVML), CPU, RAM (container-aware), disk, llama.cpp's devices.
+
+`detect()` never raises for an absent or failing part: each becomes a sentence in `notes`.
+`HardwareReport.to_dict()` is the JSON of `fitbench detect --json`, and what the GUI, the store
+and the report read. Figures say how they were obtained: the CPU RAM bandwidth is measured by a
+streaming copy, GPU bandwidths are theoretical (NVML's bus width and memory clock).
+
+Run `python -m fitbench.core.hardware.detect [--no-bandwidth]` to print the JSON with only the
+standard library, psutil and (optionally) numpy, nvidia-ml-py and llama-cpp-python installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fitbench.core.hardware import cpu as hw_cpu
+from fitbench.core.hardware import llama_devices as hw_llama
+from fitbench.core.hardware import nvml as hw_nvml
+from fitbench.core.hardware.cpu import CpuInfo, DiskInfo, RamInfo, measure_ram_bandwidth
+from fitbench.core.hardware.llama_devices import LlamaCppInfo, LlamaDevice
+from fitbench.core.hardware.nvml import DriverInfo, GpuInfo, GpuProcess, PcieInfo
+
+__all__ = [
+    "CpuInfo",
+    "DiskInfo",
+    "DriverInfo",
+    "GpuInfo",
+    "GpuProcess",
+    "HardwareReport",
+    "LlamaCppInfo",
+    "LlamaDevice",
+    "PcieInfo",
+    "RamInfo",
+    "detect",
+    "hardware_fingerprint",
+    "probe_ram_bandwidth",
+]
+
+FINGERPRINT_CHARS = 16
+
+
+def fingerprint_basis(cpu: CpuInfo, ram: RamInfo, gpus: list[GpuInfo]) -> dict[str, Any]:
+    """The fields that identify a machine for grouping results; nothing that changes by the minute.
+
+    RAM is rounded to whole GiB and VRAM to MiB: the kernel's MemTotal moves by a few MiB between
+    boots and kernel versions, and that must not split one machine's history in two.
+    """
+    return {
+        "cpu_model": cpu.model,
+        "architecture": cpu.architecture,
+        "physical_cores": cpu.physical_cores,
+        "logical_cores": cpu.logical_cores,
+        "ram_total_gib": round(ram.total_bytes / 2**30),
+        "gpus": [[gpu.name, gpu.vram_total_bytes // 2**20] for gpu in gpus],
+    }
+
+
+def hardware_fingerprint(basis: dict[str, Any]) -> str:
+    canonical = json.dumps(basis, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:FINGERPRINT_CHARS]
+
+
+@dataclass
+class HardwareReport:
+    cpu: CpuInfo
+    ram: RamInfo
+    gpus: list[GpuInfo]
+    driver: DriverInfo
+    disk: DiskInfo
+    llama_cpp: LlamaCppInfo
+    notes: list[str] = field(default_factory=list)
+    detected_at: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        return hardware_fingerprint(fingerprint_basis(self.cpu, self.ram, self.gpus))
+
+    @property
+    def vram_source(self) -> str:
+        """Where gpu_vram_bytes() comes from: "nvml", "llama.cpp" (no NVIDIA GPU) or "none"."""
+        if self.gpus:
+            return "nvml"
+        return "llama.cpp" if self._llama_gpus() else "none"
+
+    def _llama_gpus(self) -> list[LlamaDevice]:
+        # discrete GPUs only: an integrated GPU's memory is host RAM, already counted there
+        return [d for d in self.llama_cpp.devices if d.type == "gpu" and d.memory_total_bytes]
+
+    def gpu_vram_bytes(self) -> list[int]:
+        """Total VRAM per GPU: NVML's GPUs in NVML's order, else llama.cpp's discrete GPUs
+        (Metal, Vulkan, ROCm builds on machines without NVML)."""
+        if self.gpus:
+            return [gpu.vram_total_bytes for gpu in self.gpus]
+        return [d.memory_total_bytes or 0 for d in self._llama_gpus()]
+
+    @property
+    def total_vram_bytes(self) -> int:
+        return sum(self.gpu_vram_bytes())
+
+    @property
+    def usable_ram_bytes(self) -> int:
+        """The RAM ceiling for planning: host RAM, or the container's cgroup limit if lower."""
+        return self.ram.usable_bytes
+
+    @property
+    def cpu_bandwidth_gbps(self) -> float | None:
+        """Measured CPU RAM bandwidth (GB/s), None when the probe did not run."""
+        return self.cpu.ram_bandwidth_gbps
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cpu": asdict(self.cpu),
+            "ram": asdict(self.ram),
+            "gpus": [asdict(gpu) for gpu in self.gpus],
+            "driver": asdict(self.driver),
+            "disk": asdict(self.disk),
+            "llama_cpp": asdict(self.llama_cpp),
+            "notes": list(self.notes),
+            "detected_at": self.detected_at,
+            "fingerprint": self.fingerprint,
+            "fingerprint_basis": fingerprint_basis(self.cpu, self.ram, self.gpus),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HardwareReport:
+        """Rebuild a report saved with to_dict() (fingerprint and basis are recomputed)."""
+        gpus = []
+        for raw in data["gpus"]:
+            gpu = dict(raw)
+            gpu["pcie"] = PcieInfo(**gpu["pcie"])
+            gpu["processes"] = [GpuProcess(**p) for p in gpu.get("processes") or []]
+            gpus.append(GpuInfo(**gpu))
+        llama = dict(data["llama_cpp"])
+        llama["devices"] = [LlamaDevice(**d) for d in llama.get("devices") or []]
+        return cls(
+            cpu=CpuInfo(**data["cpu"]),
+            ram=RamInfo(**data["ram"]),
+            gpus=gpus,
+            driver=DriverInfo(**data["driver"]),
+            disk=DiskInfo(**data["disk"]),
+            llama_cpp=LlamaCppInfo(**llama),
+            notes=list(data.get("notes") or []),
+            detected_at=str(data.get("detected_at") or ""),
+        )
+
+
+def probe_ram_bandwidth() -> float:
+    """Measured CPU RAM bandwidth in GB/s (1e9 bytes/s): a streaming copy, a few hundred ms."""
+    return measure_ram_bandwidth().gbps
+
+
+def _probe_llama(in_process: bool) -> tuple[LlamaCppInfo, list[str]]:
+    return hw_llama.probe_in_process() if in_process else hw_llama.probe()
+
+
+def detect(
+    probe_bandwidth: bool = True,
+    *,
+    llama: bool = True,
+    llama_in_process: bool = False,
+    cgroup_root: Path = Path("/"),
+) -> HardwareReport:
+    """Everything FitBench needs to know about this machine; never raises for a missing part.
+
+    probe_bandwidth: run the CPU RAM bandwidth probe (about 0.3-1 s). llama: ask llama.cpp for
+    its devices (a child process, ~0.2-2 s, run alongside the rest); llama_in_process loads it
+    here instead, which a GUI must not do (a CUDA context would stay allocated).
+    """
+    notes: list[str] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fitbench-llama-probe") as pool:
+        llama_job = pool.submit(_probe_llama, llama_in_process) if llama else None
+        cpu = hw_cpu.detect_cpu(notes)
+        ram = hw_cpu.detect_ram(notes, cgroup_root)
+        disk = hw_cpu.detect_disk(notes)
+        nvml = hw_nvml.query_nvml()
+        notes.extend(nvml.notes)
+        # the llama.cpp child must be done before the probe: it would compete for the cores
+        if llama_job is not None:
+            llama_info, llama_notes = llama_job.result()
+            notes.extend(llama_notes)
+        else:
+            llama_info = LlamaCppInfo(available=False, probed_in="not probed")
+        if probe_bandwidth:
+            try:
+                probe = measure_ram_bandwidth()
+                cpu.ram_bandwidth_gbps = round(probe.gbps, 2)
+                cpu.ram_bandwidth_source = probe.describe()
+            except (MemoryError, ImportError, OSError) as exc:
+                notes.append(f"The CPU RAM bandwidth probe failed ({exc}); it is left unknown.")
+        else:
+            cpu.ram_bandwidth_source = "not measured (bandwidth probe skipped)"
+    _note_cross_checks(nvml.gpus, llama_info, notes)
+    return HardwareReport(
+        cpu=cpu,
+        ram=ram,
+        gpus=nvml.gpus,
+        driver=nvml.driver,
+        disk=disk,
+        llama_cpp=llama_info,
+        notes=notes,
+        detected_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def _note_cross_checks(gpus: list[GpuInfo], llama: LlamaCppInfo, notes: list[str]) -> None:
+    """Say when NVML and llama.cpp disagree about GPUs: the benchmark sees llama.cpp's view."""
+    llama_gpus = [d for d in llama.devices if d.type in ("gpu", "igpu")]
+    if gpus and llama.available and llama.gpu_offload and not llama_gpus:
+        notes.append(
+            f"NVML lists {len(gpus)} GPU(s) but llama.cpp sees none: check CUDA_VISIBLE_DEVICES "
+            "and that llama-cpp-python was built for this GPU."
+        )
+    if not gpus and llama_gpus:
+        names = ", ".join(f"{d.name} ({d.backend or 'unknown backend'})" for d in llama_gpus)
+        notes.append(
+            f"No NVIDIA GPU via NVML, but llama.cpp offloads to: {names}; FitBench plans with "
+            "llama.cpp's memory figures for them."
+        )
+
+
+def _main(argv: list[str]) -> int:
+    start = time.perf_counter()
+    report = detect(probe_bandwidth="--no-bandwidth" not in argv)
+    data = report.to_dict()
+    data["detect_seconds"] = round(time.perf_counter() - start, 3)
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))
