@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from fitbench.core.hardware import cpu as hw_cpu
+from fitbench.core.hardware import disk as hw_disk
 from fitbench.core.hardware import llama_devices as hw_llama
 from fitbench.core.hardware.detect import HardwareReport, detect, probe_ram_bandwidth
 from fitbench.core.hardware.llama_devices import LlamaCppInfo, LlamaDevice
@@ -78,26 +79,26 @@ def test_model_cache_dir_follows_the_hub_environment(
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
-    assert hw_cpu.model_cache_dir() == tmp_path / "hf" / "hub"
+    assert hw_disk.model_cache_dir() == tmp_path / "hf" / "hub"
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "models"))
-    assert hw_cpu.model_cache_dir() == tmp_path / "models"
+    assert hw_disk.model_cache_dir() == tmp_path / "models"
     monkeypatch.delenv("HF_HUB_CACHE")
     monkeypatch.delenv("HF_HOME")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert hw_cpu.model_cache_dir() == tmp_path / "xdg" / "huggingface" / "hub"
+    assert hw_disk.model_cache_dir() == tmp_path / "xdg" / "huggingface" / "hub"
 
 
 def test_model_cache_dir_agrees_with_huggingface_hub(isolated_dirs: Path) -> None:
     from huggingface_hub import constants
 
     # conftest points HF_HOME here before any test; the hub read it at import
-    assert hw_cpu.model_cache_dir() == Path(os.environ["HF_HOME"]) / "hub"
+    assert hw_disk.model_cache_dir() == Path(os.environ["HF_HOME"]) / "hub"
     assert Path(constants.HF_HUB_CACHE).name == "hub"
 
 
 def test_disk_of_a_cache_that_does_not_exist_yet(tmp_path: Path) -> None:
     notes: list[str] = []
-    disk = hw_cpu.detect_disk(notes, tmp_path / "not" / "yet" / "hub")
+    disk = hw_disk.detect_disk(notes, tmp_path / "not" / "yet" / "hub")
     assert disk.path == str(tmp_path / "not" / "yet" / "hub")
     assert disk.measured_at == str(tmp_path)
     assert disk.free_bytes is not None and 0 < disk.free_bytes <= (disk.total_bytes or 0)

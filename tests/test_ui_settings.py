@@ -9,7 +9,7 @@ import pytest
 from fitbench.core import paths
 from fitbench.core import settings as core_settings
 from fitbench.core.settings import Settings, SettingsError
-from fitbench.ui.settings import SettingsBar
+from fitbench.ui.settings_bar import SettingsBar
 
 
 def test_save_and_load_round_trip_in_the_config_dir() -> None:

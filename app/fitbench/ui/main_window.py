@@ -19,7 +19,7 @@ from fitbench.ui.controller import Controller
 from fitbench.ui.history_panel import HistoryPanel
 from fitbench.ui.machine_panel import MachinePanel
 from fitbench.ui.models_panel import ModelsPanel
-from fitbench.ui.settings import SettingsBar
+from fitbench.ui.settings_bar import SettingsBar
 from fitbench.ui.sweep_model import SweepModel
 
 TABS = ("&Machine", "Mo&dels", "&Benchmark", "&Recommendation", "Histor&y")

@@ -1,4 +1,4 @@
-"""CPU, RAM (container-aware), disk at the model cache, and a measured RAM bandwidth probe.
+"""CPU, RAM (container-aware) and a measured RAM bandwidth probe.
 
 Only the standard library and psutil at import time: numpy is imported by the probe itself, so a
 quick `detect(probe_bandwidth=False)` stays cheap.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import threading
@@ -81,14 +80,6 @@ class RamInfo:
     swap_total_bytes: int
     swap_free_bytes: int
     cgroup_swap_limit_bytes: int | None
-
-
-@dataclass
-class DiskInfo:
-    path: str  # the model cache directory
-    measured_at: str  # the nearest existing directory the figures were read from
-    free_bytes: int | None
-    total_bytes: int | None
 
 
 @dataclass
@@ -253,36 +244,6 @@ def detect_ram(notes: list[str], cgroup_root: Path = Path("/")) -> RamInfo:
         swap_free_bytes=int(swap.free),
         cgroup_swap_limit_bytes=cgroup.swap_limit_bytes if cgroup else None,
     )
-
-
-def model_cache_dir() -> Path:
-    """huggingface_hub's cache directory, read from the environment now (as the hub resolves it).
-
-    Computed here rather than read from huggingface_hub.constants, which freezes the environment
-    at import time and would miss an HF_HOME set later (tests, the GUI's settings).
-    """
-    explicit = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    hf_home = os.environ.get("HF_HOME")
-    if hf_home:
-        return Path(hf_home).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "huggingface" / "hub"
-
-
-def detect_disk(notes: list[str], path: Path | None = None) -> DiskInfo:
-    target = path if path is not None else model_cache_dir()
-    existing = target
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    try:
-        usage = shutil.disk_usage(existing)
-    except OSError as exc:
-        notes.append(f"Free disk space at the model cache {target} could not be read: {exc}.")
-        return DiskInfo(str(target), str(existing), None, None)
-    return DiskInfo(str(target), str(existing), int(usage.free), int(usage.total))
 
 
 def default_probe_bytes() -> int:

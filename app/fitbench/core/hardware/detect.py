@@ -24,7 +24,8 @@ from typing import Any
 from fitbench.core.hardware import cpu as hw_cpu
 from fitbench.core.hardware import llama_devices as hw_llama
 from fitbench.core.hardware import nvml as hw_nvml
-from fitbench.core.hardware.cpu import CpuInfo, DiskInfo, RamInfo, measure_ram_bandwidth
+from fitbench.core.hardware.cpu import CpuInfo, RamInfo, measure_ram_bandwidth
+from fitbench.core.hardware.disk import DiskInfo, detect_disk
 from fitbench.core.hardware.llama_devices import LlamaCppInfo, LlamaDevice
 from fitbench.core.hardware.nvml import DriverInfo, GpuInfo, GpuProcess, PcieInfo
 
@@ -179,7 +180,7 @@ def detect(
         llama_job = pool.submit(_probe_llama, llama_in_process) if llama else None
         cpu = hw_cpu.detect_cpu(notes)
         ram = hw_cpu.detect_ram(notes, cgroup_root)
-        disk = hw_cpu.detect_disk(notes)
+        disk = detect_disk(notes)
         nvml = hw_nvml.query_nvml()
         notes.extend(nvml.notes)
         # the llama.cpp child must be done before the probe: it would compete for the cores
