@@ -17,7 +17,7 @@ import pytest
 from fitbench.core.bench import events as ev
 from fitbench.core.bench.config import INJECT_ENV, BenchConfig, BenchTest
 from fitbench.core.bench.runner import run_sweep
-from fitbench.core.results.schema import read_jsonl
+from fitbench.core.results.schema import FIELD_NAMES, part_fields, read_jsonl
 from fitbench.core.results.store import open_store
 from gui_helpers import bench_workers
 
@@ -231,3 +231,34 @@ def test_records_keep_the_vram_baseline_of_every_gpu_and_failures_keep_the_split
     assert [r["status"] for r in ok] == ["ok", "ok"]
     assert ok[0]["vram_peak_per_gpu"] == [1 << 30, 2 << 30]
     assert [r["status"] for r in crashed] == ["crash", "crash"]
+
+
+def test_finished_and_unfinished_tests_are_recorded_alike(tiny_dense_twin: Path) -> None:
+    """The worker records the test it finished and the runner the one it crashed in: the same
+    keys, and the same config, build, model and placement values (the placement in effect once
+    the model loaded, the request while it never did)."""
+    crashing = cfg(tiny_dense_twin, "segfault@test1", n_gpu_layers=-1)
+    unloaded = cfg(tiny_dense_twin, "exit@load", n_gpu_layers=-1)
+    store = open_store()
+    list(run_sweep([crashing, unloaded], store=store))
+    by_config = {
+        c.config_id: [r for r in store.records() if r["config_id"] == c.config_id]
+        for c in (crashing, unloaded)
+    }
+    ok, crashed = by_config[crashing.config_id]
+    assert (ok["status"], crashed["status"]) == ("ok", "crash")
+    assert list(ok) == list(crashed) == list(FIELD_NAMES)
+    # flash attention is settled per test context (llama.cpp's "auto"): a test that never got
+    # a context keeps the request
+    same = set(part_fields("config", "build", "model", "effective")) - {"flash_attn"}
+    assert {k: crashed[k] for k in same} == {k: ok[k] for k in same}
+    assert ok["n_gpu_layers"] >= 0 and ok["n_layer_file"] == 4 and ok["gpu_info"] is not None
+    assert ok["model_type"] and ok["cpu_info"] and ok["llama_cpp_python_version"]
+
+    first, second = by_config[unloaded.config_id]
+    assert (first["status"], second["status"]) == ("error", "error")
+    assert list(first) == list(FIELD_NAMES)
+    config_part = set(part_fields("config")) - {"config_id"}
+    assert {k: first[k] for k in config_part} == {k: ok[k] for k in config_part}
+    assert first["n_gpu_layers"] == -1  # never loaded: the request, llama.cpp's "all"
+    assert first["llama_cpp_python_version"] == ok["llama_cpp_python_version"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from fitbench.core.bench.config import BenchConfig, BenchTest, standard_tests
-from fitbench.core.bench.worker import MARK
+from fitbench.core.bench.worker import MARK, WorkerExit
 from fitbench.core.results.schema import LLAMA_BENCH_FIELDS, validate
 from fitbench.core.twin.writer import manifest_from_gguf
 
@@ -193,3 +194,49 @@ def test_expert_offload_moves_the_expert_bytes_from_gpu_to_cpu_buffers(
     tolerance = 0.02 * expert_bytes + 64 * 1024  # the log rounds to 0.01 MiB per buffer
     assert abs(host(buffers[-1]) - host(buffers[0]) - expert_bytes) < tolerance
     assert abs(gpu(buffers[0]) - gpu(buffers[-1]) - expert_bytes) < tolerance
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status", "words"),
+    [
+        (WorkerExit(-signal.SIGKILL, "tg4"), "oom", "killed (SIGKILL) during tg4: most likely"),
+        (
+            WorkerExit(-signal.SIGSEGV, "tg4", "ggml.c:12"),
+            "crash",
+            "crashed (SIGSEGV) during tg4\nggml",
+        ),
+        (
+            WorkerExit(-signal.SIGABRT, "", "CUDA error: out of memory"),
+            "oom",
+            "crashed (SIGABRT)\n",
+        ),
+        (WorkerExit(-signal.SIGABRT, "", "GGML_ASSERT"), "crash", "crashed (SIGABRT)\nGGML_ASSERT"),
+        (WorkerExit(1, "pp16", "failed to allocate"), "oom", "exited with code 1 during pp16\n"),
+        (WorkerExit(1), "error", "the worker exited with code 1"),
+        (
+            WorkerExit(-signal.SIGKILL, "tg4", timeout_s=5.0),
+            "timeout",
+            "nothing happened for 5 s (waiting for tg4 to finish)",
+        ),
+        (WorkerExit(-signal.SIGTERM, timeout_s=5.0), "timeout", "(waiting for the model to load)"),
+        (WorkerExit(-signal.SIGTERM, "tg4", cancelled=True), "cancelled", "cancelled by the user"),
+    ],
+)
+def test_a_worker_exit_is_one_outcome_with_a_status_and_words(
+    outcome: WorkerExit, status: str, words: str
+) -> None:
+    assert outcome.status == status
+    assert outcome.description.startswith(words) or words in outcome.description
+    assert str(outcome) == outcome.description
+    assert not outcome.was_successful
+
+
+def test_exit_codes_and_signals_are_told_apart() -> None:
+    ok = WorkerExit(0)
+    assert ok.was_successful and ok.exit_code == 0 and ok.signal is None and not ok.crashed
+    segv = WorkerExit(-signal.SIGSEGV)
+    assert segv.signal == signal.SIGSEGV and segv.exit_code is None and segv.crashed
+    assert segv.signal_name == "SIGSEGV"
+    assert not WorkerExit(-signal.SIGKILL).crashed  # stopped from outside, not a crash
+    assert not WorkerExit(-signal.SIGSEGV, timeout_s=1.0).crashed
+    assert not WorkerExit(0, cancelled=True).was_successful

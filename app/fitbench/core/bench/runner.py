@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import queue
-import signal
 import subprocess
 import sys
 import threading
@@ -30,10 +29,9 @@ from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
-from fitbench import __version__
-from fitbench.core.bench.config import DEFAULT_TEST_TIMEOUT_S, BenchConfig, BenchTest
+from fitbench.core.bench.config import DEFAULT_TEST_TIMEOUT_S, BenchConfig
 from fitbench.core.bench.events import (
     ConfigFailed,
     ConfigStarted,
@@ -44,15 +42,15 @@ from fitbench.core.bench.events import (
     SweepStarted,
 )
 from fitbench.core.bench.sampler import DEFAULT_INTERVAL_S, MemorySampler, Peaks
-from fitbench.core.bench.worker import MARK, classify_failure
-from fitbench.core.results.schema import new_record, validate, write_jsonl
+from fitbench.core.bench.worker import MARK, WorkerExit
+from fitbench.core.results.schema import Known, Measured, build_record, validate, write_jsonl
 from fitbench.core.results.store import Store
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.25  # an idle runner checks cancel and forwards samples this often (GUI traces: 2 Hz)
 TERMINATE_GRACE_S = 1.0
-_CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
+STDERR_TAIL_CHARS = 1500  # of llama.cpp's last words, quoted in a failure's error
 
 
 @dataclass
@@ -64,13 +62,16 @@ class _Attempt:
     current: int | None = None
     buffers: dict[str, int] = field(default_factory=dict)
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=60))
-    returncode: int | None = None
+    # the record's build, model and effective parts as the worker reported them; the tests it
+    # does not finish are recorded with these, as a finished one would be
+    known: Known = field(default_factory=lambda: Known(llama_cpp_python_version=_lcp_version()))
+    outcome: WorkerExit | None = None  # how the worker ended
     cancelled: bool = False
     timed_out: bool = False
     vram_base_per_gpu: list[int] | None = None  # NVML before the load, per GPU
     last_progress: float = field(default_factory=time.monotonic)
 
-    def memory_fields(self, peaks: Peaks) -> dict[str, Any]:
+    def memory_fields(self, peaks: Peaks) -> Measured:
         """The memory a record reports: the sampler's peaks and the VRAM before the load."""
         base = self.vram_base_per_gpu
         return {
@@ -82,75 +83,12 @@ class _Attempt:
         }
 
 
-def llama_cpp_python_version() -> str:
+def _lcp_version() -> str:
+    """llama-cpp-python's version without importing it (the worker reports the one it ran)."""
     try:
         return metadata.version("llama_cpp_python")
     except metadata.PackageNotFoundError:
         return ""
-
-
-def failure_record(
-    cfg: BenchConfig, spec: BenchTest, status: str, error: str, **extra: Any
-) -> dict[str, Any]:
-    """A record for a test that did not finish, from what the config says."""
-    return new_record(
-        model_filename=cfg.model_path,
-        model_id=cfg.model_id or Path(cfg.model_path).stem,
-        quant=cfg.quant,
-        source=cfg.source,
-        file_sha256=cfg.file_sha256,
-        n_layer_model=cfg.n_layer_model,
-        n_layer_file=cfg.n_layer_file,
-        config_id=cfg.config_id,
-        test=spec.record_test,
-        n_prompt=spec.n_prompt,
-        n_gen=spec.n_gen,
-        n_depth=spec.n_depth,
-        n_parallel=spec.n_parallel,
-        n_batch=cfg.n_batch,
-        n_ubatch=cfg.n_ubatch,
-        n_threads=cfg.n_threads,
-        poll=cfg.poll,
-        type_k=cfg.type_k,
-        type_v=cfg.type_v,
-        n_gpu_layers=cfg.n_gpu_layers,
-        n_cpu_moe=max(cfg.n_cpu_moe, 0),
-        split_mode=cfg.split_mode,
-        main_gpu=cfg.main_gpu,
-        tensor_split="/".join(f"{x:.2f}" for x in cfg.tensor_split) or "0.00",
-        no_kv_offload=cfg.no_kv_offload,
-        flash_attn=cfg.flash_attn,
-        use_mmap=cfg.use_mmap,
-        repack=cfg.repack,
-        llama_cpp_python_version=llama_cpp_python_version(),
-        fitbench_version=__version__,
-        test_time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        status=status,
-        error=error[-2000:],
-        **extra,
-    )
-
-
-def _explain_exit(returncode: int, test: str, tail: str) -> tuple[str, str]:
-    """(status, error) for a worker that ended without finishing its tests."""
-    where = f" during {test}" if test else ""
-    if returncode < 0:
-        sig = -returncode
-        name = signal.Signals(sig).name if sig in signal.Signals.__members__.values() else str(sig)
-        if sig == signal.SIGKILL:
-            return (
-                "oom",
-                f"the worker was killed (SIGKILL){where}: most likely the kernel's out-of-memory "
-                "killer, the placement needs more RAM than is free",
-            )
-        status = "crash"
-        if sig == signal.SIGABRT and classify_failure(tail) == "oom":
-            status = "oom"
-        return status, f"llama.cpp crashed ({name}){where}" + (f"\n{tail}" if tail else "")
-    status = classify_failure(tail)
-    return status, f"the worker exited with code {returncode}{where}" + (
-        f"\n{tail}" if tail else ""
-    )
 
 
 class _WorkerProcess:
@@ -293,12 +231,12 @@ class SweepRunner:
 
     def _run_config(self, cfg: BenchConfig) -> Iterator[Event]:
         attempt = yield from self._attempt(cfg)
-        if attempt.cancelled:
+        outcome = attempt.outcome
+        if outcome is None or outcome.cancelled:
             return
         missing = [i for i in range(len(cfg.tests)) if i not in attempt.done]
-        rc = attempt.returncode or 0
         amx = any(name.upper().startswith("AMX") for name in attempt.buffers)
-        if missing and rc < 0 and -rc in _CRASH_SIGNALS and amx and cfg.repack:
+        if missing and outcome.crashed and amx and cfg.repack:
             # llama.cpp's AMX weight buffers crash on some CPUs/VMs (ggml-org/llama.cpp#20824);
             # plain CPU buffers work everywhere, so the tests left run again without repacking
             log.warning("llama.cpp crashed in AMX buffers; %s again without repack", cfg.label)
@@ -310,28 +248,20 @@ class SweepRunner:
                 label=cfg.label,
             )
             attempt = yield from self._attempt(cfg)
-            if attempt.cancelled:
+            outcome = attempt.outcome
+            if outcome is None or outcome.cancelled:
                 return
             missing = [i for i in range(len(cfg.tests)) if i not in attempt.done]
-            rc = attempt.returncode or 0
         failed = [r for r in attempt.records if r["status"] != "ok"]
         if missing:
             current = attempt.current
-            test = cfg.tests[current].name if current is not None else ""
-            tail = "\n".join(attempt.stderr_tail)[-1500:]
-            status, error = _explain_exit(rc, test, tail)
-            if attempt.timed_out:
-                status, error = "timeout", self._timeout_error(test)
-            peaks = self.sampler.peaks()
+            status, error = outcome.status, outcome.description
+            measured = attempt.memory_fields(self.sampler.peaks())
             for i in missing:
                 first_line = error.splitlines()[0]
                 why = error if current in (i, None) else f"not run: {first_line}"
-                rec = failure_record(
-                    cfg,
-                    cfg.tests[i],
-                    status,
-                    why,
-                    **attempt.memory_fields(peaks),
+                rec = build_record(
+                    cfg, cfg.tests[i], attempt.known, measured, status=status, error=why
                 )
                 yield RecordReady(self._persist(rec))
             self.n_failed += 1
@@ -339,14 +269,6 @@ class SweepRunner:
         elif failed:
             self.n_failed += 1
             yield ConfigFailed(cfg.config_id, cfg.label, failed[0]["status"], failed[0]["error"])
-
-    def _timeout_error(self, test: str) -> str:
-        step = f"{test} to finish" if test else "the model to load"
-        return (
-            f"nothing happened for {self.test_timeout_s:.0f} s (waiting for {step}); the worker "
-            "was stopped. A placement that streams weights from disk or a GPU driver that hangs "
-            "looks like this; `fitbench bench --test-timeout SECONDS` sets the limit"
-        )
 
     def _stalled(self, attempt: _Attempt) -> bool:
         limit = self.test_timeout_s
@@ -391,28 +313,32 @@ class SweepRunner:
                 elif self._on_stderr(attempt, line):
                     worker.ack()
             try:
-                attempt.returncode = worker.proc.wait(timeout=30)
+                returncode: int | None = worker.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:  # output closed but the process lingers
                 worker.stop()
-                attempt.returncode = worker.proc.returncode
+                returncode = worker.proc.returncode
+            attempt.outcome = WorkerExit(
+                returncode=returncode or 0,
+                test=cfg.tests[attempt.current].name if attempt.current is not None else "",
+                stderr_tail="\n".join(attempt.stderr_tail)[-STDERR_TAIL_CHARS:],
+                timeout_s=self.test_timeout_s if attempt.timed_out else None,
+                cancelled=attempt.cancelled,
+            )
         finally:
             if worker.proc.poll() is None:  # the consumer stopped iterating: never leave a worker
                 worker.stop()
             worker.close()
             self.sampler.stop()
         yield from self._samples(cfg.config_id)
-        if attempt.cancelled:
+        outcome = attempt.outcome
+        if outcome is not None and outcome.cancelled:
             test = cfg.tests[attempt.current] if attempt.current is not None else cfg.tests[0]
-            peaks = self.sampler.peaks()
-            rec = failure_record(
-                cfg,
-                test,
-                "cancelled",
-                "cancelled by the user",
-                **attempt.memory_fields(peaks),
+            measured = attempt.memory_fields(self.sampler.peaks())
+            rec = build_record(
+                cfg, test, attempt.known, measured, status=outcome.status, error=str(outcome)
             )
             yield RecordReady(self._persist(rec))
-            yield ConfigFailed(cfg.config_id, cfg.label, "cancelled", "cancelled by the user")
+            yield ConfigFailed(cfg.config_id, cfg.label, outcome.status, str(outcome))
         return attempt
 
     def _on_record(self, attempt: _Attempt, line: str) -> dict[str, Any] | None:
@@ -454,6 +380,8 @@ class SweepRunner:
             self.sampler.reset_peaks()
             self.sampler.sample_once()
             return True
+        if kind in ("loading", "loaded"):
+            attempt.known.update(cast(Known, event.get("fields") or {}))
         if kind == "loaded":
             attempt.buffers = dict(event.get("buffers") or {})
         return False

@@ -23,12 +23,13 @@ import json
 import os
 import platform
 import re
+import signal
 import statistics
 import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,9 +40,8 @@ if __name__ == "__main__":
 
 import numpy as np
 
-from fitbench import __version__
 from fitbench.core.bench.config import INJECT_ENV, BenchConfig, BenchTest, ConfigError
-from fitbench.core.results.schema import new_record
+from fitbench.core.results.schema import Known, Measured, build_record, utc_now
 
 if TYPE_CHECKING:  # the worker loads llama_lowlevel (and llama.cpp) only when it runs
     from fitbench.core.bench.llama_lowlevel import LoadLog
@@ -65,6 +65,93 @@ def emit(event: str, **data: Any) -> None:
 def classify_failure(text: str) -> str:
     """oom when llama.cpp's words say memory ran out, else error."""
     return "oom" if _OOM_WORDS.search(text) else "error"
+
+
+# signals of a crash inside the process (llama.cpp, a driver), as opposed to being stopped
+CRASH_SIGNALS = frozenset(
+    {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
+)
+
+
+@dataclass(frozen=True)
+class WorkerExit:
+    """How one worker process ended, as the runner saw it (after qutebrowser's ProcessOutcome).
+
+    `returncode` is Popen's: negative for a signal. The runner sets `timeout_s` when it stopped
+    a worker that made no progress for that long, and `cancelled` when the user stopped it; both
+    take precedence over the exit status the stop itself caused. `test` is the test that was
+    running ("" while loading) and `stderr_tail` llama.cpp's last words.
+    """
+
+    returncode: int
+    test: str = ""
+    stderr_tail: str = ""
+    timeout_s: float | None = None
+    cancelled: bool = False
+
+    @property
+    def signal(self) -> int | None:
+        return -self.returncode if self.returncode < 0 else None
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.returncode if self.returncode >= 0 else None
+
+    @property
+    def was_successful(self) -> bool:
+        return self.returncode == 0 and self.timeout_s is None and not self.cancelled
+
+    @property
+    def crashed(self) -> bool:
+        """Killed by a crash signal of its own (segfault, abort, ...), not stopped."""
+        return not self.cancelled and self.timeout_s is None and self.signal in CRASH_SIGNALS
+
+    @property
+    def signal_name(self) -> str:
+        sig = self.signal
+        if sig is None:
+            return ""
+        return signal.Signals(sig).name if sig in signal.Signals.__members__.values() else str(sig)
+
+    @property
+    def status(self) -> str:
+        """The status of the tests this worker left unfinished."""
+        if self.cancelled:
+            return "cancelled"
+        if self.timeout_s is not None:
+            return "timeout"
+        if self.signal == signal.SIGKILL:
+            return "oom"  # nothing but the kernel kills a worker unasked
+        if self.signal is not None:
+            oom = self.signal == signal.SIGABRT and classify_failure(self.stderr_tail) == "oom"
+            return "oom" if oom else "crash"
+        return classify_failure(self.stderr_tail)
+
+    @property
+    def description(self) -> str:
+        """Why the tests left did not finish, in words for a person."""
+        if self.cancelled:
+            return "cancelled by the user"
+        if self.timeout_s is not None:
+            step = f"{self.test} to finish" if self.test else "the model to load"
+            return (
+                f"nothing happened for {self.timeout_s:.0f} s (waiting for {step}); the worker "
+                "was stopped. A placement that streams weights from disk or a GPU driver that "
+                "hangs looks like this; `fitbench bench --test-timeout SECONDS` sets the limit"
+            )
+        where = f" during {self.test}" if self.test else ""
+        tail = f"\n{self.stderr_tail}" if self.stderr_tail else ""
+        if self.signal == signal.SIGKILL:
+            return (
+                f"the worker was killed (SIGKILL){where}: most likely the kernel's out-of-memory "
+                "killer, the placement needs more RAM than is free"
+            )
+        if self.signal is not None:
+            return f"llama.cpp crashed ({self.signal_name}){where}{tail}"
+        return f"the worker exited with code {self.returncode}{where}{tail}"
+
+    def __str__(self) -> str:
+        return self.description
 
 
 def cpu_info() -> str:
@@ -115,6 +202,7 @@ class Worker:
         self.buffers: dict[str, dict[str, int]] = {}
         self.overridden: list[str] = []
         self.has_gpu = False
+        self.known: Known = {}  # the record's build, model and effective parts, once learnt
         self.depth_state: tuple[int, bytes] | None = None  # llama-bench's cstate
 
     # -- loading --
@@ -125,12 +213,13 @@ class Worker:
         ll, cfg = self.ll, self.cfg
         llama_cpp.llama_backend_init()
         self.has_gpu = bool(ll.gpu_names())
+        self.known = self.build_fields()
         # all blocks: one pattern, as llama.cpp's --cpu-moe (llama.cpp compiles every pattern
         # for every tensor, so never one per possible block)
         every = cfg.n_cpu_moe < 0
         patterns = [ll.FFN_EXPS_REGEX] if every else ll.expert_patterns(cfg.n_cpu_moe)
         self.overrides = ll.Overrides(patterns)
-        emit("loading", path=cfg.model_path)
+        emit("loading", path=cfg.model_path, fields=self.known)
         self.log.capturing = True
         self.log.clear()
         t0 = time.perf_counter()
@@ -147,12 +236,14 @@ class Worker:
         self.load_s = time.perf_counter() - t0
         self.buffers["model"] = self.log.buffers("model")
         self.overridden = [m[0] for m in _OVERRIDDEN.findall(self.log.text())]
+        self.known.update(self.load_fields())
         emit(
             "loaded",
             load_s=self.load_s,
             buffers=self.buffers["model"],
             overridden=self.overridden,
             n_layer=self.model.info.n_layer,
+            fields=self.known,
         )
 
     # -- record fields --
@@ -170,70 +261,38 @@ class Worker:
         }
         return ngl, len(expert_layers)
 
-    def base_fields(self, spec: BenchTest) -> dict[str, Any]:
+    def build_fields(self) -> Known:
         import llama_cpp
 
-        cfg = self.cfg
-        fields: dict[str, Any] = {
-            "build_commit": "",
-            "build_number": 0,
+        return {
             "cpu_info": cpu_info(),
             "gpu_info": ", ".join(self.ll.gpu_names()),
             "backends": self.ll.backends_string(),
-            "model_filename": cfg.model_path,
-            "n_batch": cfg.n_batch,
-            "n_ubatch": cfg.n_ubatch,
-            "n_threads": cfg.n_threads,
-            "poll": cfg.poll,
-            "type_k": cfg.type_k,
-            "type_v": cfg.type_v,
-            "n_gpu_layers": cfg.n_gpu_layers,
-            "n_cpu_moe": max(cfg.n_cpu_moe, 0),
-            "split_mode": cfg.split_mode,
-            "main_gpu": cfg.main_gpu,
-            "no_kv_offload": cfg.no_kv_offload,
-            "flash_attn": cfg.flash_attn,
-            "tensor_split": "/".join(f"{x:.2f}" for x in cfg.tensor_split) or "0.00",
-            "use_mmap": cfg.use_mmap,
-            "repack": cfg.repack,
-            "n_prompt": spec.n_prompt,
-            "n_gen": spec.n_gen,
-            "n_depth": spec.n_depth,
-            "n_parallel": spec.n_parallel,
-            "test": spec.record_test,
-            "config_id": cfg.config_id,
-            "model_id": cfg.model_id or Path(cfg.model_path).stem,
-            "quant": cfg.quant,
-            "source": cfg.source,
-            "file_sha256": cfg.file_sha256,
-            "n_layer_model": cfg.n_layer_model,
-            "n_layer_file": cfg.n_layer_file,
             "llama_cpp_python_version": llama_cpp.__version__,
-            "fitbench_version": __version__,
-            "load_s": self.load_s,
         }
-        if self.model is not None:
-            info = self.model.info
-            ngl, ncmoe = self.effective_placement()
-            fields.update(
-                model_type=info.desc,
-                model_size=info.size,
-                model_n_params=info.n_params,
-                n_gpu_layers=ngl,
-                n_cpu_moe=ncmoe,
-                tensor_buft_overrides=self.overrides.describe() if cfg.n_cpu_moe else "none",
-                n_layer_file=cfg.n_layer_file or info.n_layer,
-                n_layer_model=cfg.n_layer_model or cfg.n_layer_file or info.n_layer,
-                buffer_bytes=dict(self.buffers),
-            )
-        return fields
+
+    def load_fields(self) -> Known:
+        """What the loaded model settled: its description and the placement in effect."""
+        info = self.model.info
+        ngl, ncmoe = self.effective_placement()
+        return {
+            "model_type": info.desc,
+            "model_size": info.size,
+            "model_n_params": info.n_params,
+            "n_gpu_layers": ngl,
+            "n_cpu_moe": ncmoe,
+            "tensor_buft_overrides": self.overrides.describe() if self.cfg.n_cpu_moe else "none",
+            "n_layer_file": info.n_layer,
+        }
+
+    def load_measured(self) -> Measured:
+        if self.model is None:
+            return {"load_s": self.load_s}
+        return {"load_s": self.load_s, "buffer_bytes": dict(self.buffers)}
 
     def failure(self, spec: BenchTest, status: str, error: str) -> dict[str, Any]:
-        return new_record(
-            **self.base_fields(spec),
-            test_time=_now(),
-            status=status,
-            error=error[-2000:],
+        return build_record(
+            self.cfg, spec, self.known, self.load_measured(), status=status, error=error
         )
 
     # -- tests --
@@ -307,29 +366,28 @@ class Worker:
         try:
             run: Callable[[Any, BenchTest], tuple[list[int], list[int], list[int]]]
             run = self._batch if spec.kind == "batch" else self._single
-            test_time = _now()
+            test_time = utc_now()
             samples, itl, ttft = run(ctx, spec)
         finally:
             ctx.close()
         n_tokens = spec.n_prompt + spec.n_gen * spec.n_parallel
         ts = [1e9 * n_tokens / s for s in samples]
-        fields = self.base_fields(spec)
-        fields["flash_attn"] = self.flash_attn_used
-        return new_record(
-            **fields,
-            test_time=test_time,
-            avg_ns=int(statistics.fmean(samples)),
-            stddev_ns=int(statistics.stdev(samples)) if len(samples) > 1 else 0,
-            avg_ts=statistics.fmean(ts),
-            stddev_ts=statistics.stdev(ts) if len(ts) > 1 else 0.0,
-            samples_ns=samples,
-            samples_ts=ts,
-            ttft_ms=statistics.fmean(ttft) / 1e6 if ttft else None,
-            itl_ms_p50=_percentile(itl, 50),
-            itl_ms_p95=_percentile(itl, 95),
-            itl_ms_p99=_percentile(itl, 99),
-            status="ok",
-        )
+        measured: Measured = {
+            **self.load_measured(),
+            "test_time": test_time,
+            "avg_ns": int(statistics.fmean(samples)),
+            "stddev_ns": int(statistics.stdev(samples)) if len(samples) > 1 else 0,
+            "avg_ts": statistics.fmean(ts),
+            "stddev_ts": statistics.stdev(ts) if len(ts) > 1 else 0.0,
+            "samples_ns": samples,
+            "samples_ts": ts,
+            "ttft_ms": statistics.fmean(ttft) / 1e6 if ttft else None,
+            "itl_ms_p50": _percentile(itl, 50),
+            "itl_ms_p95": _percentile(itl, 95),
+            "itl_ms_p99": _percentile(itl, 99),
+        }
+        known: Known = {**self.known, "flash_attn": self.flash_attn_used}
+        return build_record(self.cfg, spec, known, measured)
 
     def _single(self, ctx: Any, spec: BenchTest) -> tuple[list[int], list[int], list[int]]:
         cfg = self.cfg
@@ -393,10 +451,6 @@ class Worker:
                 last = now
             samples.append(clock() - t0)
         return samples, itl, []
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _percentile(values_ns: list[int], q: float) -> float | None:

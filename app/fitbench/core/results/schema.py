@@ -1,121 +1,187 @@
-"""The result record, defined once.
+"""The result record, defined once: its fields as data, one builder, one validator.
 
-Every finished test is one flat record (a dict) whose fields are listed here as data. The first
-group mirrors llama-bench's JSONL output so llama.cpp tooling can read FitBench files; the second
-group is FitBench's own. The worker, the store, the predictor, the advice and the report all speak
-this schema and nothing else.
+Every finished (or failed) test is one flat record (a dict) whose fields are listed in `FIELDS`,
+as llama-bench keeps its schema in `test::get_fields()` / `get_field_type()`. The first group
+mirrors llama-bench's JSONL output so llama.cpp tooling can read FitBench files; the second group
+is FitBench's own. Each field also names the `Part` of a run it comes from, which is what lets
+one builder (`build_record`) serve both the worker (measured tests) and the runner (tests a
+worker did not finish): the config and the test give the same values on both paths, and the
+rest is what the caller knows. The worker, the store, the predictor, the advice and the report
+all speak this schema and nothing else.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypedDict
+
+from fitbench import __version__
 
 SCHEMA_VERSION = 1
 
 Origin = Literal["llama-bench", "fitbench"]
+# Where a field's value comes from:
+#   build      the llama.cpp build and machine the worker ran on (the worker reports them)
+#   model      what llama.cpp says about the loaded file
+#   config     the benchmark config, identical on every path
+#   effective  what llama.cpp settled for the config's request (offloaded layers, experts kept on
+#              the CPU, flash attention); the request itself while the model never loaded
+#   test       the test's shape
+#   measured   timings, latencies, memory
+#   run        the sweep that stored it
+#   outcome    ok or why not
+Part = Literal["build", "model", "config", "effective", "test", "measured", "run", "outcome"]
+PARTS: tuple[Part, ...] = (
+    "build",
+    "model",
+    "config",
+    "effective",
+    "test",
+    "measured",
+    "run",
+    "outcome",
+)
 SOURCES = ("real", "twin", "scaled-twin")
 STATUSES = ("ok", "oom", "crash", "error", "timeout", "cancelled")
 TESTS = ("pp", "tg", "ttft", "batch", "depth")
+ERROR_MAX_CHARS = 2000  # the tail of a failure's text: llama.cpp's last words matter most
 
 
 @dataclass(frozen=True)
 class Field:
     name: str
+    part: Part
     type: type
     doc: str
     origin: Origin
     default: Any = None
 
 
-def _lb(name: str, typ: type, doc: str, default: Any = None) -> Field:
-    return Field(name, typ, doc, "llama-bench", default)
+def _lb(name: str, part: Part, typ: type, doc: str, default: Any = None) -> Field:
+    return Field(name, part, typ, doc, "llama-bench", default)
 
 
-def _fb(name: str, typ: type, doc: str, default: Any = None) -> Field:
-    return Field(name, typ, doc, "fitbench", default)
+def _fb(name: str, part: Part, typ: type, doc: str, default: Any = None) -> Field:
+    return Field(name, part, typ, doc, "fitbench", default)
 
 
 FIELDS: tuple[Field, ...] = (
     # llama-bench's JSONL fields (tools/llama-bench/llama-bench.cpp, test::get_fields)
-    _lb("build_commit", str, "llama.cpp commit of the library that ran the test", ""),
-    _lb("build_number", int, "llama.cpp build number", 0),
-    _lb("cpu_info", str, "CPU model", ""),
-    _lb("gpu_info", str, "GPU names, comma separated", ""),
-    _lb("backends", str, "ggml backends in the build (CPU, CUDA, ...)", ""),
-    _lb("model_filename", str, "path of the GGUF that was loaded", ""),
-    _lb("model_type", str, "llama.cpp's model description", ""),
-    _lb("model_size", int, "bytes of tensor data", 0),
-    _lb("model_n_params", int, "parameters", 0),
-    _lb("n_batch", int, "logical batch size", 2048),
-    _lb("n_ubatch", int, "physical batch size", 512),
-    _lb("n_threads", int, "CPU threads", 0),
-    _lb("cpu_mask", str, "CPU affinity mask", "0x0"),
-    _lb("cpu_strict", bool, "strict CPU placement", False),
-    _lb("poll", int, "polling level", 50),
-    _lb("type_k", str, "KV cache K type", "f16"),
-    _lb("type_v", str, "KV cache V type", "f16"),
-    _lb("n_gpu_layers", int, "layers offloaded to the GPU (llama.cpp counts from the last)", 0),
-    _lb("n_cpu_moe", int, "expert tensors of the first N layers kept on the CPU", 0),
-    _lb("split_mode", str, "none, layer or row", "layer"),
-    _lb("main_gpu", int, "main GPU index", 0),
-    _lb("no_kv_offload", bool, "KV cache kept on the CPU", False),
-    _lb("flash_attn", bool, "flash attention", False),
-    _lb("tensor_split", str, "proportions per GPU, '/' separated", "0.00"),
-    _lb("tensor_buft_overrides", str, "tensor pattern=buffer overrides", "none"),
-    _lb("use_mmap", bool, "weights memory-mapped", True),
-    _lb("embeddings", bool, "embeddings mode", False),
-    _lb("no_op_offload", int, "op offload disabled", 0),
-    _lb("repack", bool, "weights repacked into the CPU's extra buffer types (AMX, ...)", True),
-    _lb("n_prompt", int, "prompt tokens processed", 0),
-    _lb("n_gen", int, "tokens generated", 0),
-    _lb("n_depth", int, "tokens already in the KV cache before the test", 0),
-    _lb("test_time", str, "ISO-8601 UTC time the test started", ""),
-    _lb("avg_ns", int, "mean duration of one repetition", 0),
-    _lb("stddev_ns", int, "standard deviation of the duration", 0),
-    _lb("avg_ts", float, "mean tokens per second", 0.0),
-    _lb("stddev_ts", float, "standard deviation of tokens per second", 0.0),
-    _lb("samples_ns", list, "every repetition's duration", None),
-    _lb("samples_ts", list, "every repetition's tokens per second", None),
-    # FitBench's own
-    _fb("schema_version", int, "version of this record schema", SCHEMA_VERSION),
-    _fb("run_id", str, "one sweep; groups records", ""),
-    _fb("config_id", str, "one model load + placement within a run", ""),
-    _fb("test", str, "pp | tg | ttft | batch | depth", ""),
-    _fb("model_id", str, "catalog id, or the file stem for an ad-hoc file", ""),
-    _fb("quant", str, "quantization (Q4_K_M, ...)", ""),
-    _fb("source", str, "real | twin | scaled-twin: what file was measured", "real"),
-    _fb("file_sha256", str, "hash identifying the file (header hash for twins)", ""),
-    _fb("n_layer_model", int, "layers of the full model", 0),
-    _fb("n_layer_file", int, "layers in the measured file (fewer for a scaled twin)", 0),
-    _fb("n_parallel", int, "parallel sequences (B) for batch tests", 1),
-    _fb("ttft_ms", float, "time to first token for n_prompt tokens", None),
-    _fb("itl_ms_p50", float, "inter-token latency, median", None),
-    _fb("itl_ms_p95", float, "inter-token latency, 95th percentile", None),
-    _fb("itl_ms_p99", float, "inter-token latency, 99th percentile", None),
-    _fb("vram_peak_bytes", int, "peak VRAM in use on the GPUs during the test (NVML)", None),
-    _fb("vram_peak_per_gpu", list, "peak VRAM per GPU index", None),
-    _fb("vram_base_bytes", int, "VRAM in use before the model was loaded", None),
-    _fb("vram_base_per_gpu", list, "VRAM in use per GPU index before the model was loaded", None),
-    _fb("ram_peak_bytes", int, "peak RSS of the worker during the test", None),
-    _fb("load_s", float, "model load time", None),
-    _fb(
-        "buffer_bytes", dict, "llama.cpp's buffers from its log: {model|kv|compute: {CPU: n}}", None
+    _lb("build_commit", "build", str, "llama.cpp commit of the library that ran the test", ""),
+    _lb("build_number", "build", int, "llama.cpp build number", 0),
+    _lb("cpu_info", "build", str, "CPU model", ""),
+    _lb("gpu_info", "build", str, "GPU names, comma separated", ""),
+    _lb("backends", "build", str, "ggml backends in the build (CPU, CUDA, ...)", ""),
+    _lb("model_filename", "config", str, "path of the GGUF that was loaded", ""),
+    _lb("model_type", "model", str, "llama.cpp's model description", ""),
+    _lb("model_size", "model", int, "bytes of tensor data", 0),
+    _lb("model_n_params", "model", int, "parameters", 0),
+    _lb("n_batch", "config", int, "logical batch size", 2048),
+    _lb("n_ubatch", "config", int, "physical batch size", 512),
+    _lb("n_threads", "config", int, "CPU threads", 0),
+    _lb("cpu_mask", "config", str, "CPU affinity mask", "0x0"),
+    _lb("cpu_strict", "config", bool, "strict CPU placement", False),
+    _lb("poll", "config", int, "polling level", 50),
+    _lb("type_k", "config", str, "KV cache K type", "f16"),
+    _lb("type_v", "config", str, "KV cache V type", "f16"),
+    _lb(
+        "n_gpu_layers",
+        "effective",
+        int,
+        "layers offloaded to the GPU (llama.cpp counts from the last), as they took effect; "
+        "the config's request (negative: all) when the model never loaded",
+        0,
     ),
-    _fb("hardware_fingerprint", str, "hash of the machine's relevant hardware", ""),
-    _fb("llama_cpp_python_version", str, "llama-cpp-python version", ""),
-    _fb("fitbench_version", str, "FitBench version", ""),
-    _fb("status", str, "ok | oom | crash | error | timeout | cancelled", "ok"),
-    _fb("error", str, "why a test did not finish", ""),
+    _lb("n_cpu_moe", "effective", int, "expert tensors of the first N layers kept on the CPU", 0),
+    _lb("split_mode", "config", str, "none, layer or row", "layer"),
+    _lb("main_gpu", "config", int, "main GPU index", 0),
+    _lb("no_kv_offload", "config", bool, "KV cache kept on the CPU", False),
+    _lb("flash_attn", "effective", bool, "flash attention", False),
+    _lb("tensor_split", "config", str, "proportions per GPU, '/' separated", "0.00"),
+    _lb("tensor_buft_overrides", "effective", str, "tensor pattern=buffer overrides", "none"),
+    _lb("use_mmap", "config", bool, "weights memory-mapped", True),
+    _lb("embeddings", "config", bool, "embeddings mode", False),
+    _lb("no_op_offload", "config", int, "op offload disabled", 0),
+    _lb(
+        "repack",
+        "config",
+        bool,
+        "weights repacked into the CPU's extra buffer types (AMX, ...)",
+        True,
+    ),
+    _lb("n_prompt", "test", int, "prompt tokens processed", 0),
+    _lb("n_gen", "test", int, "tokens generated", 0),
+    _lb("n_depth", "test", int, "tokens already in the KV cache before the test", 0),
+    _lb("test_time", "measured", str, "ISO-8601 UTC time the test started", ""),
+    _lb("avg_ns", "measured", int, "mean duration of one repetition", 0),
+    _lb("stddev_ns", "measured", int, "standard deviation of the duration", 0),
+    _lb("avg_ts", "measured", float, "mean tokens per second", 0.0),
+    _lb("stddev_ts", "measured", float, "standard deviation of tokens per second", 0.0),
+    _lb("samples_ns", "measured", list, "every repetition's duration", None),
+    _lb("samples_ts", "measured", list, "every repetition's tokens per second", None),
+    # FitBench's own
+    _fb("schema_version", "run", int, "version of this record schema", SCHEMA_VERSION),
+    _fb("run_id", "run", str, "one sweep; groups records", ""),
+    _fb("config_id", "config", str, "one model load + placement within a run", ""),
+    _fb("test", "test", str, "pp | tg | ttft | batch | depth", ""),
+    _fb("model_id", "config", str, "catalog id, or the file stem for an ad-hoc file", ""),
+    _fb("quant", "config", str, "quantization (Q4_K_M, ...)", ""),
+    _fb("source", "config", str, "real | twin | scaled-twin: what file was measured", "real"),
+    _fb("file_sha256", "config", str, "hash identifying the file (header hash for twins)", ""),
+    _fb("n_layer_model", "effective", int, "layers of the full model", 0),
+    _fb(
+        "n_layer_file", "effective", int, "layers in the measured file (fewer for a scaled twin)", 0
+    ),
+    _fb("n_parallel", "test", int, "parallel sequences (B) for batch tests", 1),
+    _fb("ttft_ms", "measured", float, "time to first token for n_prompt tokens", None),
+    _fb("itl_ms_p50", "measured", float, "inter-token latency, median", None),
+    _fb("itl_ms_p95", "measured", float, "inter-token latency, 95th percentile", None),
+    _fb("itl_ms_p99", "measured", float, "inter-token latency, 99th percentile", None),
+    _fb(
+        "vram_peak_bytes",
+        "measured",
+        int,
+        "peak VRAM in use on the GPUs during the test (NVML)",
+        None,
+    ),
+    _fb("vram_peak_per_gpu", "measured", list, "peak VRAM per GPU index", None),
+    _fb("vram_base_bytes", "measured", int, "VRAM in use before the model was loaded", None),
+    _fb(
+        "vram_base_per_gpu",
+        "measured",
+        list,
+        "VRAM in use per GPU index before the model was loaded",
+        None,
+    ),
+    _fb("ram_peak_bytes", "measured", int, "peak RSS of the worker during the test", None),
+    _fb("load_s", "measured", float, "model load time", None),
+    _fb(
+        "buffer_bytes",
+        "measured",
+        dict,
+        "llama.cpp's buffers from its log: {model|kv|compute: {CPU: n}}",
+        None,
+    ),
+    _fb("hardware_fingerprint", "run", str, "hash of the machine's relevant hardware", ""),
+    _fb("llama_cpp_python_version", "build", str, "llama-cpp-python version", ""),
+    _fb("fitbench_version", "build", str, "FitBench version", ""),
+    _fb("status", "outcome", str, "ok | oom | crash | error | timeout | cancelled", "ok"),
+    _fb("error", "outcome", str, "why a test did not finish", ""),
 )
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 LLAMA_BENCH_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.origin == "llama-bench")
 _BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
+
+
+def part_fields(*parts: Part) -> tuple[str, ...]:
+    """Names of the fields of the given parts, in schema order."""
+    return tuple(f.name for f in FIELDS if f.part in parts)
 
 
 class ResultError(ValueError):
@@ -159,6 +225,191 @@ def validate(record: Mapping[str, Any]) -> dict[str, Any]:
     if out["status"] not in STATUSES:
         raise ResultError(f"status must be one of {STATUSES}, got {out['status']!r}")
     return out
+
+
+class RecordConfig(Protocol):
+    """What the builder reads from a benchmark config (bench.config.BenchConfig is one)."""
+
+    @property
+    def model_path(self) -> str: ...
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def quant(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def file_sha256(self) -> str: ...
+    @property
+    def config_id(self) -> str: ...
+    @property
+    def n_layer_model(self) -> int: ...
+    @property
+    def n_layer_file(self) -> int: ...
+    @property
+    def n_gpu_layers(self) -> int: ...
+    @property
+    def n_cpu_moe(self) -> int: ...
+    @property
+    def split_mode(self) -> str: ...
+    @property
+    def main_gpu(self) -> int: ...
+    @property
+    def tensor_split(self) -> Sequence[float]: ...
+    @property
+    def use_mmap(self) -> bool: ...
+    @property
+    def repack(self) -> bool: ...
+    @property
+    def n_threads(self) -> int: ...
+    @property
+    def n_batch(self) -> int: ...
+    @property
+    def n_ubatch(self) -> int: ...
+    @property
+    def type_k(self) -> str: ...
+    @property
+    def type_v(self) -> str: ...
+    @property
+    def flash_attn(self) -> bool | None: ...
+    @property
+    def no_kv_offload(self) -> bool: ...
+    @property
+    def poll(self) -> int: ...
+
+
+class RecordTest(Protocol):
+    """What the builder reads from one test of a config (bench.config.BenchTest is one)."""
+
+    @property
+    def n_prompt(self) -> int: ...
+    @property
+    def n_gen(self) -> int: ...
+    @property
+    def n_depth(self) -> int: ...
+    @property
+    def n_parallel(self) -> int: ...
+    @property
+    def record_test(self) -> str: ...
+
+
+class Known(TypedDict, total=False):
+    """The build, model and effective parts as the worker learnt them; it sends them to the
+    runner in its progress events, so a record of a test it did not finish carries the same."""
+
+    build_commit: str
+    build_number: int
+    cpu_info: str
+    gpu_info: str
+    backends: str
+    llama_cpp_python_version: str
+    model_type: str
+    model_size: int
+    model_n_params: int
+    n_gpu_layers: int
+    n_cpu_moe: int
+    tensor_buft_overrides: str
+    flash_attn: bool | None
+    n_layer_file: int  # layers of the loaded file; the config's count wins when it has one
+
+
+class Measured(TypedDict, total=False):
+    """The measured part: what a test (or the sampler around it) took and used."""
+
+    test_time: str
+    avg_ns: int
+    stddev_ns: int
+    avg_ts: float
+    stddev_ts: float
+    samples_ns: list[int]
+    samples_ts: list[float]
+    ttft_ms: float | None
+    itl_ms_p50: float | None
+    itl_ms_p95: float | None
+    itl_ms_p99: float | None
+    vram_peak_bytes: int | None
+    vram_peak_per_gpu: list[int] | None
+    vram_base_bytes: int | None
+    vram_base_per_gpu: list[int] | None
+    ram_peak_bytes: int | None
+    load_s: float | None
+    buffer_bytes: dict[str, dict[str, int]] | None
+
+
+def from_config(config: RecordConfig) -> dict[str, object]:
+    """The config part of a record: a function of the config alone, on every path."""
+    return {
+        "model_filename": config.model_path,
+        "n_batch": config.n_batch,
+        "n_ubatch": config.n_ubatch,
+        "n_threads": config.n_threads,
+        "poll": config.poll,
+        "type_k": config.type_k,
+        "type_v": config.type_v,
+        "split_mode": config.split_mode,
+        "main_gpu": config.main_gpu,
+        "no_kv_offload": config.no_kv_offload,
+        "tensor_split": "/".join(f"{x:.2f}" for x in config.tensor_split) or "0.00",
+        "use_mmap": config.use_mmap,
+        "repack": config.repack,
+        "config_id": config.config_id,
+        "model_id": config.model_id or Path(config.model_path).stem,
+        "quant": config.quant,
+        "source": config.source,
+        "file_sha256": config.file_sha256,
+    }
+
+
+def from_test(test: RecordTest) -> dict[str, object]:
+    return {
+        "n_prompt": test.n_prompt,
+        "n_gen": test.n_gen,
+        "n_depth": test.n_depth,
+        "n_parallel": test.n_parallel,
+        "test": test.record_test,
+    }
+
+
+def utc_now() -> str:
+    """A record's test_time: ISO-8601 UTC to the second, as llama-bench writes it."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def build_record(
+    config: RecordConfig,
+    test: RecordTest,
+    known: Known | None = None,
+    measured: Measured | None = None,
+    *,
+    status: str = "ok",
+    error: str = "",
+) -> dict[str, Any]:
+    """The record of one test: a measured one (the worker) or one that did not finish (the
+    worker or the runner); both give the same keys and the same config and test values.
+
+    `known`: what the worker reported of the build, the loaded model and the effective placement;
+    what it did not learn falls back to the config's request. `measured`: timings and memory;
+    test_time is now unless given.
+    """
+    known = known or {}
+    n_layer_loaded = known.get("n_layer_file", 0)
+    values: dict[str, object] = {
+        **from_config(config),
+        **from_test(test),
+        # the effective part, as requested, for a model that never loaded
+        "n_gpu_layers": config.n_gpu_layers,
+        "n_cpu_moe": max(config.n_cpu_moe, 0),
+        "flash_attn": config.flash_attn,
+        **known,
+        "n_layer_file": config.n_layer_file or n_layer_loaded,
+        "n_layer_model": config.n_layer_model or config.n_layer_file or n_layer_loaded,
+        "fitbench_version": __version__,
+        "test_time": utc_now(),
+        **(measured or {}),
+        "status": status,
+        "error": error[-ERROR_MAX_CHARS:],
+    }
+    return new_record(**values)
 
 
 def to_json(record: Mapping[str, Any]) -> str:
