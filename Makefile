@@ -29,12 +29,14 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check app tests benchmarks scripts
 	$(BIN)/ruff format --check app tests benchmarks scripts
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: $(STAMP)
 	$(BIN)/ruff check app tests benchmarks scripts
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 

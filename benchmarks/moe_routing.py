@@ -33,7 +33,7 @@ import numpy as np
 from fitbench.core.bench import llama_lowlevel as ll
 from fitbench.core.bench.config import parse_int_list, physical_cores
 from fitbench.core.bench.models import resolve
-from fitbench.core.gguf.reader import read_header
+from fitbench.core.gguf import read_header
 from fitbench.core.predict.model import experts_touched
 
 _TOPK = b"ffn_moe_topk-"

@@ -19,7 +19,7 @@ from fitbench.core.advise.candidates import (
 from fitbench.core.advise.memory import SOURCE_BUILTIN, PlannedMemory, compact_manifest
 from fitbench.core.advise.recommend import AdviceError, recommend
 from fitbench.core.model import catalog
-from fitbench.core.plan import memory
+from fitbench.core.plan import memory, search
 from fitbench.core.predict import fit as predict_fit
 from fitbench.core.predict.layer_costs import catalog_costs
 from fitbench.core.predict.model import Placement, Predictor
@@ -269,7 +269,7 @@ def test_advice_fits_exactly_what_fitbench_plan_fits(gpus_gib: tuple[float, ...]
         memory_fn=planner,
         prompt_tokens=512,
     )
-    plans = memory.candidate_placements(
+    plans = search.candidate_placements(
         twin.manifest_for(mixtral, "Q4_K_M"),
         [int(g * GIB) for g in gpus_gib],
         24 * GIB,

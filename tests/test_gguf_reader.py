@@ -252,3 +252,25 @@ def test_fallback_architecture_list_matches_the_vendored_source() -> None:
     lib = _llama_library()
     if lib is not None:
         assert all(gguf.is_known_architecture(n, lib) for n in names)
+
+
+def test_layout_keeps_what_a_byte_exact_rewrite_needs(moe_file: Path) -> None:
+    from fitbench.core.gguf.writer import serialize_header
+
+    raw, layout = gguf.read_header_bytes(moe_file)
+    assert len(raw) == layout.data_offset == gguf.read_header(moe_file).data_offset
+    # every key keeps its GGUF type and file order: re-writing gives the same bytes
+    assert serialize_header(list(layout.kvs), layout.tensors, layout.alignment) == raw
+    assert raw[layout.kv_start : layout.kv_end].startswith(
+        struct.pack("<Q", len(layout.kvs[0].key))
+    )
+    m = gguf.parse_header(raw, "h", None)
+    assert m.metadata == layout.kv_dict() and m.extra["kv_types"] == layout.kv_types()
+
+
+def test_header_bytes_of_a_cut_file_is_a_gguf_error(tmp_path: Path, moe_file: Path) -> None:
+    cut = tmp_path / "cut.gguf"
+    raw = moe_file.read_bytes()
+    cut.write_bytes(raw[: gguf.read_header(moe_file).data_offset // 2])
+    with pytest.raises(gguf.GGUFError, match=r"cut\.gguf: (truncated|absurd)"):
+        gguf.read_header_bytes(cut)

@@ -12,7 +12,7 @@ import pytest
 from fitbench.core import gguf
 from fitbench.core.gguf.manifest import ModelManifest
 from fitbench.core.plan import gpu_buffers as memory_gpu
-from fitbench.core.plan import memory
+from fitbench.core.plan import memory, search
 from fitbench.core.plan.memory import GiB, Placement
 from fitbench.core.twin import writer as twin
 from test_gguf_builders import LlamaShape, Q, write_llama_gguf
@@ -88,15 +88,15 @@ def test_kv_cache_sizes_follow_llama_cpp(moe: ModelManifest) -> None:
 
 def test_candidates_and_fit_with_headroom(moe: ModelManifest) -> None:
     need = memory.plan(moe, Placement(0), 4096).ram_bytes
-    plans = memory.candidate_placements(moe, [], need + 2 * GiB, n_ctx=4096)
+    plans = search.candidate_placements(moe, [], need + 2 * GiB, n_ctx=4096)
     assert [p.fits for p in plans] == [True]
-    short = memory.candidate_placements(moe, [], need + 2 * GiB - 1, n_ctx=4096)
+    short = search.candidate_placements(moe, [], need + 2 * GiB - 1, n_ctx=4096)
     assert not short[0].fits and "RAM needs" in short[0].why_not
-    gpu = memory.candidate_placements(moe, [80 * GiB], 64 * GiB, n_ctx=4096)
+    gpu = search.candidate_placements(moe, [80 * GiB], 64 * GiB, n_ctx=4096)
     assert any(p.n_cpu_moe == MOE.n_layer for p in gpu)  # all experts on CPU is a candidate
-    best = memory.best_fitting(gpu)
+    best = search.best_fitting(gpu)
     assert best is not None and best.n_gpu_layers == MOE.n_layer + 1 and best.n_cpu_moe == 0
-    tight = memory.candidate_placements(
+    tight = search.candidate_placements(
         moe, [best.plan.vram_total], 64 * GiB, n_ctx=4096, vram_headroom=0.05
     )
     assert not next(

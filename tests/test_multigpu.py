@@ -8,7 +8,7 @@ import pytest
 
 from fitbench.core import gguf
 from fitbench.core.gguf.manifest import ModelManifest
-from fitbench.core.plan import memory, multigpu
+from fitbench.core.plan import memory, multigpu, search
 from fitbench.core.plan.memory import GiB, Placement
 from fitbench.core.twin import writer as twin
 from test_gguf_builders import LlamaShape, Q, write_llama_gguf
@@ -170,14 +170,14 @@ def test_proposed_split_fits_two_24gb_gpus_where_the_even_split_does_not(
     assert multigpu.layers_per_gpu(even.layer_devices, 2) == [41, 40]
     vram = int((even.vram_bytes[0] - 1) / 0.95) + 1  # one byte short of the even split's GPU0
     gpus = [vram, vram]
-    assert not all(g.fits for g in multigpu.gpu_fits(even, gpus, 0.05))
-    prop = multigpu.propose_split(llama70b, gpus, full, 4096)
+    assert not all(g.fits for g in search.gpu_fits(even, gpus, 0.05))
+    prop = search.propose_split(llama70b, gpus, full, 4096)
     assert prop.fits and prop.tensor_split == (40.0, 41.0)
     assert [g.layers for g in prop.gpus] == [40, 41]
     for g in prop.gpus:
         assert g.need_bytes == prop.plan.vram_bytes[g.index] <= 0.95 * vram
     # candidate_placements uses the proposal and checks every GPU
-    best = memory.best_fitting(memory.candidate_placements(llama70b, gpus, 64 * GiB, 4096))
+    best = search.best_fitting(search.candidate_placements(llama70b, gpus, 64 * GiB, 4096))
     assert best is not None and best.plan.placement.tensor_split == (40.0, 41.0)
 
 
@@ -185,7 +185,7 @@ def test_unequal_gpus_get_a_split_that_fits_each(llama70b: ModelManifest) -> Non
     """24 GB + 12 GB, 70B Q4_K_M (41 GB) cannot be all on the GPUs: the candidates that fit keep
     the headroom free on both GPUs, and the smaller GPU gets fewer layers."""
     gpus = [24 * 10**9, 12 * 10**9]
-    plans = memory.candidate_placements(llama70b, gpus, 128 * GiB, 4096)
+    plans = search.candidate_placements(llama70b, gpus, 128 * GiB, 4096)
     full = next(p for p in plans if p.n_gpu_layers == 81)
     assert not full.fits and "GPU" in full.why_not
     fitting = [p for p in plans if p.fits and p.n_gpu_layers]
@@ -202,14 +202,14 @@ def test_unequal_gpus_get_a_split_that_fits_each(llama70b: ModelManifest) -> Non
 
 def test_tensor_mode_proposal_follows_usable_vram(llama70b: ModelManifest) -> None:
     gpus = [48 * 10**9, 24 * 10**9]
-    prop = multigpu.propose_split(llama70b, gpus, Placement(81, split_mode="tensor"), 4096)
+    prop = search.propose_split(llama70b, gpus, Placement(81, split_mode="tensor"), 4096)
     assert prop.fits
     w0, w1 = (prop.plan.devices[f"GPU{g}"]["weights"] for g in range(2))
     assert 1.7 < w0 / w1 < 2.3  # about 2:1, rounded to whole heads / 256-row blocks
 
 
 def test_proposal_to_dict_is_labelled(dense: ModelManifest, tmp_path: Path) -> None:
-    prop = multigpu.propose_split(dense, [GiB, GiB // 2], Placement(5), 512)
+    prop = search.propose_split(dense, [GiB, GiB // 2], Placement(5), 512)
     d = prop.to_dict()
     assert d["basis"] == "predicted" and d["split_mode"] == "layer"
     assert [g["gpu"] for g in d["gpus"]] == [0, 1] and d["fits_every_gpu"] == prop.fits

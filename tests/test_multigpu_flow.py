@@ -13,7 +13,7 @@ from fitbench.cli import main
 from fitbench.core.advise.recommend import recommend
 from fitbench.core.hardware.detect import detect
 from fitbench.core.model import catalog
-from fitbench.core.plan import memory, multigpu
+from fitbench.core.plan import memory, search
 from fitbench.core.results import schema as results
 from fitbench.core.twin import writer as twin
 from test_hardware_nvml import RTX, FakeGpu, FakeNvml, fresh
@@ -46,10 +46,10 @@ def test_detect_feeds_the_planner_per_gpu(two_gpus: list[FakeGpu]) -> None:
     vram = report.gpu_vram_bytes()
     assert vram == [RTX.total, RTX_3060.total]
     m = twin.manifest_for(MIXTRAL, "Q4_K_M")
-    plans = memory.candidate_placements(m, vram, 64 * GB, 4096)
-    best = memory.best_fitting(plans)
+    plans = search.candidate_placements(m, vram, 64 * GB, 4096)
+    best = search.best_fitting(plans)
     assert best is not None and best.n_gpu_layers == m.n_layer + 1 and best.n_cpu_moe == 0
-    fits = multigpu.gpu_fits(best.plan, vram, 0.05)
+    fits = search.gpu_fits(best.plan, vram, 0.05)
     assert all(g.fits for g in fits)
     assert fits[0].layers > fits[1].layers > 0  # the 3060 holds fewer layers, the output included
     assert best.plan.layer_devices[-1] == 1
@@ -131,6 +131,6 @@ def test_advice_on_two_unequal_gpus_fits_each(two_gpus: list[FakeGpu]) -> None:
     m = twin.manifest_for(choice["model_id"], choice["quant"])
     ncmoe = m.n_layer if pl["n_cpu_moe"] < 0 else pl["n_cpu_moe"]
     placement = memory.Placement(pl["n_gpu_layers"], ncmoe)
-    prop = multigpu.propose_split(m, vram, placement, choice["ctx"])
+    prop = search.propose_split(m, vram, placement, choice["ctx"])
     assert prop.fits, prop.to_dict()
     assert d["expected"]["vram_bytes"]["basis"] in ("predicted", "measured-twin", "measured-real")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter
 
-from fitbench.core.gguf.writer import read_header_bytes
+from fitbench.core.gguf.reader import read_header_bytes
 from fitbench.core.model import catalog
 from fitbench.core.twin.data import validate
 from fitbench.core.twin.writer import (

@@ -14,7 +14,7 @@ from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, load_hardware_json,
 from fitbench.core import gguf
 from fitbench.core.gguf.manifest import ModelManifest
 from fitbench.core.model import catalog
-from fitbench.core.plan import memory
+from fitbench.core.plan import memory, search
 from fitbench.core.predict import fit as predict_fit
 from fitbench.core.predict.layer_costs import from_manifest
 from fitbench.core.predict.speeds import SpeedModel, speed_model
@@ -205,7 +205,7 @@ def speeds(
 def plan_report(resolved: Resolved, hw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     m = resolved.manifest
     headroom_gb = getattr(args, "ram_headroom_gb", None)
-    plans = memory.candidate_placements(
+    plans = search.candidate_placements(
         m,
         hw["gpus_vram_bytes"],
         hw["ram_bytes"],
@@ -218,7 +218,7 @@ def plan_report(resolved: Resolved, hw: dict[str, Any], args: argparse.Namespace
         flash_attn=args.flash_attn,
         n_ubatch=args.ubatch,
     )
-    best = memory.best_fitting(plans)
+    best = search.best_fitting(plans)
     compat = gguf.check_compatibility(m)
     model, costs = speeds(resolved, hw["hardware"], getattr(args, "results", None))
 

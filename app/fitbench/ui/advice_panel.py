@@ -161,9 +161,9 @@ class AdvicePanel(QWidget):
         self.recipe_box.setVisible(bool(advice.get("recipe")))
         recipe = advice.get("recipe") or {}
         for key, text in self.recipe_texts.items():
-            value = recipe.get(key)
-            text.setPlainText(value if isinstance(value, str) else _text(value))
-            self.copy_buttons[key].setEnabled(bool(value))
+            step = recipe.get(key)
+            text.setPlainText(step if isinstance(step, str) else _text(step))
+            self.copy_buttons[key].setEnabled(bool(step))
         caveats = advice.get("caveats") or []
         self.caveats.setText("\n".join(f"• {c}" for c in caveats) or "–")
         self.export_button.setEnabled(True)

@@ -24,7 +24,7 @@ from fitbench.core.download import hub as core_download
 from fitbench.core.gguf import remote as gguf_remote
 from fitbench.core.hardware import detect as core_hardware
 from fitbench.core.model import catalog as core_catalog
-from fitbench.core.plan import memory as core_memory
+from fitbench.core.plan import search as core_search
 from fitbench.core.results import store as core_store
 from fitbench.core.results.schema import write_jsonl
 from fitbench.core.settings import Settings
@@ -97,8 +97,7 @@ def _plan_manifest(
     )
     row.setdefault("downloadable", bool(compat.ok))
     gpus, ram = _capacity(hardware)
-    memory = core_memory
-    plans = memory.candidate_placements(
+    plans = core_search.candidate_placements(
         manifest,
         gpus,
         ram,
@@ -106,7 +105,7 @@ def _plan_manifest(
         vram_headroom=settings.vram_headroom_pct / 100.0,
         ram_headroom_bytes=int(settings.ram_headroom_gib * present.GIB),
     )
-    best = memory.best_fitting(plans)
+    best = core_search.best_fitting(plans)
     n_layer = manifest.n_layer
     if best is not None:
         data = best.to_dict(n_layer)

@@ -69,12 +69,12 @@ class MachinePanel(QWidget):
             old.deleteLater()
         self.warning_labels = []
         for warning in present.hardware_warnings(hw):
-            label = QLabel(f"⚠ {warning}")
-            label.setObjectName("warning")
-            label.setWordWrap(True)
-            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            self.warnings_layout.addWidget(label)
-            self.warning_labels.append(label)
+            warning_label = QLabel(f"⚠ {warning}")
+            warning_label.setObjectName("warning")
+            warning_label.setWordWrap(True)
+            warning_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.warnings_layout.addWidget(warning_label)
+            self.warning_labels.append(warning_label)
         self.warnings_box.setVisible(bool(self.warning_labels))
 
     @property

@@ -131,7 +131,9 @@ class DownloadCell(QWidget):
         self.bar.setVisible(state in ("running", "paused"))
         self.text.setText(text)
 
-    def set_progress(self, done: int, total: int | None, rate: float | None, eta: float | None):
+    def set_progress(
+        self, done: int, total: int | None, rate: float | None, eta: float | None
+    ) -> None:
         if total:
             self.bar.setValue(int(1000 * done / total))
         self.text.setText(
@@ -208,7 +210,7 @@ class ModelsPanel(QWidget):
         for j, item in enumerate(items):
             self.table.setItem(i, j, item)
         if local:
-            self.table.item(i, 5).setToolTip(str(local))
+            items[5].setToolTip(str(local))
         cell = self.cells.get(key)
         if cell is None:
             cell = DownloadCell(key, self)
@@ -241,5 +243,6 @@ class ModelsPanel(QWidget):
         cell = self.cells[(model_id, quant)]
         cell.set_state("done", "")
         item = self.table.item(self.rows[(model_id, quant)], 5)
-        item.setText("yes")
-        item.setToolTip(path)
+        if item is not None:  # every model row has its "on disk" cell
+            item.setText("yes")
+            item.setToolTip(path)

@@ -21,8 +21,8 @@ from fitbench.core.predict.model import Placement, offloaded
 
 log = logging.getLogger(__name__)
 
-try:  # several GPUs: the split `fitbench plan` proposes (fitbench.core.plan.multigpu)
-    from fitbench.core.plan.multigpu import propose_split as _propose_split
+try:  # several GPUs: the split `fitbench plan` proposes (fitbench.core.plan.search)
+    from fitbench.core.plan.search import propose_split as _propose_split
 except ImportError:  # a checkout without it: llama.cpp's proportional split
     _propose_split = None  # type: ignore[assignment]
 

@@ -168,8 +168,7 @@ class LoadLog:
 _log: LoadLog = LoadLog()
 
 
-@llama_cpp.llama_log_callback
-def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+def _on_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     if not _log.capturing and not _log.verbose:
         return
     line = text.decode("utf-8", errors="replace")
@@ -181,6 +180,10 @@ def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     if _log.verbose or level in (3, 4):  # ggml.h: 3 warn, 4 error; these always reach the user
         sys.stderr.write(line)
         sys.stderr.flush()
+
+
+# the ctypes callback object lives as long as the module: llama.cpp keeps calling it
+_log_callback = llama_cpp.llama_log_callback(_on_log)
 
 
 def install_log(verbose: bool) -> LoadLog:

@@ -28,7 +28,7 @@ from fitbench.core import paths
 from fitbench.core.bench.config import BenchConfig, BenchTest, physical_cores
 from fitbench.core.gguf.manifest import ModelManifest
 from fitbench.core.model.catalog import Catalog, Model
-from fitbench.core.plan import memory
+from fitbench.core.plan import memory, search
 
 QUICK_PROMPT = 256
 QUICK_GEN = 64
@@ -103,14 +103,14 @@ def placements(
     if not m.gpu_vram:
         return [("CPU only", cpu)] if _fits(manifest, cpu, m, n_ctx, 1) else []
     wanted = [("all on GPU", memory.Placement(n_layer + 1, tensor_split=split))]
-    plans = memory.candidate_placements(
+    plans = search.candidate_placements(
         manifest,
         m.gpu_vram,
         m.ram_available,
         n_ctx,
         layer_step=1,
     )
-    best = memory.best_fitting(plans)
+    best = search.best_fitting(plans)
     if best is not None:
         wanted.insert(0, ("max-fit", best.placement))
     wanted.append(("half the layers on GPU", memory.Placement(n_layer // 2, tensor_split=split)))

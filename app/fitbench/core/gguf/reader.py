@@ -1,10 +1,14 @@
-"""GGUF headers: a bounded parser for a byte prefix; local files, shards and split parts.
+"""GGUF headers: the one bounded parser for a byte prefix; local files, shards and split parts.
 
 The parser never trusts a count or a length it reads: every one is checked against what the file
 can hold (its size, when known) and against absolute caps before anything is allocated, so a
 corrupt or hostile header ends in a `GGUFError` naming the file, never in a huge allocation.
-Callers import `fitbench.core.gguf`, which gathers this module, `gguf_remote` (HTTP ranges on
-the Hub, header cache) and `gguf_compat` (what the installed llama.cpp can load).
+
+`parse_layout` keeps everything a byte-exact re-write needs (`ParsedHeader`: each key with its
+GGUF value type, in file order, and where the key/value and tensor-info sections start and end);
+`parse_header` turns that into the `ModelManifest` the planners use. The twin writer reads raw
+header bytes with `read_header_bytes`. Callers import `fitbench.core.gguf`, which gathers this
+module, `remote` (HTTP ranges on the Hub, header cache) and `compat` (what llama.cpp can load).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +38,8 @@ SHARD_RE = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf
 SPLIT_PART_RE = re.compile(r"^(?P<joined>.+\.gguf)-split-(?P<part>[a-z])$")
 
 _V = GGUFValueType
-_SCALAR_FORMATS: dict[GGUFValueType, str] = {
+# struct formats (little-endian once prefixed with "<") of the fixed-size GGUF value types
+SCALAR_FORMATS: dict[GGUFValueType, str] = {
     _V.UINT8: "B",
     _V.INT8: "b",
     _V.UINT16: "H",
@@ -59,6 +64,52 @@ class HeaderIncomplete(GGUFError):
     def __init__(self, where: str, needed: int) -> None:
         super().__init__(f"{where}: the GGUF header continues past the bytes read")
         self.needed = needed
+
+
+@dataclass(frozen=True)
+class KV:
+    """One metadata key as stored: llama.cpp checks each value's GGUF type, so it travels along."""
+
+    key: str
+    vtype: GGUFValueType
+    value: Any  # a scalar, str, or list for arrays
+    item_type: GGUFValueType | None = None  # arrays only
+
+
+@dataclass(frozen=True)
+class ParsedHeader:
+    """A header as laid out in the file: what a byte-exact copy or splice of it needs."""
+
+    version: int
+    kvs: tuple[KV, ...]
+    tensors: tuple[TensorInfo, ...]
+    kv_start: int  # first byte of the key/value section
+    kv_end: int  # first byte of the tensor-info section
+    infos_end: int  # first byte after the tensor infos (before alignment padding)
+    data_offset: int  # where tensor data starts (aligned)
+    alignment: int
+
+    def kv_dict(self) -> dict[str, Any]:
+        return {kv.key: kv.value for kv in self.kvs}
+
+    def kv_types(self) -> dict[str, tuple[int, int | None]]:
+        return {
+            kv.key: (int(kv.vtype), int(kv.item_type) if kv.item_type is not None else None)
+            for kv in self.kvs
+        }
+
+    def manifest(self, source: str, file_size: int | None) -> ModelManifest:
+        # kv_types lets twins re-serialize the exact GGUF types from a manifest alone
+        return ModelManifest(
+            source=source,
+            metadata=self.kv_dict(),
+            tensors=self.tensors,
+            version=self.version,
+            alignment=self.alignment,
+            data_offset=self.data_offset,
+            file_size=file_size,
+            extra={"kv_types": self.kv_types()},
+        )
 
 
 class _Cursor:
@@ -107,8 +158,11 @@ class _Cursor:
         self.pos += n
         return raw.decode("utf-8", errors="replace")
 
-    def value_type(self, what: str) -> GGUFValueType:
+    def value_type(self, what: str, *, peek: bool = False) -> GGUFValueType:
+        at = self.pos
         raw = int(self.unpack("I", f"value type of {what}"))
+        if peek:
+            self.pos = at
         try:
             return GGUFValueType(raw)
         except ValueError:
@@ -121,8 +175,8 @@ class _Cursor:
             if depth >= MAX_ARRAY_DEPTH:
                 raise self.fail(f"{what}: arrays nested deeper than {MAX_ARRAY_DEPTH}")
             item_type = self.value_type(f"items of {what}")
-            if item_type in _SCALAR_FORMATS:
-                fmt = _SCALAR_FORMATS[item_type]
+            if item_type in SCALAR_FORMATS:
+                fmt = SCALAR_FORMATS[item_type]
                 size = struct.calcsize(fmt)
                 n = self.count(f"item count of {what}", MAX_ARRAY_ITEMS, size)
                 self.need(n * size, what)
@@ -131,7 +185,7 @@ class _Cursor:
                 return items
             n = self.count(f"item count of {what}", MAX_ARRAY_ITEMS, 8)
             return [self.value(item_type, what, depth + 1) for _ in range(n)]
-        return self.unpack(_SCALAR_FORMATS[vtype], what)
+        return self.unpack(SCALAR_FORMATS[vtype], what)
 
 
 def _check_version(cur: _Cursor) -> int:
@@ -188,10 +242,10 @@ def _tensor_info(cur: _Cursor, index: int, alignment: int) -> TensorInfo:
     return TensorInfo(name, tuple(int(d) for d in shape), int(ggml_type), offset, n_bytes)
 
 
-def parse_header(
+def parse_layout(
     data: bytes | memoryview, where: str, file_size: int | None = None
-) -> ModelManifest:
-    """Parse magic, metadata and tensor infos from a prefix of a GGUF file.
+) -> ParsedHeader:
+    """Parse magic, metadata and tensor infos from a prefix of a GGUF file, keeping the layout.
 
     `file_size` is the size of the whole file (None if unknown). A prefix that stops inside the
     header raises `HeaderIncomplete` (with the bytes needed) if the file goes on, else `GGUFError`.
@@ -200,21 +254,25 @@ def parse_header(
     version = _check_version(cur)
     n_tensors = cur.count("tensor count", MAX_TENSORS, 24)
     n_kv = cur.count("metadata key count", MAX_KV, 12)
-    metadata: dict[str, Any] = {}
-    kv_types: dict[str, tuple[int, int | None]] = {}
+    kv_start = cur.pos
+    kvs: list[KV] = []
+    seen: set[str] = set()
     for i in range(n_kv):
         key = cur.string(f"metadata key #{i}")
-        if key in metadata:
+        if key in seen:
             raise cur.fail(f"duplicate metadata key {key!r}")
+        seen.add(key)
         vtype = cur.value_type(f"key {key!r}")
-        item_type: int | None = None
+        item_type: GGUFValueType | None = None
         if vtype == _V.ARRAY:
             # peek the item type so twins can re-serialize the exact GGUF types
             cur.need(4, f"the item type of {key!r}")
-            item_type = struct.unpack_from("<I", cur.data, cur.pos)[0]
-        metadata[key] = cur.value(vtype, f"key {key!r}")
-        kv_types[key] = (int(vtype), item_type)
-    alignment = metadata.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
+            item_type = cur.value_type(f"items of key {key!r}", peek=True)
+        kvs.append(KV(key, vtype, cur.value(vtype, f"key {key!r}"), item_type))
+    kv_end = cur.pos
+    alignment = next(
+        (kv.value for kv in kvs if kv.key == "general.alignment"), GGUF_DEFAULT_ALIGNMENT
+    )
     if (
         not isinstance(alignment, int)
         or isinstance(alignment, bool)
@@ -223,14 +281,15 @@ def parse_header(
     ):
         raise cur.fail(f"general.alignment {alignment!r} is not a power of two")
     tensors: list[TensorInfo] = []
-    seen: set[str] = set()
+    names: set[str] = set()
     for i in range(n_tensors):
         info = _tensor_info(cur, i, alignment)
-        if info.name in seen:
+        if info.name in names:
             raise cur.fail(f"duplicate tensor name {info.name!r}")
-        seen.add(info.name)
+        names.add(info.name)
         tensors.append(info)
-    data_offset = cur.pos + (-cur.pos % alignment)
+    infos_end = cur.pos
+    data_offset = infos_end + (-infos_end % alignment)
     if file_size is not None and tensors:
         data_size = file_size - data_offset
         for t in tensors:
@@ -239,31 +298,39 @@ def parse_header(
                     f"tensor {t.name!r} ends at byte {data_offset + t.offset + t.n_bytes} "
                     f"but the file has {file_size} (truncated download?)"
                 )
-    return ModelManifest(
-        source=where,
-        metadata=metadata,
-        tensors=tuple(tensors),
+    return ParsedHeader(
         version=version,
-        alignment=alignment,
+        kvs=tuple(kvs),
+        tensors=tuple(tensors),
+        kv_start=kv_start,
+        kv_end=kv_end,
+        infos_end=infos_end,
         data_offset=data_offset,
-        file_size=file_size,
-        extra={"kv_types": kv_types},
+        alignment=alignment,
     )
 
 
-def parse_growing(
-    fetch: Callable[[int], bytes], where: str, file_size: int | None
+def parse_header(
+    data: bytes | memoryview, where: str, file_size: int | None = None
 ) -> ModelManifest:
-    """Parse a header from `fetch(n)` (the first n bytes, or fewer at the end of the file),
-    asking for more bytes until the header is complete; never more than MAX_HEADER_BYTES."""
+    """The manifest of a prefix of a GGUF file (see `parse_layout` for `file_size` and errors)."""
+    return parse_layout(data, where, file_size).manifest(where, file_size)
+
+
+def _grow(
+    fetch: Callable[[int], bytes], where: str, file_size: int | None
+) -> tuple[bytes, ParsedHeader, int | None]:
+    """(the bytes read, their layout, the file size as far as known) from `fetch(n)` (the first
+    n bytes, or fewer at the end of the file), asking for more bytes until the header is
+    complete; never more than MAX_HEADER_BYTES."""
     want = FIRST_READ if file_size is None else min(FIRST_READ, file_size)
     while True:
         data = fetch(want)
-        known_size = file_size if file_size is not None else None
+        known_size = file_size
         if known_size is None and len(data) < want:
             known_size = len(data)  # the file ended before what we asked for
         try:
-            return parse_header(data, where, known_size)
+            return data, parse_layout(data, where, known_size), known_size
         except HeaderIncomplete as more:
             grown = max(more.needed, 2 * want)
             if file_size is not None:
@@ -277,7 +344,18 @@ def parse_growing(
             want = grown
 
 
-def _read_local_file(path: Path, file_size: int | None = None) -> ModelManifest:
+def parse_growing(
+    fetch: Callable[[int], bytes], where: str, file_size: int | None
+) -> ModelManifest:
+    """Parse a header from `fetch(n)` (the first n bytes, or fewer at the end of the file),
+    asking for more bytes until the header is complete; never more than MAX_HEADER_BYTES."""
+    _, layout, known_size = _grow(fetch, where, file_size)
+    return layout.manifest(where, known_size)
+
+
+def _read_local(path: Path, file_size: int | None = None) -> tuple[bytes, ParsedHeader, int | None]:
+    """(the raw header up to its data offset, its layout, the file size) of a local file;
+    `file_size` overrides the size (split parts: the total of all parts)."""
     try:
         size = path.stat().st_size if file_size is None else file_size
         with path.open("rb") as f:
@@ -286,13 +364,28 @@ def _read_local_file(path: Path, file_size: int | None = None) -> ModelManifest:
                 f.seek(0)
                 return f.read(n)
 
-            return parse_growing(fetch, str(path), size)
+            data, layout, _ = _grow(fetch, str(path), size)
+            if len(data) < layout.data_offset:  # the prefix stopped inside the padding
+                data = fetch(layout.data_offset)
+            return data[: layout.data_offset], layout, size
     except FileNotFoundError:
         raise GGUFError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise GGUFError(f"{path}: is a directory, not a GGUF file") from None
     except OSError as exc:
         raise GGUFError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _read_local_file(path: Path, file_size: int | None = None) -> ModelManifest:
+    _, layout, size = _read_local(path, file_size)
+    return layout.manifest(str(path), size)
+
+
+def read_header_bytes(path: Path) -> tuple[bytes, ParsedHeader]:
+    """The raw header of a local GGUF file (up to its data offset) and its layout: what a
+    byte-exact copy of the header needs."""
+    raw, layout, _ = _read_local(Path(path))
+    return raw, layout
 
 
 def shard_names(filename: str) -> list[str] | None:
@@ -358,14 +451,10 @@ def split_part_paths(path: Path) -> list[Path] | None:
     return parts or None
 
 
-def read_header(path_or_url: str | Path) -> ModelManifest:
-    """The manifest of a local GGUF file (or shard set, or split parts), or of an http(s) URL."""
-    text = str(path_or_url)
-    if text.startswith(("http://", "https://")):
-        from fitbench.core.gguf.remote import read_url_header
-
-        return read_url_header(text)
-    path = Path(text).expanduser()
+def read_local_header(path: str | Path) -> ModelManifest:
+    """The manifest of a local GGUF file, shard set or split parts (`fitbench.core.gguf.
+    read_header` also takes URLs)."""
+    path = Path(path).expanduser()
     names = shard_names(path.name)
     if names is not None:
         shard_paths = [path.with_name(n) for n in names]

@@ -10,7 +10,8 @@ from __future__ import annotations
 from gguf import GGUF_DEFAULT_ALIGNMENT, GGUFValueType
 
 from fitbench.core.gguf.manifest import ModelManifest, TensorInfo, tensor_nbytes
-from fitbench.core.gguf.writer import KV, align, serialize_header
+from fitbench.core.gguf.reader import KV
+from fitbench.core.gguf.writer import align, serialize_header
 from fitbench.core.model.catalog import Arch
 from fitbench.core.model.quant_rules import ModelShape, TypeChooser, normalise_quant
 

@@ -20,7 +20,6 @@ after the last CPU-resident tensor, so the expected RSS holds that whole file ra
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -464,69 +463,6 @@ def plan(
     )
 
 
-def candidate_placements(
-    manifest: ModelManifest,
-    gpus_vram_bytes: Sequence[int],
-    ram_bytes: int,
-    n_ctx: int = 4096,
-    n_parallel: int = 1,
-    *,
-    vram_headroom: float = DEFAULT_VRAM_HEADROOM,
-    ram_headroom_bytes: int = DEFAULT_RAM_HEADROOM_BYTES,
-    layer_step: int | None = None,
-    **plan_kwargs: Any,
-) -> list[PlacementPlan]:
-    """Every placement worth benchmarking, with its memory and whether it fits.
-
-    n_gpu_layers from 0 to all (every layer_step layers, default about 8 points), and for MoE
-    models the expert-on-CPU variants (all layers offloaded, experts of N layers on CPU). With
-    several GPUs each placement gets the layer split that leaves the most room on its fullest
-    GPU (multigpu.propose_split), and fits only with the headroom free on every GPU.
-    """
-    n_layer = manifest.n_layer
-    n_gpus = len(gpus_vram_bytes)
-    split = None
-    if n_gpus > 1:
-        split = tuple(float(v) for v in gpus_vram_bytes)
-    placements: list[Placement] = [Placement(0)]
-    if n_gpus:
-        step = layer_step or max(1, round(n_layer / 8))
-        ngls = sorted({*range(step, n_layer + 1, step), n_layer + 1})
-        placements += [Placement(n, tensor_split=split) for n in ngls]
-        if manifest.n_expert:
-            cmoe_step = max(1, round(n_layer / 8))
-            for n in [n_layer, *range(n_layer - cmoe_step, 0, -cmoe_step)]:
-                placements.append(Placement(n_layer + 1, n_cpu_moe=n, tensor_split=split))
-    out = []
-    for pl in placements:
-        if n_gpus > 1 and pl.n_gpu_layers:
-            mp = multigpu.propose_split(
-                manifest, gpus_vram_bytes, pl, n_ctx, n_parallel,
-                vram_headroom=vram_headroom, **plan_kwargs,
-            ).plan  # fmt: skip
-        else:
-            mp = plan(manifest, pl, n_ctx, n_parallel, n_gpus=n_gpus, **plan_kwargs)
-        reasons = []
-        for g, (need, have) in enumerate(zip(mp.vram_bytes, gpus_vram_bytes, strict=False)):
-            if need > have * (1 - vram_headroom):
-                reasons.append(f"GPU{g} needs {need / GiB:.1f} GiB of {have / GiB:.1f} GiB")
-        if mp.ram_bytes > ram_bytes - ram_headroom_bytes:
-            reasons.append(f"RAM needs {mp.ram_bytes / GiB:.1f} GiB of {ram_bytes / GiB:.1f} GiB")
-        out.append(PlacementPlan(mp, fits=not reasons, why_not="; ".join(reasons)))
-    return out
-
-
-def best_fitting(plans: Sequence[PlacementPlan]) -> PlacementPlan | None:
-    """The fitting placement with the most on the GPU (fewest experts kept on the CPU)."""
-    fitting = [p for p in plans if p.fits]
-    if not fitting:
-        return None
-    return max(
-        fitting,
-        key=lambda p: (p.plan.gpu_layers + p.plan.output_on_gpu, -p.placement.n_cpu_moe),
-    )
-
-
 __all__ = [
     "DEFAULT_RAM_HEADROOM_BYTES",
     "DEFAULT_VRAM_HEADROOM",
@@ -534,8 +470,6 @@ __all__ = [
     "MemoryPlan",
     "Placement",
     "PlacementPlan",
-    "best_fitting",
-    "candidate_placements",
     "compact_manifest",
     "compute_buffer_bytes",
     "kv_bytes_per_layer",

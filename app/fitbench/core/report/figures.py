@@ -17,7 +17,9 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from PIL import Image
 
-from fitbench.core.report.model import Basis, Figure
+# Figure is re-exported: the report sections name the type of what these functions return
+from fitbench.core.report.model import Basis
+from fitbench.core.report.model import Figure as Figure
 
 GIB = 1024**3
 DPI = 200

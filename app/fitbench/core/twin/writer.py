@@ -30,17 +30,8 @@ from gguf import GGUFValueType
 
 from fitbench.core import paths
 from fitbench.core.gguf.manifest import ModelManifest, TensorInfo
-from fitbench.core.gguf.writer import (
-    KV,
-    HeaderError,
-    ParsedHeader,
-    align,
-    manifest_kvs,
-    parse_header,
-    read_header_bytes,
-    serialize_header,
-    splice_kvs,
-)
+from fitbench.core.gguf.reader import KV, GGUFError, ParsedHeader, parse_layout, read_header_bytes
+from fitbench.core.gguf.writer import align, manifest_kvs, serialize_header, splice_kvs
 from fitbench.core.model import catalog
 from fitbench.core.model.builtin import build_manifest, kept_layers
 from fitbench.core.model.catalog import Arch, Model
@@ -137,8 +128,8 @@ def _real_header(
     raw = header_bytes if header_bytes is not None else manifest.extra.get("header_bytes")
     if raw is not None:
         try:
-            return bytes(raw), parse_header(raw, manifest.source)
-        except HeaderError as exc:
+            return bytes(raw), parse_layout(raw, manifest.source)
+        except GGUFError as exc:
             raise TwinError(f"header bytes for {manifest.source}: {exc}") from None
     if manifest.extra.get("built_in") or manifest.extra.get("shards"):
         return None
@@ -151,16 +142,7 @@ def _real_header(
 def manifest_from_gguf(path: Path) -> ModelManifest:
     """The manifest of a local GGUF file, with its exact metadata types (for scaled twins)."""
     _, parsed = _read_local(Path(path))
-    return ModelManifest(
-        source=str(path),
-        metadata=parsed.kv_dict(),
-        tensors=parsed.tensors,
-        version=parsed.version,
-        alignment=parsed.alignment,
-        data_offset=parsed.data_offset,
-        file_size=Path(path).stat().st_size,
-        extra={"kv_types": parsed.kv_types()},
-    )
+    return parsed.manifest(str(path), Path(path).stat().st_size)
 
 
 def _read_local(path: Path) -> tuple[bytes, ParsedHeader]:
@@ -168,7 +150,7 @@ def _read_local(path: Path) -> tuple[bytes, ParsedHeader]:
         raise TwinError(f"{path}: no such file")
     try:
         return read_header_bytes(path)
-    except HeaderError as exc:
+    except GGUFError as exc:
         raise TwinError(str(exc)) from None
 
 
@@ -278,7 +260,7 @@ def twin_header(
     layers_kept = list(manifest.extra.get("layers_kept", range(manifest.n_layer)))
     kind = KIND_SCALED if len(layers_kept) < n_layer_model else KIND_TWIN
     markers = _marker_kvs(kind, n_layer_model, layers_kept, manifest.source)
-    parsed = parse_header(base, manifest.source)
+    parsed = parse_layout(base, manifest.source)
     if parsed.alignment != alignment:
         raise TwinError(f"{manifest.source}: header alignment {parsed.alignment} != {alignment}")
     return splice_kvs(base, parsed, markers), tensors, kind
@@ -391,7 +373,7 @@ def read_twin_marker(path: Path) -> TwinMarker | None:
     """The twin marker in a GGUF file's metadata, or None for a file without one."""
     try:
         _, parsed = read_header_bytes(Path(path))
-    except HeaderError as exc:
+    except GGUFError as exc:
         raise TwinError(str(exc)) from None
     meta = parsed.kv_dict()
     if not meta.get(MARKER_PREFIX):
