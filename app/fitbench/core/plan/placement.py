@@ -234,17 +234,18 @@ class Placement:
         return str(self.offloaded(n_layer))
 
     def cli_args(self, n_layer: int) -> list[str]:
-        """llama-server / llama-cli flags: -ngl, --n-cpu-moe (--cpu-moe for all), -sm, -mg, -ts."""
+        """llama-server / llama-cli flags: -ngl, --n-cpu-moe (--cpu-moe for all), --split-mode
+        (-sm), --main-gpu (-mg), --tensor-split (-ts); defaults are left out."""
         args = [f"-ngl {self.ngl_text(n_layer)}"]
         if self.n_cpu_moe:
             cmoe = self.experts_on_cpu(n_layer)
             args.append("--cpu-moe" if cmoe >= n_layer else f"--n-cpu-moe {cmoe}")
         if self.split_mode != "layer":
-            args.append(f"-sm {self.split_mode}")
+            args.append(f"--split-mode {self.split_mode}")
         if self.split_mode == "none" and self.main_gpu:
-            args.append(f"-mg {self.main_gpu}")
+            args.append(f"--main-gpu {self.main_gpu}")
         if self.tensor_split:
-            args.append("-ts " + ",".join(f"{x:g}" for x in self.tensor_split))
+            args.append("--tensor-split " + ",".join(f"{x:g}" for x in self.tensor_split))
         return args
 
     def llama_kwargs(self, n_layer: int) -> dict[str, Any]:
