@@ -11,10 +11,10 @@ import pytest
 
 from fitbench.core.model import catalog
 from fitbench.core.plan import memory
+from fitbench.core.plan.placement import Placement
 from fitbench.core.predict import fit as predict_fit
 from fitbench.core.predict import model as predict
 from fitbench.core.predict.layer_costs import BlockCost, LayerCosts, catalog_costs, from_manifest
-from fitbench.core.plan.placement import Placement
 from fitbench.core.results import schema as results
 from fitbench.core.twin import writer as twin
 

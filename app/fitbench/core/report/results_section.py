@@ -30,7 +30,7 @@ def config_cells(c: Config, names: Names) -> tuple[str, str, str, str]:
 
 
 def placement_of(c: Config) -> str:
-    return fmt.placement(c.n_gpu_layers, c.n_cpu_moe, c.n_layer)
+    return c.placement_words
 
 
 def _colour_groups(configs: Sequence[Config], names: Names) -> dict[str, int]:
@@ -199,7 +199,7 @@ def _best_table(configs: Sequence[Config], names: Names) -> Table:
             (
                 names.name(model_id),
                 best.quant,
-                fmt.placement(best.n_gpu_layers, best.n_cpu_moe, best.n_layer),
+                best.placement_words,
                 fmt.ts(best.ts("tg")),
                 basis_label(best.basis),
             )
