@@ -79,7 +79,7 @@ def test_sweep_model_rows_curves_and_failures() -> None:
     model.apply(ev.SweepFinished("r1", 3, 1, False, 12.0))
     labels, pp, tg = model.ts_per_config()
     assert labels == ["Tiny MoE (twin), CPU"] and pp == [100.0] and tg == [20.0]
-    assert model.tg_vs_offload()["Tiny MoE (twin)"].xs == [40.0]  # ngl 2 of 5 layers (4 blocks + output)
+    assert model.tg_vs_offload()["Tiny MoE (twin)"].xs == [40.0]  # ngl 2 of 5 layers
     assert model.throughput_vs_batch()["Tiny MoE (twin)"].ys == [50.0]
     assert model.rows["c2"].status_words == "failed (crash): worker died (SIGSEGV)"
     assert model.t == [0.1]
