@@ -20,9 +20,10 @@ from fitbench.core.advise.memory import SOURCE_BUILTIN, PlannedMemory, compact_m
 from fitbench.core.advise.recommend import AdviceError, recommend
 from fitbench.core.model import catalog
 from fitbench.core.plan import memory, search
+from fitbench.core.plan.placement import Placement
 from fitbench.core.predict import fit as predict_fit
 from fitbench.core.predict.layer_costs import catalog_costs
-from fitbench.core.predict.model import Placement, Predictor
+from fitbench.core.predict.model import Predictor
 from fitbench.core.results import schema as results
 from fitbench.core.twin import writer as twin
 

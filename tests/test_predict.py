@@ -11,10 +11,10 @@ import pytest
 
 from fitbench.core.model import catalog
 from fitbench.core.plan import memory
+from fitbench.core.plan.placement import Placement
 from fitbench.core.predict import fit as predict_fit
 from fitbench.core.predict import model as predict
 from fitbench.core.predict.layer_costs import BlockCost, LayerCosts, catalog_costs, from_manifest
-from fitbench.core.predict.model import Placement
 from fitbench.core.results import schema as results
 from fitbench.core.twin import writer as twin
 
@@ -234,5 +234,7 @@ def test_weight_bytes_per_device_agree_with_the_memory_planner(moe: bool) -> Non
         assert feats[1] == 0 and feats[2] == pytest.approx(
             mp.devices["CPU"]["weights"] - embd, rel=1e-3
         ), p  # 64 tokens a step: CPU weights cross PCIe (token_embd is a row lookup)
-    assert predict.offloaded(n, 1) == (0, True)  # ngl 1: only the output layer
-    assert predict.offloaded(n, n + 1) == (n, True) == predict.offloaded(n, -1)
+    one, full = Placement(1), Placement(n + 1)  # ngl 1: only the output layer
+    assert (one.blocks_on_gpu(n), one.output_on_gpu(n)) == (0, True)
+    assert (full.blocks_on_gpu(n), full.output_on_gpu(n)) == (n, True)
+    assert Placement(-1).effective(n) == full == Placement(99).effective(n)

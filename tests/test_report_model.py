@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 import test_report_support as data
+from fitbench.core.plan.placement import Placement
 from fitbench.core.report import ReportError, build_report, fmt
 from fitbench.core.report.configs import group
 from fitbench.core.report.model import Figure, Table
@@ -129,10 +130,10 @@ def test_number_formats() -> None:
     assert fmt.num(None) == "–"
     assert fmt.gib(27.4 * 1024**3) == "27.4 GiB"
     assert fmt.duration(742) == "12 min 22 s" and fmt.duration(7300) == "2 h 01 min"
-    assert fmt.placement(33, 0, 32) == "all 33 layers on GPU"
-    assert fmt.placement(0, 0, 80) == "CPU only"
-    assert fmt.placement(16, 0, 32) == "16 of 33 layers on GPU"
-    assert fmt.placement(33, 32, 32) == "all 33 layers on GPU, experts of 32 layers on CPU"
+    assert Placement(33).short_words(32) == "all 33 layers on GPU"
+    assert Placement(0).short_words(80) == "CPU only"
+    assert Placement(16).short_words(32) == "16 of 33 layers on GPU"
+    assert Placement(33, 32).short_words(32) == "all 33 layers on GPU, experts of 32 layers on CPU"
     assert fmt.humanize_key("vram_total_bytes") == "VRAM total"
     assert fmt.humanize_key("predicted_ts", with_unit=True) == "Predicted (t/s)"
     assert fmt.humanize_key("ttft_max_ms") == "TTFT max"

@@ -38,7 +38,7 @@ def test_fit_badges() -> None:
     assert present.fit_badge({"fits": True, "n_gpu_layers": 0}, 32)[0] == "CPU only"
     assert present.fit_badge({"fits": True, "n_gpu_layers": 33}, 32)[0] == "all on GPU"
     assert present.fit_badge({"fits": True, "n_gpu_layers": 20}, 80)[0] == (
-        "partial offload 20 of 80 layers"
+        "partial offload 20 of 81 layers"
     )
     assert (
         "experts of 32 layers on CPU"
@@ -79,7 +79,7 @@ def test_sweep_model_rows_curves_and_failures() -> None:
     model.apply(ev.SweepFinished("r1", 3, 1, False, 12.0))
     labels, pp, tg = model.ts_per_config()
     assert labels == ["Tiny MoE (twin), CPU"] and pp == [100.0] and tg == [20.0]
-    assert model.tg_vs_offload()["Tiny MoE (twin)"].xs == [50.0]
+    assert model.tg_vs_offload()["Tiny MoE (twin)"].xs == [40.0]  # ngl 2 of 5 layers
     assert model.throughput_vs_batch()["Tiny MoE (twin)"].ys == [50.0]
     assert model.rows["c2"].status_words == "failed (crash): worker died (SIGSEGV)"
     assert model.t == [0.1]

@@ -9,6 +9,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from fitbench.core.plan.placement import Placement
+
 GIB = 1024**3
 LOW_DISK_BYTES = 30 * 10**9  # below the smallest catalog default quant (~26-29 GB)
 
@@ -161,15 +163,17 @@ def fit_badge(placement: Mapping[str, Any] | None, n_layer: int) -> tuple[str, s
     """(badge, kind) for the best placement the planner found; kind picks the badge colour."""
     if placement is None or not placement.get("fits", False):
         return "does not fit", "bad"
-    ngl = int(placement.get("n_gpu_layers", 0))
-    cpu_moe = int(placement.get("n_cpu_moe", 0))
-    if ngl <= 0:
+    p = Placement.from_record(placement)
+    experts = f"experts of {p.experts_on_cpu(n_layer)} layers on CPU" if p.n_cpu_moe else ""
+    if p.cpu_only:
         return "CPU only", "cpu"
-    if ngl >= n_layer:
-        if cpu_moe:
-            return f"on GPU, experts of {cpu_moe} layers on CPU", "partial"
+    if p.all_on_gpu(n_layer):
+        if experts:
+            return f"on GPU, {experts}", "partial"
         return "all on GPU", "gpu"
-    return f"partial offload {min(ngl, n_layer)} of {n_layer} layers", "partial"
+    # llama.cpp counts the output layer: n_layer of n_layer + 1 leaves a block on the CPU
+    text = f"partial offload {p.offloaded(n_layer)} of {n_layer + 1} layers"
+    return text + (f", {experts}" if experts else ""), "partial"
 
 
 def compare_runs(

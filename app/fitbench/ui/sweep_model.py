@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fitbench.core.bench import events as ev
+from fitbench.core.plan.placement import Placement, record_n_layer
 from fitbench.ui import present
 
 
@@ -197,9 +198,7 @@ class SweepModel:
         def x_of(r: Mapping[str, Any]) -> float | None:
             if int(r.get("n_parallel") or 1) != 1:
                 return None
-            n_layer = int(r.get("n_layer_model") or r.get("n_layer_file") or 0)
-            ngl = int(r.get("n_gpu_layers") or 0)
-            return 100.0 * min(ngl, n_layer) / n_layer if n_layer else float(ngl)
+            return Placement.from_record(r).gpu_share(record_n_layer(r))
 
         return self._curves("tg", x_of)
 

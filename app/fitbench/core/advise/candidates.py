@@ -14,9 +14,10 @@ from typing import Any
 
 from fitbench.core.advise.memory import MemoryFn, PlannedMemory
 from fitbench.core.model.catalog import Model
+from fitbench.core.plan.placement import Placement
 from fitbench.core.predict.fit import gpu_vram_bytes
 from fitbench.core.predict.layer_costs import LayerCosts
-from fitbench.core.predict.model import Placement, Predictor, normalise, offloaded, record_kind
+from fitbench.core.predict.model import Predictor, normalise, record_kind
 
 GIB = 1024**3
 MEASURED_REAL, MEASURED_TWIN, PREDICTED = "measured-real", "measured-twin", "predicted"
@@ -279,18 +280,7 @@ class Candidate:
     @property
     def gpu_layers_label(self) -> str:
         """In words, since llama.cpp's n_gpu_layers counts the output layer first."""
-        blocks, output = offloaded(self.n_layer, self.placement.n_gpu_layers)
-        if blocks == self.n_layer:
-            text = f"all {self.n_layer} layers and the output on the GPU"
-        elif blocks:
-            text = f"{blocks} of {self.n_layer} layers and the output on the GPU"
-        elif output:
-            text = f"only the output layer on the GPU, all {self.n_layer} layers on the CPU"
-        else:
-            text = f"0 of {self.n_layer} layers on the GPU"
-        if self.placement.n_cpu_moe:
-            text += f", experts of the first {self.placement.n_cpu_moe} layers on the CPU"
-        return text
+        return self.placement.words(self.n_layer)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from fitbench.core.gguf.manifest import ModelManifest
 from fitbench.core.model.catalog import Model
 from fitbench.core.plan import memory
+from fitbench.core.plan.placement import Placement
 from fitbench.core.predict.layer_costs import LayerCosts
-from fitbench.core.predict.model import Placement, offloaded
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +48,12 @@ def estimate_memory(
     planner replaces it wherever a manifest can be had.
     """
     n = costs.n_layer
-    gpu_blocks, output_on_gpu = offloaded(n, placement.n_gpu_layers)
-    first_gpu = n - gpu_blocks
+    first_gpu = n - placement.blocks_on_gpu(n)
     vram = ram = 0.0
     kv_block = ctx * n_parallel * costs.kv_bytes_per_token_per_layer
     for i, b in enumerate(costs.blocks):
         on_gpu = i >= first_gpu
-        experts_gpu = on_gpu and i >= placement.n_cpu_moe
+        experts_gpu = on_gpu and i >= placement.experts_on_cpu(n)
         vram += (b.dense_bytes + kv_block) if on_gpu else 0
         ram += 0 if on_gpu else b.dense_bytes + kv_block
         vram += b.expert_bytes if experts_gpu else 0
@@ -62,11 +62,11 @@ def estimate_memory(
     # token embeddings stay on the host (a row lookup); same size as the output matrix here
     ram += costs.output_bytes + _HOST_RUNTIME_BYTES
     compute = 512 * n_vocab * 4 + 512 * ctx * 4 * max(costs.n_embd // 128, 1)
-    if output_on_gpu:
+    if placement.output_on_gpu(n):
         vram += costs.output_bytes
     else:
         ram += costs.output_bytes
-    if placement.n_gpu_layers > 0:
+    if not placement.cpu_only:
         vram += _GPU_RUNTIME_BYTES + compute
     else:
         ram += compute
@@ -152,10 +152,13 @@ class PlannedMemory:
         if self.manifest(model, quant) is not None:
             manifest = self._compact[(model.id, quant)]
             # no GPU here: placements that offload are planned for one (hardware_needed)
-            n_gpus = len(self.gpus_vram_bytes) or (1 if placement.n_gpu_layers else 0)
-            n_cpu_moe = manifest.n_layer if placement.n_cpu_moe < 0 else placement.n_cpu_moe
-            pl = memory.Placement(placement.n_gpu_layers, n_cpu_moe, tensor_split=self.split)
-            if n_gpus > 1 and placement.n_gpu_layers and _propose_split is not None:
+            n_gpus = len(self.gpus_vram_bytes) or (0 if placement.cpu_only else 1)
+            pl = replace(
+                placement,
+                n_cpu_moe=placement.experts_on_cpu(manifest.n_layer),
+                tensor_split=self.split,
+            )
+            if n_gpus > 1 and not placement.cpu_only and _propose_split is not None:
                 # the layer split `fitbench plan` proposes for several GPUs (the recipe says it)
                 result = _propose_split(
                     manifest,
@@ -178,7 +181,7 @@ class PlannedMemory:
     ) -> tuple[float, ...] | None:
         """The per-GPU layer split the plan assumed (several GPUs only), for the recipe."""
         mp = self.plan(model, quant, placement, ctx, n_parallel)
-        if mp is None or len(self.gpus_vram_bytes) < 2 or not placement.n_gpu_layers:
+        if mp is None or len(self.gpus_vram_bytes) < 2 or placement.cpu_only:
             return None
         return mp.placement.tensor_split
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from fitbench.core.advise.candidates import Candidate, worst_basis
 from fitbench.core.model.catalog import Model
-from fitbench.core.predict.model import Placement
+from fitbench.core.plan.placement import Placement
 
 GPU_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 

@@ -6,19 +6,23 @@ from __future__ import annotations
 from typing import Any
 
 from fitbench.core.model.catalog import Model
+from fitbench.core.plan.placement import Placement
 
 
-def _ngl_text(n_gpu_layers: int, n_layer: int) -> str:
-    return "99" if n_gpu_layers > n_layer else str(n_gpu_layers)
+def _python_value(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(f"{x:g}" for x in value) + "]"
+    return str(value)
 
 
 def recipe(
-    model: Model, quant: str, n_gpu_layers: int, n_cpu_moe: int, ctx: int, batch: int, threads: int
+    model: Model, quant: str, placement: Placement, ctx: int, batch: int, threads: int
 ) -> dict[str, Any]:
     q = model.quant(quant)
     path = f"models/{q.file}"
     n = model.arch.n_layer
-    ngl = _ngl_text(n_gpu_layers, n)
+    ngl, *placement_flags = placement.cli_args(n)
+    experts_on_cpu = placement.experts_on_cpu(n)
     notes: list[str] = []
     # llama-server shares -c among its -np slots: each sequence gets ctx
     server = [
@@ -26,22 +30,24 @@ def recipe(
         f"-m {path}",
         f"-c {ctx * batch}",
         f"-np {batch}",
-        f"-ngl {ngl}",
+        ngl,
         f"-t {threads}",
+        *placement_flags,
+        "--host 127.0.0.1 --port 8080",
     ]
-    if n_cpu_moe:
-        server.append("--cpu-moe" if n_cpu_moe >= n else f"--n-cpu-moe {n_cpu_moe}")
-    server.append("--host 127.0.0.1 --port 8080")
     if q.parts:
         notes.append(
             f"{q.file} comes in {len(q.parts)} parts; join them first "
             f"(cat {' '.join(q.parts)} > {q.file}) or let `fitbench download` do it."
         )
+    kwargs = placement.llama_kwargs(n)
     python = (
-        f'Llama(model_path="{path}", n_gpu_layers={ngl if ngl != "99" else -1}, '
-        f"n_ctx={ctx}, n_batch=512, n_threads={threads})"
+        f'Llama(model_path="{path}", n_gpu_layers={kwargs.pop("n_gpu_layers")}, '
+        f"n_ctx={ctx}, n_batch=512, n_threads={threads}"
+        + "".join(f", {k}={_python_value(v)}" for k, v in kwargs.items())
+        + ")"
     )
-    if n_cpu_moe:
+    if experts_on_cpu:
         notes.append(
             "llama-cpp-python's Llama() has no argument for keeping experts on the CPU; use "
             "llama-server (--n-cpu-moe) for this placement."
@@ -50,22 +56,22 @@ def recipe(
         [
             f"FROM ./{path}",
             f"PARAMETER num_ctx {ctx}",
-            f"PARAMETER num_gpu {ngl if ngl != '99' else n + 1}",
+            f"PARAMETER num_gpu {placement.offloaded(n)}",
             f"PARAMETER num_thread {threads}",
         ]
     )
     if batch > 1:
         ollama += f"\n# serve with: OLLAMA_NUM_PARALLEL={batch} ollama serve"
-    if n_cpu_moe:
+    if experts_on_cpu:
         notes.append("Ollama has no setting for keeping only the experts on the CPU.")
     lm_studio = [
-        f"GPU Offload: {min(n_gpu_layers, n)} of {n} layers",
+        f"GPU Offload: {min(placement.offloaded(n), n)} of {n} layers",
         f"Context Length: {ctx}",
         f"CPU Thread Pool Size: {threads}",
     ]
-    if n_cpu_moe >= n:
+    if experts_on_cpu >= n:
         lm_studio.append("Force Model Expert Weights onto CPU: on")
-    elif n_cpu_moe:
+    elif experts_on_cpu:
         notes.append("LM Studio keeps all experts on the CPU or none, not the first N layers'.")
     if batch > 1:
         lm_studio.append(f"Max Concurrent Predictions: {batch}")

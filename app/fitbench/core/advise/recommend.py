@@ -15,7 +15,7 @@ Advice.to_dict() is the contract for the report and the GUI.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fitbench.core.advise import moe_story
@@ -36,6 +36,7 @@ from fitbench.core.advise.memory import MemoryFn, PlannedMemory
 from fitbench.core.advise.recipe import recipe
 from fitbench.core.advise.text import Explainer
 from fitbench.core.model.catalog import Catalog, Model
+from fitbench.core.plan.placement import Placement
 from fitbench.core.predict.fit import (
     Calibration,
     calibrate,
@@ -46,7 +47,6 @@ from fitbench.core.predict.fit import (
 )
 from fitbench.core.predict.layer_costs import LayerCosts, catalog_costs, from_manifest
 from fitbench.core.predict.model import (
-    Placement,
     PredictError,
     Predictor,
     catalog_costs_for,
@@ -355,20 +355,14 @@ def _recipe(
     if choice is None:
         return None
     p = choice.placement
-    out = recipe(
-        choice.model, choice.quant, p.n_gpu_layers, p.n_cpu_moe, ctx, choice.batch, threads
-    )
     split = (
         planner.tensor_split(choice.model, choice.quant, p, ctx, choice.batch) if planner else None
     )
-    if split:  # the memory plan holds only with the layer split it assumed
+    # the memory plan holds only with the layer split it assumed
+    placed = replace(p, tensor_split=split)
+    out = recipe(choice.model, choice.quant, placed, ctx, choice.batch, threads)
+    if split:
         text = ",".join(f"{x:g}" for x in split)
-        out["llama_server"] = out["llama_server"].replace(
-            " --host", f" --tensor-split {text} --host"
-        )
-        out["llama_cpp_python"] = out["llama_cpp_python"].removesuffix(")") + (
-            f", tensor_split=[{', '.join(f'{x:g}' for x in split)}])"
-        )
         out["notes"].append(
             f"The memory plan splits the layers {text.replace(',', ':')} over the GPUs; without "
             "--tensor-split llama.cpp splits by free memory and a GPU may run out."

@@ -245,7 +245,7 @@ class Explainer:
                 f"With {last['batch']} parallel sequences nearly every expert is read each step, "
                 f"and the ratio becomes {last['ratio']:.1f}x ({last['basis']})."
             )
-        if full and choice.model.arch.is_moe and choice.placement.n_gpu_layers <= choice.n_layer:
+        if full and choice.model.arch.is_moe and not choice.placement.all_on_gpu(choice.n_layer):
             out.append(
                 f"All {choice.weights_bytes / GB:.1f} GB of {choice.model.name} must be resident; "
                 f"with {choice.gpu_layers_label} its advantage is not the {full['ratio']:.1f}x of "

@@ -122,7 +122,7 @@ def placements(
     out: list[tuple[str, memory.Placement]] = []
     seen: set[tuple[int, int]] = set()
     for name, pl in wanted:
-        key = (min(pl.n_gpu_layers, n_layer + 1), pl.n_cpu_moe)
+        key = (pl.offloaded(n_layer), pl.n_cpu_moe)
         if key in seen or not _fits(manifest, pl, m, n_ctx, 1):
             continue
         seen.add(key)

@@ -41,6 +41,7 @@ if __name__ == "__main__":
 import numpy as np
 
 from fitbench.core.bench.config import INJECT_ENV, BenchConfig, BenchTest, ConfigError
+from fitbench.core.plan.placement import Placement
 from fitbench.core.results.schema import Known, Measured, build_record, utc_now
 
 if TYPE_CHECKING:  # the worker loads llama_lowlevel (and llama.cpp) only when it runs
@@ -251,15 +252,11 @@ class Worker:
     def effective_placement(self) -> tuple[int, int]:
         """(n_gpu_layers, n_cpu_moe) as they took effect; nothing is offloaded without a GPU."""
         n_layer = self.model.info.n_layer
-        ngl = self.cfg.n_gpu_layers
-        if not self.has_gpu:
-            ngl = 0
-        elif ngl < 0 or ngl > n_layer + 1:
-            ngl = n_layer + 1  # every block plus the output layer
+        placement = Placement(self.cfg.n_gpu_layers).effective(n_layer, self.has_gpu)
         expert_layers = {
             int(m.group(1)) for m in map(re.compile(r"blk\.(\d+)\.").match, self.overridden) if m
         }
-        return ngl, len(expert_layers)
+        return placement.n_gpu_layers, len(expert_layers)
 
     def build_fields(self) -> Known:
         import llama_cpp

@@ -35,6 +35,7 @@ from fitbench.core.plan.gpu_buffers import (
     add_gpu_terms,
     compact_manifest,
 )
+from fitbench.core.plan.placement import Placement
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -75,23 +76,6 @@ _KV_TYPES = {
     "q5_1": 7,
     "iq4_nl": 20,
 }
-
-
-@dataclass(frozen=True)
-class Placement:
-    n_gpu_layers: int = 0
-    n_cpu_moe: int = 0  # experts of layers 0..n_cpu_moe-1 on the CPU; >= n_layer: all experts
-    tensor_split: tuple[float, ...] | None = None
-    main_gpu: int = 0
-    split_mode: str = "layer"  # "layer" | "row" | "none" | "tensor" (see multigpu)
-
-    def label(self, n_layer: int | None = None) -> str:
-        ngl = "all" if n_layer is not None and self.n_gpu_layers > n_layer else self.n_gpu_layers
-        text = f"ngl {ngl}"
-        if self.n_cpu_moe:
-            cmoe = "all" if n_layer is not None and self.n_cpu_moe >= n_layer else self.n_cpu_moe
-            text += f", experts of {cmoe} layers on CPU"
-        return text
 
 
 @dataclass(frozen=True)
@@ -279,13 +263,6 @@ def compute_buffer_bytes(hp: _Hparams, n_kv: int, n_tokens: int, flash_attn: boo
     return n_tokens * max(attention, ffn + mask)
 
 
-def _layer_devices(n_layer: int, p: Placement, n_gpus: int) -> list[int | None]:
-    """Device of layers 0..n_layer (the last = output): a GPU index, or None for the CPU."""
-    return multigpu.layer_devices(
-        n_layer, p.n_gpu_layers, n_gpus, p.split_mode, p.main_gpu, p.tensor_split
-    )
-
-
 def _tensor_device(t: TensorInfo, layer_dev: list[int | None], p: Placement) -> int | None:
     n_layer = len(layer_dev) - 1
     if t.name.startswith("token_embd"):
@@ -325,8 +302,8 @@ def plan(
         raise ValueError(f"a quantized V cache ({type_v}) needs flash attention in llama.cpp")
     hp = _hparams(manifest)
     if n_gpus is None:
-        n_gpus = len(p.tensor_split) if p.tensor_split else (1 if p.n_gpu_layers != 0 else 0)
-    layer_dev = _layer_devices(hp.n_layer, p, n_gpus)
+        n_gpus = len(p.tensor_split) if p.tensor_split else (0 if p.cpu_only else 1)
+    layer_dev = p.layer_devices(hp.n_layer, n_gpus)
     tp = None
     if p.split_mode == "tensor" and n_gpus > 1:
         tp = multigpu.TensorParallel(

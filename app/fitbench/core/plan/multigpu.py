@@ -6,7 +6,8 @@ ggml/src/), bit for bit where they are arithmetic:
 - split_mode "layer" (llama-model.cpp `load_tensors`): the offloaded layers (the repeating blocks
   plus the output layer, index n_layer) go to devices by cumulative, normalised `tensor_split`
   computed in float32; layer il goes to the first device whose split point is > (il - start) /
-  n_offloaded. An all-zero or absent tensor_split means each device's *free* memory at load time.
+  offloaded (Placement.offloaded). An all-zero or absent tensor_split means each device's *free*
+  memory at load time.
   The output layer is simply the last offloaded layer, so it lands on the last device with layers.
   `main_gpu` is ignored. The KV cache of a layer lives with the layer.
 - split_mode "none" (llama.cpp `llama_prepare_model_devices`): only `main_gpu` is a device.
@@ -36,8 +37,14 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from fitbench.core.gguf.manifest import ModelManifest, TensorInfo
+from fitbench.core.plan.placement import (
+    SPLIT_MODES,
+    Placement,
+    SplitError,
+    check_split,
+    split_points,
+)
 
-SPLIT_MODES = ("none", "layer", "row", "tensor")
 SCHED_MAX_COPIES = 4  # ggml's GGML_SCHED_MAX_COPIES default (ggml/CMakeLists.txt)
 ROW_SPLIT_CUDA = (
     "split mode 'row' does not load on CUDA with this llama.cpp (llama-cpp-python 0.3.36): "
@@ -46,39 +53,9 @@ ROW_SPLIT_CUDA = (
 )
 
 
-class SplitError(ValueError):
-    """A split setting llama.cpp would refuse; the message says which and what to use."""
-
-
-def check_split(split_mode: str, n_gpus: int, main_gpu: int = 0) -> None:
-    if split_mode not in SPLIT_MODES:
-        raise SplitError(f"split mode must be one of {', '.join(SPLIT_MODES)}, got {split_mode!r}")
-    if split_mode == "none" and n_gpus and not 0 <= main_gpu < n_gpus:
-        raise SplitError(f"main_gpu {main_gpu} is not one of the {n_gpus} GPU(s) (0..{n_gpus - 1})")
-
-
-def split_points(weights: Sequence[float]) -> list[float]:
-    """llama.cpp's cumulative, normalised split points, in float32 as llama.cpp computes them."""
-    acc = np.float32(0.0)
-    cumulative = []
-    for w in weights:
-        acc = np.float32(acc + np.float32(w))
-        cumulative.append(acc)
-    if acc <= 0:
-        raise SplitError("a tensor split needs at least one positive share")
-    return [float(np.float32(c / acc)) for c in cumulative]
-
-
 def default_tensor_split(free_bytes: Sequence[int]) -> tuple[float, ...]:
     """What llama.cpp uses when tensor_split is absent or all zero: each GPU's free memory."""
     return tuple(float(f) for f in free_bytes)
-
-
-def n_offloaded(n_layer: int, n_gpu_layers: int) -> int:
-    """Offloadable layers on a GPU: the n_layer blocks plus the output layer, counted from the
-    end; a negative n_gpu_layers means all."""
-    ngl = n_layer + 1 if n_gpu_layers < 0 else n_gpu_layers
-    return min(ngl, n_layer + 1)
 
 
 def layer_devices(
@@ -89,37 +66,10 @@ def layer_devices(
     main_gpu: int = 0,
     tensor_split: Sequence[float] | None = None,
 ) -> list[int | None]:
-    """Device of layers 0..n_layer (the last one is the output layer): a GPU index or None (CPU).
-
-    split_mode "tensor" answers 0 for every offloaded layer: they all live on the meta device
-    that spans every GPU (`TensorParallel` says how each tensor is cut). An absent or all-zero
-    tensor_split is taken as equal shares; llama.cpp would use each GPU's free memory
-    (`default_tensor_split`), so pass that when it matters.
-    """
-    check_split(split_mode, n_gpus, main_gpu)
-    act = n_offloaded(n_layer, n_gpu_layers) if n_gpus else 0
-    start = n_layer + 1 - act
-    if act == 0:
-        return [None] * (n_layer + 1)
-    if split_mode == "none" or n_gpus == 1:
-        gpu = main_gpu if split_mode == "none" else 0
-        return [gpu if il >= start else None for il in range(n_layer + 1)]
-    if split_mode == "tensor":
-        return [0 if il >= start else None for il in range(n_layer + 1)]
-    shares = list(tensor_split or ())[:n_gpus]
-    shares += [0.0] * (n_gpus - len(shares))
-    if not any(shares):
-        shares = [1.0] * n_gpus
-    points = split_points(shares)
-    devices: list[int | None] = []
-    for il in range(n_layer + 1):
-        if il < start:
-            devices.append(None)
-            continue
-        x = float(np.float32(np.float32(il - start) / np.float32(act)))
-        # std::upper_bound: the first split point greater than x
-        devices.append(next((g for g, s in enumerate(points) if s > x), n_gpus - 1))
-    return devices
+    """Device of layers 0..n_layer (the last one is the output layer): a GPU index or None (CPU);
+    Placement.layer_devices holds the rule."""
+    split = tuple(tensor_split) if tensor_split is not None else None
+    return Placement(n_gpu_layers, 0, split, main_gpu, split_mode).layer_devices(n_layer, n_gpus)
 
 
 def layers_per_gpu(devices: Sequence[int | None], n_gpus: int) -> list[int]:
@@ -132,7 +82,7 @@ def uses_pipeline_parallel(
 ) -> bool:
     """llama-context.cpp: several devices, layer split, every layer offloaded, KV offloaded,
     no tensor overrides (n_cpu_moe is implemented as one). CUDA has async compute and events."""
-    all_offloaded = n_gpu_layers < 0 or n_gpu_layers > n_layer
+    all_offloaded = Placement(n_gpu_layers).all_on_gpu(n_layer)
     return n_devices > 1 and all_offloaded and split_mode == "layer" and n_cpu_moe == 0
 
 
@@ -301,7 +251,6 @@ __all__ = [
     "default_tensor_split",
     "layer_devices",
     "layers_per_gpu",
-    "n_offloaded",
     "pipeline_copy_bytes",
     "placement_problem",
     "split_points",

@@ -59,7 +59,7 @@ def gpu_fits(plan: MemoryPlan, gpus_vram_bytes: Sequence[int], headroom: float) 
     n = len(gpus_vram_bytes)
     n_layer = len(plan.layer_devices) - 1 if plan.layer_devices else 0
     if pl.split_mode == "tensor":
-        counts = [multigpu.n_offloaded(n_layer, pl.n_gpu_layers)] * n
+        counts = pl.layers_per_gpu(n_layer, n)
     else:
         counts = multigpu.layers_per_gpu(plan.layer_devices, n)
     return [
@@ -174,7 +174,7 @@ def propose_split(
             pl.tensor_split, mp, tuple(gpu_fits(mp, gpus_vram_bytes, vram_headroom))
         )
 
-    act = multigpu.n_offloaded(manifest.n_layer, placement.n_gpu_layers)
+    act = placement.offloaded(manifest.n_layer)
     if n < 2 or act == 0 or placement.split_mode in ("none", "row"):
         return finish(placement)
     runtime = plan_kwargs.get("gpu_runtime_bytes")  # None: the calibrated CUDA context

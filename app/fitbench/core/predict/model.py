@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from fitbench.core.model.catalog import Catalog
+from fitbench.core.plan.placement import Placement as Placement  # re-exported for callers
 from fitbench.core.predict.layer_costs import LayerCosts, catalog_costs
 
 GB = 1e9
@@ -53,26 +54,6 @@ class PredictError(ValueError):
     """Measurements or inputs the predictor cannot use; the message says which and why."""
 
 
-@dataclass(frozen=True)
-class Placement:
-    """Where the weights live: llama.cpp's n_gpu_layers and n_cpu_moe (see `offloaded`)."""
-
-    n_gpu_layers: int
-    n_cpu_moe: int = 0
-
-
-def offloaded(n_layer: int, n_gpu_layers: int) -> tuple[int, bool]:
-    """(blocks on the GPU, output layer on the GPU) for llama.cpp's n_gpu_layers.
-
-    This llama.cpp (src/llama-model.cpp, load_tensors) counts the output layer first: layers
-    il >= n_layer + 1 - n_gpu_layers are offloaded, il = n_layer being the output. So 1 puts
-    only the output on the GPU, k puts the output and the last k - 1 blocks, and n_layer + 1
-    (or any negative value) everything; fitbench.core.plan.memory follows the same rule.
-    """
-    ngl = n_layer + 1 if n_gpu_layers < 0 else min(n_gpu_layers, n_layer + 1)
-    return max(ngl - 1, 0), ngl >= 1
-
-
 def experts_touched(n_expert: int, n_used: int, n_tokens: int) -> float:
     """Expected distinct experts one block reads for n_tokens tokens under uniform routing."""
     if n_expert <= 0 or n_tokens <= 0:
@@ -81,18 +62,8 @@ def experts_touched(n_expert: int, n_used: int, n_tokens: int) -> float:
 
 
 def normalise(costs: LayerCosts, placement: Placement, has_gpu: bool) -> Placement:
-    """What llama.cpp really does: ngl capped at n_layer + 1 (negative: all), nothing offloaded
-    without a GPU, and n_cpu_moe counted only where it moves experts off a GPU block."""
-    if not has_gpu:
-        return Placement(0, 0)
-    n = costs.n_layer
-    ngl = n + 1 if placement.n_gpu_layers < 0 else min(placement.n_gpu_layers, n + 1)
-    blocks, _ = offloaded(n, ngl)
-    ncmoe = placement.n_cpu_moe
-    ncmoe = n if ncmoe < 0 else min(ncmoe, n)  # -1: llama.cpp's --cpu-moe, every block
-    if not costs.is_moe or ncmoe <= n - blocks:  # experts of CPU blocks are on the CPU anyway
-        ncmoe = 0
-    return Placement(ngl, ncmoe)
+    """What llama.cpp really does with this placement on this model (Placement.effective)."""
+    return placement.effective(costs.n_layer, has_gpu, moe=costs.is_moe)
 
 
 def step_features(
@@ -108,8 +79,8 @@ def step_features(
     """The amounts one step moves and computes, in the order of FEATURES (times them = seconds)."""
     p = normalise(costs, placement, has_gpu)
     n = costs.n_layer
-    gpu_blocks, output_on_gpu = offloaded(n, p.n_gpu_layers)
-    first_gpu_block = n - gpu_blocks
+    first_gpu_block = n - p.blocks_on_gpu(n)
+    output_on_gpu = p.output_on_gpu(n)
     op_offload = has_gpu and n_tokens >= OP_OFFLOAD_MIN_TOKENS
     share = (
         experts_touched(costs.n_expert, costs.n_expert_used, n_tokens) / costs.n_expert
@@ -252,7 +223,7 @@ def observation(record: Mapping[str, Any], costs: LayerCosts, has_gpu: bool) -> 
     kind = record_kind(record)
     if kind is None:
         return None
-    placement = Placement(int(record.get("n_gpu_layers") or 0), int(record.get("n_cpu_moe") or 0))
+    placement = Placement.from_record(record)
     n_prompt, n_gen = int(record.get("n_prompt") or 0), int(record.get("n_gen") or 0)
     depth = float(record.get("n_depth") or 0)
     n_ubatch = int(record.get("n_ubatch") or DEFAULT_N_UBATCH)

@@ -287,10 +287,9 @@ def _placements_text(configs: Sequence[Config]) -> str:
     parts = []
     if plain:
         total = f" of {n_layer + 1}" if n_layer else ""
-        parts.append(f"{', '.join(str(n) for n in plain)}{total} layers on GPU")
-    parts.extend(
-        fmt.placement(c.n_gpu_layers, c.n_cpu_moe, c.n_layer) for c in configs if c.n_cpu_moe
-    )
+        counts = ("all" if n < 0 else str(n) for n in plain)  # -1: n_layer was not recorded
+        parts.append(f"{', '.join(counts)}{total} layers on GPU")
+    parts.extend(c.placement_words for c in configs if c.n_cpu_moe)
     return "; ".join(dict.fromkeys(parts))
 
 

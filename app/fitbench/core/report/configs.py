@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from fitbench.core.plan.placement import Placement, record_n_layer
 from fitbench.core.report.model import Basis, ReportError, basis_of_source
 
 Record = dict[str, Any]
@@ -58,7 +59,7 @@ class Config:
     source: str
     file_sha256: str
     model_filename: str
-    n_gpu_layers: int
+    n_gpu_layers: int  # as llama.cpp took it (0..n_layer + 1) where the records say n_layer
     n_cpu_moe: int
     n_layer: int
     records: list[Record] = field(default_factory=list)
@@ -68,12 +69,18 @@ class Config:
         return basis_of_source(self.source)
 
     @property
+    def placement(self) -> Placement:
+        return Placement(self.n_gpu_layers, self.n_cpu_moe)
+
+    @property
+    def placement_words(self) -> str:
+        """For a table cell: 'all 33 layers on GPU', '16 of 33 layers on GPU', 'CPU only'."""
+        return self.placement.short_words(self.n_layer)
+
+    @property
     def gpu_share(self) -> float:
         """Layers on the GPU as a percentage of the offloadable ones (blocks + output)."""
-        total = self.n_layer + 1 if self.n_layer > 0 else 0
-        if total == 0:
-            return 100.0 if self.n_gpu_layers > 0 else 0.0
-        return min(100.0, 100.0 * self.n_gpu_layers / total)
+        return self.placement.gpu_share(self.n_layer)
 
     def _best(self, test: str) -> Record | None:
         """The test's record: the latest ok one, the largest prompt when several sizes ran."""
@@ -129,12 +136,17 @@ class Config:
 def group(records: Iterable[Record]) -> list[Config]:
     configs: dict[tuple[Any, ...], Config] = {}
     for r in records:
+        # a record that failed before llama.cpp loaded keeps the asked-for value (-1, 99): it is
+        # the same configuration as the records of the same placement that did load
+        n_layer = record_n_layer(r)
+        ngl = int(r["n_gpu_layers"])
+        ngl = Placement(ngl).offloaded(n_layer) if n_layer > 0 else ngl
         key = (
             r["model_id"],
             r["quant"],
             r["source"],
             r["file_sha256"],
-            r["n_gpu_layers"],
+            ngl,
             r["n_cpu_moe"],
         )
         cfg = configs.get(key)
@@ -145,7 +157,7 @@ def group(records: Iterable[Record]) -> list[Config]:
                 source=r["source"],
                 file_sha256=r["file_sha256"],
                 model_filename=r["model_filename"],
-                n_gpu_layers=r["n_gpu_layers"],
+                n_gpu_layers=ngl,
                 n_cpu_moe=r["n_cpu_moe"],
                 n_layer=r["n_layer_model"],
             )

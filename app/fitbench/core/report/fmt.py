@@ -55,25 +55,6 @@ def duration(seconds: float | None) -> str:
     return f"{h} h {m:02d} min"
 
 
-def placement(n_gpu_layers: int, n_cpu_moe: int, n_layer: int) -> str:
-    """Where the weights live, in words that fit a table cell.
-
-    llama.cpp counts the output layer too, so a model with N blocks has N + 1 offloadable layers.
-    """
-    total = n_layer + 1 if n_layer > 0 else 0
-    if total and n_gpu_layers >= total:
-        text = f"all {total} layers on GPU"
-    elif n_gpu_layers <= 0:
-        text = "CPU only"
-    elif total:
-        text = f"{n_gpu_layers} of {total} layers on GPU"
-    else:
-        text = f"{n_gpu_layers} layers on GPU"
-    if n_cpu_moe > 0:
-        text += f", experts of {n_cpu_moe} layers on CPU"
-    return text
-
-
 ACRONYMS = {
     "cpu": "CPU",
     "gpu": "GPU",

@@ -9,6 +9,7 @@ from fitbench.core.report import figures, fmt
 from fitbench.core.report.configs import Config, Names, Record, test_time
 from fitbench.core.report.model import (
     Basis,
+    Figure,
     Section,
     Table,
     basis_label,
@@ -30,7 +31,7 @@ def config_cells(c: Config, names: Names) -> tuple[str, str, str, str]:
 
 
 def placement_of(c: Config) -> str:
-    return fmt.placement(c.n_gpu_layers, c.n_cpu_moe, c.n_layer)
+    return c.placement_words
 
 
 def _colour_groups(configs: Sequence[Config], names: Names) -> dict[str, int]:
@@ -199,7 +200,7 @@ def _best_table(configs: Sequence[Config], names: Names) -> Table:
             (
                 names.name(model_id),
                 best.quant,
-                fmt.placement(best.n_gpu_layers, best.n_cpu_moe, best.n_layer),
+                best.placement_words,
                 fmt.ts(best.ts("tg")),
                 basis_label(best.basis),
             )
@@ -214,9 +215,7 @@ def _best_table(configs: Sequence[Config], names: Names) -> Table:
     )
 
 
-def _tg_figure(
-    configs: Sequence[Config], names: Names, groups: dict[str, int]
-) -> figures.Figure | str:
+def _tg_figure(configs: Sequence[Config], names: Names, groups: dict[str, int]) -> Figure | str:
     lines: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     for c in configs:
         tg = c.ts("tg")
@@ -247,9 +246,7 @@ def _tg_figure(
     )
 
 
-def _batch_figure(
-    configs: Sequence[Config], names: Names, groups: dict[str, int]
-) -> figures.Figure | str:
+def _batch_figure(configs: Sequence[Config], names: Names, groups: dict[str, int]) -> Figure | str:
     with_batch = [c for c in configs if c.batch_points()]
     if not with_batch:
         return "No parallel-sequence (batch) test finished, so there is no batch figure."
@@ -288,7 +285,7 @@ def _seconds_since(records: Sequence[Record]) -> list[tuple[float, Record]]:
 
 def _memory_figure(
     records: Sequence[Record], samples: Sequence[dict[str, Any]] | None
-) -> figures.Figure | str:
+) -> Figure | str:
     if samples:
         pts = sorted(samples, key=lambda p: float(p.get("t_s", 0.0)))
         return figures.memory_over_time(
@@ -375,7 +372,7 @@ def _advice_ratio_points(
 
 def _advantage_figure(
     configs: Sequence[Config], names: Names, advice: dict[str, Any] | None
-) -> figures.Figure | str:
+) -> Figure | str:
     moe_vs_dense = (advice or {}).get("moe_vs_dense") or {}
     by_batch, by_offload = _advice_ratio_points(moe_vs_dense)
     source = "the advice"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from fitbench.core.plan.placement import Placement
 from fitbench.core.report import fmt
 from fitbench.core.report.configs import Config, Names
 from fitbench.core.report.model import (
@@ -49,9 +50,7 @@ def placement_text(placement: dict[str, Any], model_id: str, configs: Sequence[C
         text = str(placement["description"])
         return text[:1].upper() + text[1:]
     n_layer = max((c.n_layer for c in configs if c.model_id == model_id), default=0)
-    return fmt.placement(
-        int(placement.get("n_gpu_layers") or 0), int(placement.get("n_cpu_moe") or 0), n_layer
-    )
+    return Placement.from_record(placement).short_words(n_layer)
 
 
 def verdict_section(
