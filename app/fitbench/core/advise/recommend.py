@@ -27,13 +27,12 @@ from fitbench.core.advise.candidates import (
     CandidateBuilder,
     Capacity,
     Evidence,
-    MemoryFn,
     QualityFloor,
     capacity_of,
     placements_for,
     quality_of,
 )
-from fitbench.core.advise.memory import PlannedMemory
+from fitbench.core.advise.memory import MemoryFn, PlannedMemory
 from fitbench.core.advise.recipe import recipe
 from fitbench.core.advise.text import Explainer
 from fitbench.core.model.catalog import Catalog, Model
