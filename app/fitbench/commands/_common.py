@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fitbench.core.hardware.detect import read_json
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -24,14 +26,4 @@ def print_json(data: Any) -> None:
 
 def load_hardware_json(path: Path) -> dict[str, Any]:
     """The JSON object `fitbench detect --json` wrote; a clear ValueError naming the file."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"cannot read the hardware file {path}: {exc.strerror}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(
-            f"{path}: not a hardware JSON file from `fitbench detect --json` ({exc})"
-        ) from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected the JSON object of `fitbench detect --json`")
-    return data
+    return read_json(path)

@@ -9,7 +9,22 @@ from pathlib import Path
 from typing import Any
 
 from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, print_json
-from fitbench.core.bench.config import DEFAULT_TEST_TIMEOUT_S
+from fitbench.core.bench import config as bench_config
+from fitbench.core.bench import events as ev
+from fitbench.core.bench.config import (
+    DEFAULT_TEST_TIMEOUT_S,
+    N_CPU_MOE_ALL,
+    BenchConfig,
+    ConfigError,
+    parse_int_list,
+)
+from fitbench.core.bench.models import ModelSpecError
+from fitbench.core.bench.quick import quick_plan
+from fitbench.core.bench.runner import run_sweep
+from fitbench.core.hardware import detect as hardware
+from fitbench.core.model import catalog
+from fitbench.core.model.catalog import CatalogError
+from fitbench.core.results.store import StoreError, open_store
 
 HELP = "run llama.cpp benchmarks (llama-bench compatible flags)"
 
@@ -123,8 +138,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _parse_lists(args: argparse.Namespace) -> dict[str, Any]:
-    from fitbench.core.bench.config import N_CPU_MOE_ALL, parse_int_list
-
     def ints(text: str, name: str, negative: bool = False) -> list[int]:
         return parse_int_list(text, allow_negative=negative, name=name)
 
@@ -154,31 +167,24 @@ def _parse_lists(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def build_configs(args: argparse.Namespace) -> list[Any]:
-    from fitbench.core.bench.config import expand, standard_tests
-    from fitbench.core.bench.models import resolve
-
+def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
     lists = _parse_lists(args)
-    if not args.model:
-        raise ValueError("give at least one -m ID|PATH (or --quick)")
-    models = [resolve(spec, args.quant, layers=args.layers).config_fields() for spec in args.model]
-    tests = standard_tests(
-        lists["n_prompt"],
-        lists["n_gen"],
+    return bench_config.build_configs(
+        models=args.model,
+        quant=args.quant,
+        twin_layers=args.layers,
+        n_prompt=lists["n_prompt"],
+        n_gen=lists["n_gen"],
         depths=lists["depths"],
-        batches=lists["batches"],
+        batch=lists["batches"],
         ttft=lists["ttft"],
-    )
-    return expand(
-        models,
-        tests,
+        repetitions=args.repetitions,
         n_gpu_layers=lists["ngl"],
         n_cpu_moe=lists["ncmoe"],
         flash_attn=lists["fa"],
         type_k=lists["ctk"],
         type_v=lists["ctv"],
         n_threads=lists["threads"],
-        reps=args.repetitions,
         n_batch=args.batch_size,
         n_ubatch=args.ubatch_size,
         main_gpu=args.main_gpu,
@@ -190,10 +196,8 @@ def build_configs(args: argparse.Namespace) -> list[Any]:
     )
 
 
-def _hardware() -> tuple[dict[str, Any], str, Any]:
+def _hardware() -> tuple[dict[str, Any], str, hardware.HardwareReport | None]:
     try:
-        from fitbench.core.hardware import detect as hardware
-
         report = hardware.detect(probe_bandwidth=False)
         return report.to_dict(), report.fingerprint, report
     except Exception as exc:  # detection problems must not stop a benchmark
@@ -239,8 +243,6 @@ def format_record(rec: dict[str, Any]) -> str:
 
 
 def _list_runs(as_json: bool) -> int:
-    from fitbench.core.results.store import open_store
-
     with open_store() as db:
         runs = db.list_runs()
     if as_json:
@@ -257,13 +259,6 @@ def _list_runs(as_json: bool) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fitbench.core.bench import events as ev
-    from fitbench.core.bench.config import ConfigError
-    from fitbench.core.bench.models import ModelSpecError
-    from fitbench.core.bench.runner import run_sweep
-    from fitbench.core.model.catalog import CatalogError
-    from fitbench.core.results.store import StoreError, open_store
-
     if args.list_runs:
         return _list_runs(args.json)
     if args.export_run:
@@ -285,12 +280,11 @@ def run(args: argparse.Namespace) -> int:
     hardware_dict, fingerprint, report = _hardware()
     try:
         if args.quick:
-            from fitbench.core.bench.quick import quick_plan
-            from fitbench.core.model.catalog import load
-
             if report is None:
                 raise ValueError("--quick needs hardware detection, which failed")
-            plan = quick_plan(report, load(), n_threads=_parse_lists(args)["threads"] or None)
+            plan = quick_plan(
+                report, catalog.load(), n_threads=_parse_lists(args)["threads"] or None
+            )
             for note in plan.notes:
                 print(f"quick: {note}", file=sys.stderr)
             configs = plan.configs

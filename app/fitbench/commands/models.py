@@ -8,8 +8,8 @@ from typing import Any
 
 from fitbench.commands import plan as plan_cmd
 from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, print_json
-from fitbench.core import gguf
 from fitbench.core.model import catalog
+from fitbench.core.predict import plan_report
 
 HELP = "list the catalog: every quant, its size and best-fitting placement"
 
@@ -23,45 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def rows(args: argparse.Namespace) -> list[dict[str, Any]]:
-    hw = plan_cmd.machine(args.vram_gb, args.ram_gb, args.hardware)
-    plan_args = argparse.Namespace(
-        ctx=args.ctx,
-        parallel=args.parallel,
-        vram_headroom=5.0,
-        ram_headroom_gb=None,  # memory.DEFAULT_RAM_HEADROOM_BYTES, as plan and the advice
-        flash_attn=False,
-        ubatch=512,
-        results=None,
-    )
-    out = []
-    for model in catalog.load().models:
-        for q in model.quants:
-            row: dict[str, Any] = {
-                "model": model.id,
-                "name": model.name,
-                "kind": model.kind,
-                "quant": q.quant,
-                "size_bytes": q.size,
-                "parts": list(q.parts),
-            }
-            try:
-                resolved = plan_cmd.resolve(model.id, q.quant, args.offline)
-                report = plan_cmd.plan_report(resolved, hw, plan_args)
-            except (gguf.GGUFError, catalog.CatalogError, ValueError) as exc:
-                row["error"] = str(exc)
-                out.append(row)
-                continue
-            row.update(
-                manifest_source=report["manifest_source"],
-                weights_bytes=report["weights_bytes"],
-                compatible=report["compatible"],
-                compat_reasons=report["compat_reasons"],
-                best=report["best"],
-                basis=report["basis"],
-                speed_basis=report["speed"]["basis"],
-            )
-            out.append(row)
-    return out
+    """The table: the plan's defaults (headroom, batch) at --ctx x --parallel."""
+    settings = plan_report.PlanSettings(ctx=args.ctx, parallel=args.parallel)
+    return plan_report.catalog_rows(plan_cmd.machine_of(args), settings, args.offline)
 
 
 def run(args: argparse.Namespace) -> int:

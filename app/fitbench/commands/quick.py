@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import threading
 import time
@@ -17,6 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, print_json
+from fitbench.commands.bench import format_record
+from fitbench.core.advise.recommend import recommend
+from fitbench.core.bench import events as ev
+from fitbench.core.bench.quick import make_room_for_twin, quick_plan
+from fitbench.core.bench.runner import run_sweep
+from fitbench.core.hardware import detect as hardware
+from fitbench.core.model.catalog import load as load_catalog
+from fitbench.core.report import report_from_results_file
+from fitbench.core.results.schema import read_jsonl
+from fitbench.core.results.store import open_store
 
 HELP = "the one-click job, headless: detect, plan, benchmark, recommend, PDF"
 
@@ -40,31 +49,9 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _make_room_for_twin(model: Any, quant: str) -> None:
-    """Evict least-recently-used cached twins when this model's full twin would not fit on disk."""
-    from fitbench.core import paths
-    from fitbench.core.bench.quick import DISK_MARGIN
-    from fitbench.core.twin.writer import cached_twins, clean_twin_cache, manifest_for, twin_size
-
-    if any(p.name.startswith(f"{model.id}.{quant}.") for p in cached_twins()):
-        return
-    needed = twin_size(manifest_for(model, quant)) + DISK_MARGIN
-    free = shutil.disk_usage(paths.twins_dir()).free
-    cached = sum(p.stat().st_size for p in cached_twins())
-    if free >= needed or free + cached < needed:
-        return
-    removed = clean_twin_cache(max_bytes=cached - (needed - free))
-    if removed:
-        _say(f"quick: removed {len(removed)} cached twin(s) to make room for {model.id}")
-
-
 def _sweep(
     configs: list[Any], store: Any, out: Path, hw: dict[str, Any], fp: str, argv: list[str]
 ) -> list[Any]:
-    from fitbench.commands.bench import format_record
-    from fitbench.core.bench import events as ev
-    from fitbench.core.bench.runner import run_sweep
-
     cancel = threading.Event()
     records: list[Any] = []
     sweep = run_sweep(
@@ -96,12 +83,6 @@ def _sweep(
 
 
 def run(args: argparse.Namespace) -> int:
-    from fitbench.core.bench.quick import quick_plan
-    from fitbench.core.hardware import detect as hardware
-    from fitbench.core.model.catalog import load
-    from fitbench.core.report import report_from_results_file
-    from fitbench.core.results.store import open_store
-
     started = time.monotonic()
     pdf: Path = args.pdf
     out: Path = args.out or pdf.with_suffix(".jsonl")
@@ -112,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     hw = report.to_dict()
     for note in hw.get("notes", []):
         _say(f"  note: {note}")
-    catalog = load()
+    catalog = load_catalog()
     ids = args.model or list(catalog.ids)
     records: list[Any] = []
     plan_notes: list[str] = []
@@ -120,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
         for i, model_id in enumerate(ids):
             model = catalog.get(model_id)
             _say(f"quick: 2/5 planning {model.name} ({i + 1}/{len(ids)})")
-            _make_room_for_twin(model, model.default_quant)
+            removed = make_room_for_twin(model, model.default_quant)
+            if removed:
+                _say(f"quick: removed {len(removed)} cached twin(s) to make room for {model.id}")
             plan = quick_plan(
                 report,
                 catalog,
@@ -143,9 +126,6 @@ def run(args: argparse.Namespace) -> int:
         _say("quick: nothing was measured; no recommendation or report")
         return EXIT_FAILURE
     _say("quick: 4/5 recommending")
-    from fitbench.core.advise.recommend import recommend
-    from fitbench.core.results.schema import read_jsonl
-
     advice = recommend(read_jsonl(out), hardware=hw, catalog=catalog, goal=args.goal).to_dict()
     advice_path = out.with_suffix(".advice.json")
     advice_path.write_text(json.dumps(advice, indent=2, default=str), encoding="utf-8")

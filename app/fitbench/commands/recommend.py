@@ -8,6 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, load_hardware_json, print_json
+from fitbench.core.advise.candidates import QualityFloor
+from fitbench.core.advise.recommend import AdviceError, recommend
+from fitbench.core.hardware import detect as hardware
+from fitbench.core.model import catalog
+from fitbench.core.results import schema as results
 
 HELP = "recommend a deployment from benchmark results"
 
@@ -40,13 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _hardware(path: Path | None) -> dict[str, Any]:
     if path is not None:
         return load_hardware_json(path)
-    try:
-        from fitbench.core.hardware import detect as hardware
-    except ImportError:
-        raise ValueError(
-            "hardware detection is not available in this build; pass --hardware FILE "
-            "(the output of `fitbench detect --json`)"
-        ) from None
     detected: dict[str, Any] = hardware.detect().to_dict()
     return detected
 
@@ -91,11 +89,6 @@ def _print_human(d: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fitbench.core.advise.candidates import QualityFloor
-    from fitbench.core.advise.recommend import AdviceError, recommend
-    from fitbench.core.model import catalog
-    from fitbench.core.results import schema as results
-
     try:
         records = results.read_jsonl(args.results)
         hardware = _hardware(args.hardware)

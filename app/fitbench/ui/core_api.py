@@ -17,18 +17,19 @@ from fitbench.core import gguf, paths
 from fitbench.core import report as core_report
 from fitbench.core.advise import recommend as advise
 from fitbench.core.bench import config as bench_config
-from fitbench.core.bench import models as bench_models
 from fitbench.core.bench import quick as bench_quick
 from fitbench.core.bench import runner as bench_runner
+from fitbench.core.bench.config import BenchConfig
+from fitbench.core.bench.models import quant_from_name
 from fitbench.core.download import hub as core_download
-from fitbench.core.gguf import remote as gguf_remote
 from fitbench.core.hardware import detect as core_hardware
 from fitbench.core.model import catalog as core_catalog
 from fitbench.core.plan import search as core_search
 from fitbench.core.results import store as core_store
 from fitbench.core.results.schema import write_jsonl
 from fitbench.core.settings import Settings
-from fitbench.core.twin import writer as twin
+from fitbench.core.twin import resolve
+from fitbench.ui import present
 
 
 # -- machine ---------------------------------------------------------------------------------
@@ -47,10 +48,18 @@ def model_names(catalog: core_catalog.Catalog) -> dict[str, str]:
 # -- models: fit badge and compatibility before download --------------------------------------
 def _capacity(hardware: Mapping[str, Any]) -> tuple[list[int], int]:
     """VRAM per GPU and usable (cgroup-aware) RAM, as the hardware report computes them."""
-    if not hardware:
-        return [], 0
-    report = core_hardware.HardwareReport.from_dict(dict(hardware))
-    return list(report.gpu_vram_bytes()), int(report.usable_ram_bytes)
+    memory = core_hardware.MachineMemory.of(hardware)
+    return list(memory.gpu_vram_bytes), memory.usable_ram_bytes
+
+
+# where a catalog quant's manifest came from, in the models table's words
+_QUANT_WORDS = {
+    resolve.ManifestSource.FILE: "the downloaded file's header",
+    resolve.ManifestSource.REMOTE: "the Hub file's header",
+    resolve.ManifestSource.BUILTIN: (
+        "the built-in manifest (checked again on the Hub file before download)"
+    ),
+}
 
 
 def plan_quant(
@@ -62,33 +71,26 @@ def plan_quant(
     (exact tensor shapes and types from the quantization rules); the download checks the real
     file's header again before fetching any tensor data.
     """
-    local = local_file(model, quant)
-    if local:
-        manifest = gguf.read_header(Path(local))
-        manifest_words = "the downloaded file's header"
-    else:
-        manifest = twin.manifest_for(model, quant)
-        manifest_words = "the built-in manifest (checked again on the Hub file before download)"
+    found = resolve.of_quant(model, quant)
+    manifest = found.manifest
     row: dict[str, Any] = {
         "model_id": model.id,
         "name": model.name,
         "quant": quant,
         "size": model.quant(quant).size or manifest.file_size,
-        "local_path": local,
+        "local_path": str(found.path) if found.path else None,
     }
-    return _plan_manifest(row, manifest, manifest_words, hardware, settings)
+    return _plan_manifest(row, manifest, _QUANT_WORDS[found.source], hardware, settings)
 
 
 def _plan_manifest(
     row: dict[str, Any],
-    manifest: Any,
+    manifest: gguf.ModelManifest,
     manifest_words: str,
     hardware: Mapping[str, Any],
     settings: Settings,
 ) -> dict[str, Any]:
     """Compatibility, best placement and fit badge of one manifest, added to `row`."""
-    from fitbench.ui import present
-
     compat = gguf.check_compatibility(manifest)
     row.update(
         compatible=bool(compat.ok),
@@ -164,8 +166,6 @@ def sweep_choices(catalog: core_catalog.Catalog, settings: Settings) -> list[tup
 def plan_added(spec: str, hardware: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
     """The models-table row of a model added by the user: a local GGUF path, or owner/repo/file
     on the Hub (only its header is read). Ad-hoc entries are planned, not downloaded here."""
-    from fitbench.core.bench.models import quant_from_name
-
     local = is_local_spec(spec)
     name = Path(spec).name
     row: dict[str, Any] = {
@@ -178,11 +178,11 @@ def plan_added(spec: str, hardware: Mapping[str, Any], settings: Settings) -> di
     }
     try:
         if local:
-            manifest = gguf.read_header(Path(spec))
+            manifest = resolve.of_file(spec).manifest
             words = "this file's header"
         else:
             parts = spec.removeprefix("hf://").split("/")
-            manifest = gguf_remote.read_remote_header("/".join(parts[:2]), "/".join(parts[2:]))
+            manifest = resolve.of_hub_file("/".join(parts[:2]), "/".join(parts[2:])).manifest
             words = "the Hub file's header; FitBench downloads catalog models only"
         row["size"] = manifest.file_size
         if row["quant"] == "?":
@@ -212,11 +212,6 @@ def _unplanned(model: core_catalog.Model, quant: str, reason: str) -> dict[str, 
         "compat_reason": reason,
         "local_path": None,
     }
-
-
-def local_file(model: core_catalog.Model, quant: str) -> str | None:
-    path = core_download.local_path(model, quant)
-    return str(path) if path else None
 
 
 # -- downloads -------------------------------------------------------------------------------
@@ -272,26 +267,18 @@ def quick_configs(hardware: Mapping[str, Any], settings: Settings) -> list[Any]:
     return quick_plan(hardware, settings)[0]
 
 
-def custom_configs(params: Mapping[str, Any], settings: Settings) -> list[Any]:
-    """The advanced panel's sweep, built exactly as `fitbench bench` builds its flags."""
-    config = bench_config
-    models = bench_models
-    resolved = [
-        models.resolve(spec, None, layers=params.get("twin_layers")).config_fields()
-        for spec in params["models"]
-    ]
-    tests = config.standard_tests(
-        [params["n_prompt"]], [params["n_gen"]], batches=params.get("batch") or ()
-    )
-    return list(
-        config.expand(
-            resolved,
-            tests,
-            n_gpu_layers=params.get("n_gpu_layers") or [0],
-            n_cpu_moe=params.get("n_cpu_moe") or [0],
-            n_threads=[settings.threads] if settings.threads else [],
-            reps=params.get("repetitions", 2),
-        )
+def custom_configs(params: Mapping[str, Any], settings: Settings) -> list[BenchConfig]:
+    """The advanced panel's sweep, built by the builder of `fitbench bench`."""
+    return bench_config.build_configs(
+        models=params["models"],
+        twin_layers=params.get("twin_layers"),
+        n_prompt=[params["n_prompt"]],
+        n_gen=[params["n_gen"]],
+        batch=params.get("batch") or (),
+        repetitions=params.get("repetitions", 2),
+        n_gpu_layers=params.get("n_gpu_layers") or [0],
+        n_cpu_moe=params.get("n_cpu_moe") or [0],
+        n_threads=[settings.threads] if settings.threads else [],
     )
 
 

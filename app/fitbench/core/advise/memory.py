@@ -14,18 +14,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from fitbench.core import gguf
 from fitbench.core.gguf.manifest import ModelManifest
 from fitbench.core.model.catalog import Model
 from fitbench.core.plan import memory
 from fitbench.core.plan.placement import Placement
+from fitbench.core.plan.search import propose_split
 from fitbench.core.predict.layer_costs import LayerCosts
+from fitbench.core.twin import resolve
+from fitbench.core.twin.resolve import ManifestSource
+from fitbench.core.twin.writer import TwinError
 
 log = logging.getLogger(__name__)
-
-try:  # several GPUs: the split `fitbench plan` proposes (fitbench.core.plan.search)
-    from fitbench.core.plan.search import propose_split as _propose_split
-except ImportError:  # a checkout without it: llama.cpp's proportional split
-    _propose_split = None  # type: ignore[assignment]
 
 # (model, quant, costs, placement, ctx, n_parallel) -> (VRAM bytes, RAM bytes)
 MemoryFn = Callable[[Model, str, LayerCosts, Placement, int, int], tuple[int, int]]
@@ -33,6 +33,11 @@ MemoryFn = Callable[[Model, str, LayerCosts, Placement, int, int], tuple[int, in
 SOURCE_FILE = "the downloaded file's header"
 SOURCE_BUILTIN = "the built-in manifest (catalog architecture + llama.cpp quant rules)"
 SOURCE_ESTIMATE = "a coarse estimate (no tensor manifest for this quant)"
+SOURCE_WORDS = {
+    ManifestSource.FILE: SOURCE_FILE,
+    ManifestSource.REMOTE: "the Hub file's header",
+    ManifestSource.BUILTIN: SOURCE_BUILTIN,
+}
 
 # the coarse estimate's runtime terms (only for quants without a manifest)
 _GPU_RUNTIME_BYTES = memory.GPU_RUNTIME_BYTES
@@ -82,21 +87,16 @@ def compact_manifest(manifest: ModelManifest) -> ModelManifest:
 
 
 def _default_manifest(model: Model, quant: str) -> tuple[ModelManifest, str]:
-    from fitbench.core import gguf
-    from fitbench.core.download import hub as download
-    from fitbench.core.twin import writer as twin
-
+    """The downloaded file's header, else the built-in manifest (never the network: the advice
+    weighs every catalog quant); a download whose header cannot be read is planned as built-in."""
     try:
-        local = download.local_path(model, quant)
-    except Exception:  # a broken cache entry is "not downloaded", never an advice failure
-        log.debug("no local file for %s %s", model.id, quant, exc_info=True)
-        local = None
-    if local is not None:
-        try:
-            return gguf.read_header(local), SOURCE_FILE
-        except (gguf.GGUFError, OSError, ValueError) as exc:
-            log.warning("cannot read %s (%s); planning from the built-in manifest", local, exc)
-    return twin.manifest_for(model, quant), SOURCE_BUILTIN
+        found = resolve.of_quant(model, quant)
+    except (gguf.GGUFError, OSError) as exc:  # only the local file's header is read here
+        log.warning(
+            "cannot read %s/%s (%s); planning from the built-in manifest", model.id, quant, exc
+        )
+        found = resolve.builtin(model, quant)
+    return found.manifest, SOURCE_WORDS[found.source]
 
 
 class PlannedMemory:
@@ -129,8 +129,6 @@ class PlannedMemory:
     def manifest(self, model: Model, quant: str) -> ModelManifest | None:
         key = (model.id, quant)
         if key not in self._manifests:
-            from fitbench.core.twin.writer import TwinError
-
             try:
                 manifest, source = self._manifest_for(model, quant)
             except (ValueError, KeyError, TwinError) as exc:
@@ -158,9 +156,9 @@ class PlannedMemory:
                 n_cpu_moe=placement.experts_on_cpu(manifest.n_layer),
                 tensor_split=self.split,
             )
-            if n_gpus > 1 and not placement.cpu_only and _propose_split is not None:
+            if n_gpus > 1 and not placement.cpu_only:
                 # the layer split `fitbench plan` proposes for several GPUs (the recipe says it)
-                result = _propose_split(
+                result = propose_split(
                     manifest,
                     self.gpus_vram_bytes,
                     pl,

@@ -39,19 +39,16 @@ from fitbench.core.model.catalog import Catalog, Model
 from fitbench.core.plan.placement import Placement
 from fitbench.core.predict.fit import (
     Calibration,
-    calibrate,
-    has_gpu_offload,
     machine_of,
     physical_cores,
-    prior_from_hardware,
 )
 from fitbench.core.predict.layer_costs import LayerCosts, catalog_costs, from_manifest
 from fitbench.core.predict.model import (
     PredictError,
     Predictor,
     catalog_costs_for,
-    observations,
 )
+from fitbench.core.predict.speeds import calibrate_on
 
 GOALS = ("interactive", "throughput")
 BATCHES = (1, 2, 4, 8, 16, 32, 64)
@@ -258,10 +255,9 @@ def recommend(
     if not catalog.models:
         raise AdviceError("the model catalog is empty: nothing to recommend")
     fingerprint = _fingerprint(records, hardware)
-    has_gpu = has_gpu_offload(hardware)
     costs_for = catalog_costs_for(catalog)
-    points = observations(records, costs_for, has_gpu)
-    calibration = calibrate(points, prior_from_hardware(hardware))
+    fitted = calibrate_on(hardware, records, costs_for)
+    has_gpu, points, calibration = fitted.has_gpu, fitted.points, fitted.calibration
     evidence = Evidence(records, costs_for, has_gpu)
     capacity = capacity_of(hardware, has_gpu, vram_headroom, ram_headroom_bytes)
     floor = quality_floor or QualityFloor()

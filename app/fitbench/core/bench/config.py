@@ -313,32 +313,33 @@ def expand(
 def build_configs(
     *,
     models: Sequence[str],
+    quant: str | None = None,
+    twin_layers: int | None = None,
     catalog: Any = None,
-    n_gpu_layers: Sequence[int] = (N_GPU_LAYERS_ALL,),
-    n_cpu_moe: Sequence[int] = (0,),
-    batch: Sequence[int] = (),
     n_prompt: int | Sequence[int] = 512,
     n_gen: int | Sequence[int] = 128,
-    repetitions: int = 5,
-    twin_layers: int | None = None,
-    quant: str | None = None,
     depths: Sequence[int] = (0,),
-    **common: Any,
+    batch: Sequence[int] = (),
+    ttft: Sequence[int] = (),
+    repetitions: int = 5,
+    **settings: Any,
 ) -> list[BenchConfig]:
-    """Configs from plain values (the GUI's custom sweep): models are catalog ids or paths."""
+    """The sweep of `fitbench bench` and of the GUI's custom sweep, from plain values.
+
+    models: catalog ids (the real file if downloaded, else a twin; a scaled twin of
+    `twin_layers` blocks when given) or GGUF paths. settings: expand()'s lists (n_gpu_layers,
+    n_cpu_moe, flash_attn, type_k, type_v, n_threads) and BenchConfig fields for every config.
+    """
+    # here, not at the top: the worker process imports this module for BenchConfig and must not
+    # pay for the model resolver's imports (huggingface_hub, the twin writer) on every start
     from fitbench.core.bench.models import resolve
 
+    if not models:
+        raise ConfigError("give at least one -m ID|PATH (or --quick)")
     prompts = [n_prompt] if isinstance(n_prompt, int) else list(n_prompt)
     gens = [n_gen] if isinstance(n_gen, int) else list(n_gen)
-    tests = standard_tests(prompts, gens, depths=depths, batches=[b for b in batch if b > 0])
     resolved = [
         resolve(spec, quant, layers=twin_layers, catalog=catalog).config_fields() for spec in models
     ]
-    return expand(
-        resolved,
-        tests,
-        n_gpu_layers=n_gpu_layers,
-        n_cpu_moe=n_cpu_moe,
-        reps=repetitions,
-        **common,
-    )
+    tests = standard_tests(prompts, gens, depths=depths, batches=batch, ttft=ttft)
+    return expand(resolved, tests, reps=repetitions, **settings)

@@ -14,6 +14,14 @@ from typing import Any
 
 from fitbench.core.model import catalog as catalog_mod
 from fitbench.core.model.catalog import Catalog, CatalogError
+from fitbench.core.twin.resolve import local_file
+from fitbench.core.twin.writer import (
+    TwinError,
+    manifest_from_gguf,
+    read_twin_marker,
+    twin_for,
+    twin_kind,
+)
 
 
 class ModelSpecError(ValueError):
@@ -44,8 +52,6 @@ class ResolvedModel:
 
 def _file_layers(path: Path) -> tuple[int, int, int]:
     """(n_layer in the file, n_layer of the full model, experts) from the GGUF header."""
-    from fitbench.core.twin.writer import manifest_from_gguf, read_twin_marker
-
     manifest = manifest_from_gguf(path)
     marker = read_twin_marker(path)
     n_model = marker.n_layer_model if marker and marker.n_layer_model else manifest.n_layer
@@ -62,8 +68,6 @@ def quant_from_name(name: str) -> str:
 
 
 def resolve_path(path: Path, *, model_id: str = "", quant: str = "") -> ResolvedModel:
-    from fitbench.core.twin.writer import TwinError, twin_kind
-
     if not path.is_file():
         raise ModelSpecError(f"model file not found: {path}")
     try:
@@ -81,16 +85,12 @@ def resolve_path(path: Path, *, model_id: str = "", quant: str = "") -> Resolved
 def _twin_of_catalog_model(path: Path) -> tuple[str, str]:
     """A twin built from a catalog manifest ("manifest:<id>/<quant>") measures that catalog
     model: its records carry the catalog id so advice and reports group them with the model."""
-    from fitbench.core.twin.writer import read_twin_marker
-
     marker = read_twin_marker(path)
     if marker is None or not marker.source.startswith("manifest:"):
         return "", ""
     model_id, _, quant = marker.source.removeprefix("manifest:").partition("/")
-    from fitbench.core.model.catalog import CatalogError, load
-
     try:
-        return (model_id, quant) if model_id in load().ids else ("", "")
+        return (model_id, quant) if model_id in catalog_mod.load().ids else ("", "")
     except CatalogError:
         return "", ""
 
@@ -112,16 +112,11 @@ def resolve(
         model = cat.get(spec)
         q = model.quant(quant or model.default_quant).quant
         if prefer_real and layers is None:
-            from fitbench.core.download.hub import local_path
-
-            real = local_path(model, q)
+            real = local_file(model, q)
             if real is not None:
                 return resolve_path(real, model_id=model.id, quant=q)
-        from fitbench.core.twin.writer import twin_for
-
         path = twin_for(model.id, q, layers)
-        resolved = resolve_path(path, model_id=model.id, quant=q)
-        return resolved
+        return resolve_path(path, model_id=model.id, quant=q)
     path = Path(spec).expanduser()
     if path.exists() or spec.endswith(".gguf") or "/" in spec:
         return resolve_path(path, quant=quant or "")

@@ -26,9 +26,20 @@ import psutil
 
 from fitbench.core import paths
 from fitbench.core.bench.config import BenchConfig, BenchTest, physical_cores
+from fitbench.core.bench.models import resolve_path
 from fitbench.core.gguf.manifest import ModelManifest
+from fitbench.core.hardware.detect import HardwareReport, MachineMemory
 from fitbench.core.model.catalog import Catalog, Model
 from fitbench.core.plan import memory, search
+from fitbench.core.twin import resolve
+from fitbench.core.twin.resolve import ManifestSource
+from fitbench.core.twin.writer import (
+    cached_twins,
+    clean_twin_cache,
+    manifest_for,
+    twin_for,
+    twin_size,
+)
 
 QUICK_PROMPT = 256
 QUICK_GEN = 64
@@ -54,22 +65,14 @@ class Machine:
     threads: int
 
     @classmethod
-    def from_hardware(cls, hardware: Any) -> Machine:
-        data: Mapping[str, Any] = hardware if isinstance(hardware, Mapping) else hardware.to_dict()
-        llama = data.get("llama_cpp") or {}
-        offload = bool(llama.get("gpu_offload"))
-        gpus = tuple(int(g.get("vram_total_bytes") or 0) for g in data.get("gpus") or [])
-        if offload and not gpus:  # Metal/Vulkan/ROCm: llama.cpp's own GPU devices
-            gpus = tuple(
-                int(d.get("memory_total_bytes") or 0)
-                for d in llama.get("devices") or []
-                if d.get("type") == "gpu"
-            )
-        ram = data.get("ram") or {}
+    def from_hardware(cls, hardware: HardwareReport | Mapping[str, Any]) -> Machine:
+        mem = MachineMemory.of(hardware)
+        data = hardware if isinstance(hardware, Mapping) else hardware.to_dict()
         cpu = data.get("cpu") or {}
         return cls(
-            gpu_vram=gpus if offload else (),
-            ram_available=int(ram.get("available_bytes") or ram.get("usable_bytes") or 0),
+            # GPUs count only where this llama.cpp build can offload to them
+            gpu_vram=mem.gpu_vram_bytes if mem.gpu_offload else (),
+            ram_available=mem.available_ram_bytes,
             threads=int(cpu.get("physical_cores") or 0) or physical_cores(),
         )
 
@@ -138,16 +141,13 @@ def _choose_file(
     model: Model, quant: str, m: Machine, n_ctx: int, scaled_layers: int
 ) -> tuple[str, ModelManifest, int | None, list[tuple[str, memory.Placement]], str]:
     """(source, manifest, layers for twin_for, placements, note)."""
-    from fitbench.core.download.hub import local_path
-    from fitbench.core.twin.writer import manifest_for, manifest_from_gguf, twin_size
-
-    real = local_path(model, quant)
-    if real is not None:
-        manifest = manifest_from_gguf(real)
-        fit = placements(manifest, m, n_ctx)
+    found = resolve.of_quant(model, quant)  # the downloaded file, else the built-in manifest
+    if found.source is ManifestSource.FILE:
+        fit = placements(found.manifest, m, n_ctx)
         if fit:
-            return "real", manifest, None, fit, f"{model.id}: the downloaded real file"
-    full = manifest_for(model, quant)
+            return "real", found.manifest, None, fit, f"{model.id}: the downloaded real file"
+        found = resolve.builtin(model, quant)
+    full = found.manifest
     fit = placements(full, m, n_ctx)
     if fit:
         size = twin_size(full)
@@ -160,6 +160,21 @@ def _choose_file(
     scaled = manifest_for(model, quant, layers)
     note = f"{model.id}: {why}; measuring a scaled twin of {layers} of {full.n_layer} blocks"
     return "scaled-twin", scaled, layers, placements(scaled, m, n_ctx), note
+
+
+def make_room_for_twin(model: Model, quant: str) -> list[Path]:
+    """Evict least-recently-used cached twins when this model's full twin would not fit on disk
+    (models are measured one after the other: one full-size twin at a time may be enough).
+    Returns the twins removed."""
+    cached = cached_twins()
+    if any(p.name.startswith(f"{model.id}.{quant}.") for p in cached):
+        return []
+    needed = twin_size(manifest_for(model, quant)) + DISK_MARGIN
+    free = _disk_free()
+    cached_bytes = sum(p.stat().st_size for p in cached)
+    if free >= needed or free + cached_bytes < needed:
+        return []
+    return clean_twin_cache(max_bytes=cached_bytes - (needed - free))
 
 
 def cores_used_by_others(window_s: float = BUSY_WINDOW_S) -> float:
@@ -214,9 +229,6 @@ def quick_plan(
 
     prepare: write the twins now (they are cached; progress/cancel go to twin_for).
     """
-    from fitbench.core.bench.models import resolve_path
-    from fitbench.core.twin.writer import twin_for
-
     m = Machine.from_hardware(hardware)
     if scaled_layers is None:
         scaled_layers = SCALED_LAYERS if m.gpu_vram else SCALED_LAYERS_CPU

@@ -1,7 +1,8 @@
 """Where downloads live: huggingface_hub's cache layout, quarantine, joined split parts.
 
 Paths are computed from the environment at call time (huggingface_hub reads HF_HOME/HF_ENDPOINT
-once, at import; FitBench's tests and users may change them later).
+once, at import; FitBench's tests and users may change them later). The cache directory itself
+is the hardware stage's model_cache_dir (the disk whose free space `fitbench detect` reports).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fitbench.core.download.http import (
     ProgressCallback,
     ProgressMeter,
 )
+from fitbench.core.hardware.disk import model_cache_dir
 
 
 @dataclass(frozen=True)
@@ -36,20 +38,6 @@ class RemoteFile:
 
 
 # -- locations ---------------------------------------------------------------------------------
-
-
-def hf_cache_dir() -> Path:
-    """huggingface_hub's cache, from the environment at call time (its constants are read once)."""
-    explicit = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    hf_home = os.environ.get("HF_HOME")
-    if hf_home:
-        return Path(hf_home).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg) / "huggingface" / "hub"
-    return Path(constants.HF_HUB_CACHE)
 
 
 def hf_endpoint() -> str:
@@ -74,11 +62,11 @@ def repo_folder(repo_id: str) -> str:
 
 
 def blob_path(rf: RemoteFile) -> Path:
-    return hf_cache_dir() / repo_folder(rf.repo_id) / "blobs" / rf.etag
+    return model_cache_dir() / repo_folder(rf.repo_id) / "blobs" / rf.etag
 
 
 def pointer_path(rf: RemoteFile) -> Path:
-    return hf_cache_dir() / repo_folder(rf.repo_id) / "snapshots" / rf.commit / rf.filename
+    return model_cache_dir() / repo_folder(rf.repo_id) / "snapshots" / rf.commit / rf.filename
 
 
 def verified_marker(etag: str) -> Path:

@@ -40,7 +40,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import get_token
 
 from fitbench.core.download import cache as store
-from fitbench.core.download.cache import RemoteFile, hf_cache_dir
+from fitbench.core.download.cache import RemoteFile
 from fitbench.core.download.http import (
     DownloadCancelled,
     DownloadError,
@@ -53,6 +53,7 @@ from fitbench.core.download.http import (
     make_hasher,
     stream_to_partial,
 )
+from fitbench.core.hardware.disk import model_cache_dir
 from fitbench.core.model import catalog as catalog_mod
 
 __all__ = [
@@ -69,7 +70,6 @@ __all__ = [
     "RemoteFile",
     "download_file",
     "download_quant",
-    "hf_cache_dir",
     "local_path",
     "remote_file",
 ]
@@ -334,13 +334,13 @@ def _link(rf: RemoteFile, revision: str, token: str | bool | None) -> Path:
             rf.repo_id,
             rf.filename,
             revision=rf.commit,
-            cache_dir=store.hf_cache_dir(),
+            cache_dir=model_cache_dir(),
             endpoint=store.hf_endpoint(),
             token=token,
         )
     )
     if revision != rf.commit and not _COMMIT.match(revision):
-        ref = store.hf_cache_dir() / store.repo_folder(rf.repo_id) / "refs" / revision
+        ref = model_cache_dir() / store.repo_folder(rf.repo_id) / "refs" / revision
         ref.parent.mkdir(parents=True, exist_ok=True)
         if not ref.exists() or ref.read_text() != rf.commit:
             ref.write_text(rf.commit)
@@ -398,7 +398,7 @@ def _offline_result(
     from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(
-        repo_id, filename, cache_dir=store.hf_cache_dir(), revision=revision
+        repo_id, filename, cache_dir=model_cache_dir(), revision=revision
     )
     if isinstance(cached, str):
         path = Path(cached)
@@ -578,7 +578,7 @@ def local_path(model: catalog_mod.Model, quant: str) -> Path | None:
         return found[0] if found else None
     filename = q.parts[0] if q.is_sharded else q.file
     cached = try_to_load_from_cache(
-        model.repo, filename, cache_dir=store.hf_cache_dir(), revision=model.revision
+        model.repo, filename, cache_dir=model_cache_dir(), revision=model.revision
     )
     return Path(cached) if isinstance(cached, str) and Path(cached).is_file() else None
 

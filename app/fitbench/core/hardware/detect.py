@@ -15,6 +15,7 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -38,11 +39,13 @@ __all__ = [
     "HardwareReport",
     "LlamaCppInfo",
     "LlamaDevice",
+    "MachineMemory",
     "PcieInfo",
     "RamInfo",
     "detect",
     "hardware_fingerprint",
     "probe_ram_bandwidth",
+    "read_json",
 ]
 
 FINGERPRINT_CHARS = 16
@@ -84,23 +87,19 @@ class HardwareReport:
     def fingerprint(self) -> str:
         return hardware_fingerprint(fingerprint_basis(self.cpu, self.ram, self.gpus))
 
+    def memory(self) -> MachineMemory:
+        """VRAM per GPU and RAM as planning reads them (MachineMemory.of holds the rules)."""
+        return MachineMemory.of(self)
+
     @property
     def vram_source(self) -> str:
         """Where gpu_vram_bytes() comes from: "nvml", "llama.cpp" (no NVIDIA GPU) or "none"."""
-        if self.gpus:
-            return "nvml"
-        return "llama.cpp" if self._llama_gpus() else "none"
-
-    def _llama_gpus(self) -> list[LlamaDevice]:
-        # discrete GPUs only: an integrated GPU's memory is host RAM, already counted there
-        return [d for d in self.llama_cpp.devices if d.type == "gpu" and d.memory_total_bytes]
+        return self.memory().vram_source
 
     def gpu_vram_bytes(self) -> list[int]:
         """Total VRAM per GPU: NVML's GPUs in NVML's order, else llama.cpp's discrete GPUs
         (Metal, Vulkan, ROCm builds on machines without NVML)."""
-        if self.gpus:
-            return [gpu.vram_total_bytes for gpu in self.gpus]
-        return [d.memory_total_bytes or 0 for d in self._llama_gpus()]
+        return list(self.memory().gpu_vram_bytes)
 
     @property
     def total_vram_bytes(self) -> int:
@@ -109,7 +108,7 @@ class HardwareReport:
     @property
     def usable_ram_bytes(self) -> int:
         """The RAM ceiling for planning: host RAM, or the container's cgroup limit if lower."""
-        return self.ram.usable_bytes
+        return self.memory().usable_ram_bytes
 
     @property
     def cpu_bandwidth_gbps(self) -> float | None:
@@ -151,6 +150,69 @@ class HardwareReport:
             notes=list(data.get("notes") or []),
             detected_at=str(data.get("detected_at") or ""),
         )
+
+
+def _get(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+@dataclass(frozen=True)
+class MachineMemory:
+    """What planning reads from a hardware report, by one set of rules for a HardwareReport and
+    for its to_dict() (a `fitbench detect --json` file, or the partial dicts of what-if
+    machines and tests, where missing parts count as absent)."""
+
+    gpu_vram_bytes: tuple[int, ...]  # total per GPU, before any headroom
+    vram_source: str  # "nvml", "llama.cpp" or "none"
+    usable_ram_bytes: int  # the planning ceiling: min(host RAM, cgroup limit)
+    available_ram_bytes: int  # what a new process can take now
+    gpu_offload: bool | None  # llama.cpp's build can offload; None: unknown
+
+    @classmethod
+    def of(cls, hardware: HardwareReport | Mapping[str, Any]) -> MachineMemory:
+        data = hardware.to_dict() if isinstance(hardware, HardwareReport) else hardware
+        gpus = [g for g in data.get("gpus") or [] if isinstance(g, Mapping)]
+        llama = _get(data, "llama_cpp")
+        if gpus:
+            vram, source = tuple(int(g.get("vram_total_bytes") or 0) for g in gpus), "nvml"
+        else:
+            # discrete GPUs only: an integrated GPU's memory is host RAM, already counted there
+            vram = tuple(
+                int(d["memory_total_bytes"])
+                for d in llama.get("devices") or []
+                if isinstance(d, Mapping) and d.get("type") == "gpu" and d.get("memory_total_bytes")
+            )
+            source = "llama.cpp" if vram else "none"
+        ram = _get(data, "ram")
+        usable = int(ram.get("usable_bytes") or ram.get("total_bytes") or 0)
+        offload = None
+        for key in ("supports_gpu_offload", "gpu_offload"):
+            if llama.get(key) is not None:
+                offload = bool(llama[key])
+                break
+        return cls(
+            gpu_vram_bytes=vram,
+            vram_source=source,
+            usable_ram_bytes=usable,
+            available_ram_bytes=int(ram.get("available_bytes") or usable),
+            gpu_offload=offload,
+        )
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object `fitbench detect --json` wrote; a clear ValueError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read the hardware file {path}: {exc.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(
+            f"{path}: not a hardware JSON file from `fitbench detect --json` ({exc})"
+        ) from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected the JSON object of `fitbench detect --json`")
+    return data
 
 
 def probe_ram_bandwidth() -> float:

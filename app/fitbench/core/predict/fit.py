@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from fitbench.core.hardware.detect import MachineMemory
 from fitbench.core.predict.model import FEATURES, GB, KINDS, Observation, PredictError
 
 _DISPLAY: dict[str, tuple[str, str, Callable[[float], float]]] = {
@@ -62,28 +63,14 @@ def machine_of(records: Iterable[Mapping[str, Any]], hardware: Mapping[str, Any]
 
 
 def gpu_vram_bytes(hardware: Mapping[str, Any]) -> list[int]:
-    """Total VRAM per GPU from a hardware dict, as HardwareReport.gpu_vram_bytes() gives it:
-    NVML's GPUs, else llama.cpp's discrete GPUs (Metal, Vulkan, ROCm builds without NVML)."""
-    gpus = [g for g in hardware.get("gpus") or [] if isinstance(g, Mapping)]
-    if gpus:
-        return [int(g.get("vram_total_bytes") or 0) for g in gpus]
-    devices = _get(hardware, "llama_cpp", "devices") or []
-    return [
-        int(d["memory_total_bytes"])
-        for d in devices
-        if isinstance(d, Mapping) and d.get("type") == "gpu" and d.get("memory_total_bytes")
-    ]
+    """Total VRAM per GPU from a hardware dict (MachineMemory's rules)."""
+    return list(MachineMemory.of(hardware).gpu_vram_bytes)
 
 
 def has_gpu_offload(hardware: Mapping[str, Any]) -> bool:
     """A GPU and a llama.cpp build that can offload to it (unknown build support counts as yes)."""
-    if not gpu_vram_bytes(hardware):
-        return False
-    llama = hardware.get("llama_cpp") or {}
-    for key in ("supports_gpu_offload", "gpu_offload"):
-        if key in llama and llama[key] is not None:
-            return bool(llama[key])
-    return True
+    memory = MachineMemory.of(hardware)
+    return bool(memory.gpu_vram_bytes) and memory.gpu_offload is not False
 
 
 def ram_bandwidth_gbps(hardware: Mapping[str, Any]) -> float | None:

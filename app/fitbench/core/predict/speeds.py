@@ -21,6 +21,8 @@ from fitbench.core.predict.fit import (
 )
 from fitbench.core.predict.layer_costs import LayerCosts
 from fitbench.core.predict.model import (
+    CostsFor,
+    Observation,
     Placement,
     Predictor,
     catalog_costs_for,
@@ -61,6 +63,28 @@ class SpeedModel:
         }
 
 
+@dataclass(frozen=True)
+class Calibrated:
+    """The predictor's constants for one machine and the measurements they were fitted on."""
+
+    calibration: Calibration
+    points: list[Observation]
+    has_gpu: bool
+
+
+def calibrate_on(
+    hardware: Mapping[str, Any], records: Sequence[Mapping[str, Any]], costs_for: CostsFor
+) -> Calibrated:
+    """The one calibration of the speed predictor (`fitbench plan` and the advice): constants
+    from the detected hardware, fitted on the records whose model costs `costs_for` knows."""
+    has_gpu = has_gpu_offload(hardware)
+    points = observations(records, costs_for, has_gpu)
+    return Calibrated(calibrate(points, prior_from_hardware(hardware)), points, has_gpu)
+
+
+UNCALIBRATED = "predicted (uncalibrated: detected hardware only)"
+
+
 def speed_model(
     hardware: Mapping[str, Any],
     records: Sequence[Mapping[str, Any]] = (),
@@ -75,19 +99,14 @@ def speed_model(
     calibrate too when it is not a catalog model. Raises PredictError (a ValueError) for
     records of another machine.
     """
-    has_gpu = has_gpu_offload(hardware)
-    prior = prior_from_hardware(hardware)
     notes = []
-    if hardware.get("gpus") and not has_gpu:
+    if hardware.get("gpus") and not has_gpu_offload(hardware):
         notes.append(
             "llama.cpp here cannot offload to the GPU (a CPU-only build?): speeds are predicted "
             "as llama.cpp would run, on the CPU, whatever the placement"
         )
-    if not records:
-        return SpeedModel(
-            calibrate([], prior), has_gpu, "predicted (uncalibrated: detected hardware only)", notes
-        )
-    machine_of(records, hardware)
+    if records:
+        machine_of(records, hardware)
     catalog_costs = catalog_costs_for(catalog) if catalog is not None else None
 
     def costs_for(record: Mapping[str, Any]) -> LayerCosts | None:
@@ -99,22 +118,27 @@ def speed_model(
                 return costs
         return found
 
-    points = observations(records, costs_for, has_gpu)
-    if not points:
-        notes.append(
-            f"none of the {len(records)} records in {results_name} could calibrate the "
-            "predictor (no finished pp/tg/batch tests of a known model)"
-        )
-        return SpeedModel(
-            calibrate([], prior), has_gpu, "predicted (uncalibrated: detected hardware only)", notes
-        )
-    calibration = calibrate(points, prior)
-    fit = calibration.mae_pct() or 0.0
+    fitted = calibrate_on(hardware, records, costs_for)
+    if not fitted.points:
+        if records:
+            notes.append(
+                f"none of the {len(records)} records in {results_name} could calibrate the "
+                "predictor (no finished pp/tg/batch tests of a known model)"
+            )
+        return SpeedModel(fitted.calibration, fitted.has_gpu, UNCALIBRATED, notes)
+    fit = fitted.calibration.mae_pct() or 0.0
     basis = (
-        f"predicted (calibrated on {len(points)} measurements of this machine from "
+        f"predicted (calibrated on {len(fitted.points)} measurements of this machine from "
         f"{results_name}; fit error {fit:.0f}%)"
     )
-    return SpeedModel(calibration, has_gpu, basis, notes)
+    return SpeedModel(fitted.calibration, fitted.has_gpu, basis, notes)
 
 
-__all__ = ["PP_TOKENS", "TG_TOKENS", "SpeedModel", "speed_model"]
+__all__ = [
+    "PP_TOKENS",
+    "TG_TOKENS",
+    "Calibrated",
+    "SpeedModel",
+    "calibrate_on",
+    "speed_model",
+]

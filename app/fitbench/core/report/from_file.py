@@ -7,8 +7,6 @@ report_from_results_file, so they produce the same document from the same inputs
 from __future__ import annotations
 
 import hashlib
-import importlib
-import inspect
 import json
 import logging
 from collections.abc import Sequence
@@ -17,11 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from fitbench.core import paths
+from fitbench.core.advise import recommend as advise
+from fitbench.core.hardware.detect import detect
+from fitbench.core.model import catalog
 from fitbench.core.report.build import build_report
 from fitbench.core.report.configs import only_fingerprint, single_fingerprint
 from fitbench.core.report.model import ReportError
 from fitbench.core.report.pdf import WrittenReport, check_target, write_pdf
 from fitbench.core.results import schema as results
+from fitbench.core.results import store
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +55,14 @@ def read_results(path: Path, fingerprint: str | None = None) -> tuple[list[dict[
 def detected_hardware(fingerprint: str) -> dict[str, Any] | None:
     """This machine's description, but only when the results were measured on this machine."""
     try:
-        hardware = importlib.import_module("fitbench.core.hardware.detect")
         # the fingerprint needs no probes: check it cheaply before the full detection
-        quick = hardware.detect(probe_bandwidth=False, llama=False).to_dict()
-        if fingerprint and quick.get("fingerprint") != fingerprint:
+        quick = detect(probe_bandwidth=False, llama=False)
+        if fingerprint and quick.fingerprint != fingerprint:
             return None
-        data = hardware.detect().to_dict()
+        return detect().to_dict()
     except Exception:  # hardware detection is optional here; the records carry the basics
         log.debug("hardware detection unavailable for the report", exc_info=True)
         return None
-    return data if isinstance(data, dict) else None
 
 
 def stored_run(
@@ -77,7 +77,6 @@ def stored_run(
     if len(run_ids) != 1 or not db.is_file():
         return None, {}
     try:
-        store = importlib.import_module("fitbench.core.results.store")
         with store.open_store(db) as s:
             run = s.get_run(next(iter(run_ids)))
     except Exception:  # a missing run or an unreadable store only means less detail
@@ -109,44 +108,24 @@ def compute_advice(
 ) -> tuple[dict[str, Any] | None, str]:
     """core.advise.recommend.recommend(...) as a dict and "", or None and why there is none."""
     try:
-        advise = importlib.import_module("fitbench.core.advise.recommend")
-    except ImportError:
-        log.debug("fitbench.core.advise.recommend not available: report without a recommendation")
-        return None, "the advice module is not installed in this FitBench."
-    recommend = advise.recommend
-    params = inspect.signature(recommend).parameters
-    kwargs: dict[str, Any] = {}
-    if goal and "goal" in params:
-        kwargs["goal"] = goal
-    if "hardware" in params:
-        # without a description of the measured machine the advice leans on the records alone
-        kwargs["hardware"] = hardware or {}
-    if "catalog" in params:
-        from fitbench.core.model import catalog
-
-        kwargs["catalog"] = catalog.load()
-    try:
-        advice = recommend(list(records), **kwargs)
+        advice = advise.recommend(
+            list(records),
+            # without a description of the measured machine the advice leans on the records alone
+            hardware=hardware or {},
+            catalog=catalog.load(),
+            goal=goal or "interactive",  # the advice's default goal
+        )
     except Exception as exc:
         # the measurements are still worth a report; the verdict section says why none came
         log.warning("no recommendation for the report: %s", exc, exc_info=True)
         return None, str(exc) or type(exc).__name__
-    if advice is not None and not isinstance(advice, dict):
-        to_dict = getattr(advice, "to_dict", None)
-        advice = to_dict() if callable(to_dict) else None
-    return advice, ""
+    return dict(advice.to_dict()), ""
 
 
 def _check_goal(goal: str | None) -> None:
     """A mistyped goal is the user's error, not a reason to drop the recommendation silently."""
-    if not goal:
-        return
-    try:
-        goals = tuple(importlib.import_module("fitbench.core.advise.recommend").GOALS)
-    except (ImportError, AttributeError):
-        return
-    if goal not in goals:
-        raise ReportError(f"unknown goal {goal!r}: choose one of {', '.join(goals)}")
+    if goal and goal not in advise.GOALS:
+        raise ReportError(f"unknown goal {goal!r}: choose one of {', '.join(advise.GOALS)}")
 
 
 def _on_machine(line: bytes, fingerprint: str) -> bool:
