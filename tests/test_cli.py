@@ -19,6 +19,8 @@ SUBCOMMANDS = (
     "recommend",
     "report",
     "quick",
+    "serve",
+    "load",
 )
 
 

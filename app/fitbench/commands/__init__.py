@@ -17,4 +17,6 @@ COMMANDS: tuple[str, ...] = (
     "recommend",
     "report",
     "quick",
+    "serve",
+    "load",
 )

@@ -1,0 +1,232 @@
+"""The load generator: concurrency levels of streamed requests, closed-loop or Poisson arrivals.
+
+Closed loop (the default): C workers, each sending its next request as soon as its last one ends,
+until --requests have been sent; C is the number of users. Poisson: requests arrive at --rate per
+second with exponential gaps (seeded, so two runs send the same schedule), at most C in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from fitbench.core.serve.client import Endpoint, stream_request
+from fitbench.core.serve.prompt import prompt_text
+from fitbench.core.serve.stats import ClientOverhead, RequestResult, level_summary
+
+_LAG_TICK_S = 0.005
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    concurrency: tuple[int, ...] = (1, 4, 16)
+    requests: int = 32  # per level
+    prompt_tokens: int = 128
+    max_tokens: int = 64
+    arrival: str = "closed"  # closed | poisson
+    rate: float = 0.0  # requests per second, poisson only
+    timeout_s: float = 60.0  # no byte for this long: the request counts as a timeout
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PromptPlan:
+    n_words: int
+    method: str  # how prompt_tokens was met: "approx: 1 word ~ 1 token" or "/tokenize"
+    measured_tokens: int | None = None
+
+
+def _client(endpoint: Endpoint, config: LoadConfig, concurrency: int) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(
+        timeout=httpx2.Timeout(config.timeout_s, connect=min(config.timeout_s, 10.0)),
+        limits=httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        trust_env=False,  # a proxy from the environment would measure the proxy
+    )
+
+
+async def calibrate_prompt(endpoint: Endpoint, prompt_tokens: int) -> PromptPlan:
+    """Word count for about prompt_tokens tokens: measured with llama-server's /tokenize when the
+    server has it, else the one-word-one-token approximation."""
+    approx = PromptPlan(prompt_tokens, "approx: 1 word ~ 1 token")
+    if prompt_tokens <= 0:
+        return approx
+    base = endpoint.url().split("/v1/")[0]
+    async with httpx2.AsyncClient(timeout=10.0, trust_env=False) as client:
+
+        async def count(n_words: int) -> int | None:
+            try:
+                response = await client.post(
+                    base + "/tokenize",
+                    json={"content": prompt_text(n_words)},
+                    headers=endpoint.headers(),
+                )
+                tokens = response.json().get("tokens") if response.status_code == 200 else None
+            except (httpx2.HTTPError, ValueError, AttributeError):
+                return None
+            return len(tokens) if isinstance(tokens, list) else None
+
+        measured = await count(prompt_tokens)
+        if not measured:
+            return approx
+        n_words = max(1, round(prompt_tokens * prompt_tokens / measured))
+        if n_words != prompt_tokens:
+            measured = await count(n_words) or measured
+        return PromptPlan(n_words, "/tokenize", measured)
+
+
+async def discover_model(endpoint: Endpoint) -> str:
+    """The first model the server lists at /v1/models; "" when it lists none or has no such route
+    (vLLM and SGLang need the name in every request, llama-server does not)."""
+    base = endpoint.url().split("/v1/")[0]
+    try:
+        async with httpx2.AsyncClient(timeout=10.0, trust_env=False) as client:
+            response = await client.get(base + "/v1/models", headers=endpoint.headers())
+            data = response.json().get("data") if response.status_code == 200 else None
+    except (httpx2.HTTPError, ValueError, AttributeError):
+        return ""
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        return str(data[0].get("id", ""))
+    return ""
+
+
+async def _watch_loop_lag(samples: list[float], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        before = time.perf_counter()
+        await asyncio.sleep(_LAG_TICK_S)
+        samples.append(max(0.0, time.perf_counter() - before - _LAG_TICK_S))
+
+
+async def run_level(
+    endpoint: Endpoint, config: LoadConfig, concurrency: int, plan: PromptPlan
+) -> dict[str, Any]:
+    """One concurrency level; the summary dict of stats.level_summary."""
+    overhead = ClientOverhead()
+    results: list[RequestResult] = []
+    next_index = 0
+    stop = asyncio.Event()
+    lag_task = asyncio.create_task(_watch_loop_lag(overhead.loop_lag_s, stop))
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    async with _client(endpoint, config, concurrency) as client:
+
+        async def one(index: int) -> None:
+            prompt = prompt_text(plan.n_words, index)
+            results.append(
+                await stream_request(client, endpoint, prompt, config.max_tokens, overhead)
+            )
+
+        if config.arrival == "poisson":
+            rng = random.Random(config.seed)
+            slots = asyncio.Semaphore(concurrency)
+            tasks: list[asyncio.Task[None]] = []
+
+            async def gated(index: int) -> None:
+                async with slots:
+                    await one(index)
+
+            for index in range(config.requests):
+                if index:
+                    await asyncio.sleep(rng.expovariate(config.rate))
+                tasks.append(asyncio.create_task(gated(index)))
+            await asyncio.gather(*tasks)
+        else:
+
+            async def worker() -> None:
+                nonlocal next_index
+                while next_index < config.requests:
+                    index, next_index = next_index, next_index + 1
+                    await one(index)
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+    overhead.wall_s = time.perf_counter() - wall0
+    overhead.cpu_s = time.process_time() - cpu0
+    stop.set()
+    await lag_task
+    return level_summary(concurrency, results, overhead.wall_s, overhead)
+
+
+async def run_load(
+    endpoint: Endpoint,
+    config: LoadConfig,
+    *,
+    out_jsonl: Path | None = None,
+    on_level: Callable[[dict[str, Any]], None] | None = None,
+    context: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Every level in turn; each level is appended to out_jsonl (with the run's context) and
+    passed to on_level as soon as it finishes, so an interrupted sweep keeps what it measured."""
+    if not endpoint.model:
+        found = await discover_model(endpoint)
+        if found:
+            endpoint = Endpoint(
+                endpoint.base_url, endpoint.kind, found, endpoint.api_key, endpoint.ignore_eos
+            )
+    plan = await calibrate_prompt(endpoint, config.prompt_tokens)
+    run_context = describe_run(endpoint, config, plan) | (context or {})
+    levels: list[dict[str, Any]] = []
+    for concurrency in config.concurrency:
+        level = await run_level(endpoint, config, concurrency, plan)
+        levels.append(level)
+        if out_jsonl is not None:
+            with out_jsonl.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(run_context | {"level": level}) + "\n")
+        if on_level is not None:
+            on_level(level)
+    return {"levels": levels} | run_context
+
+
+def describe_run(endpoint: Endpoint, config: LoadConfig, plan: PromptPlan) -> dict[str, Any]:
+    """What was measured and how; never the API key."""
+    return {
+        "url": endpoint.url(),
+        "model": endpoint.model,
+        "endpoint": endpoint.kind,
+        "arrival": config.arrival,
+        "rate": config.rate if config.arrival == "poisson" else None,
+        "requests_per_level": config.requests,
+        "prompt_tokens": config.prompt_tokens,
+        "prompt_words": plan.n_words,
+        "prompt_tokens_method": plan.method,
+        "prompt_tokens_measured": plan.measured_tokens,
+        "max_tokens": config.max_tokens,
+        "ignore_eos": endpoint.ignore_eos,
+        "timeout_s": config.timeout_s,
+        "authenticated": bool(endpoint.api_key),
+        "client": f"httpx2 {httpx2.__version__}, asyncio",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def parse_levels(text: str) -> tuple[int, ...]:
+    """ "1,4,16" -> (1, 4, 16); a clear ValueError for anything else."""
+    try:
+        levels = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(
+            f"--concurrency: {text!r} is not a comma-separated list of integers"
+        ) from None
+    if not levels or any(c < 1 for c in levels):
+        raise ValueError("--concurrency: give one or more levels >= 1, e.g. 1,4,16")
+    return levels
+
+
+def validate(config: LoadConfig) -> None:
+    if config.requests < 1:
+        raise ValueError("--requests must be >= 1")
+    if config.max_tokens < 1:
+        raise ValueError("--max-tokens must be >= 1")
+    if config.prompt_tokens < 0:
+        raise ValueError("--prompt-tokens must be >= 0")
+    if config.timeout_s <= 0:
+        raise ValueError("--timeout must be > 0")
+    if config.arrival not in ("closed", "poisson"):
+        raise ValueError("--arrival is closed or poisson")
+    if config.arrival == "poisson" and config.rate <= 0:
+        raise ValueError("--arrival poisson needs --rate R > 0 (requests per second)")
