@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -204,6 +205,8 @@ def test_cpu_used_by_others_counts_another_process_not_this_one() -> None:
             pass
 
     quiet = quick.cores_used_by_others(0.5)
+    if quiet > (os.cpu_count() or 1) - 1:  # no idle core left to show one more spinning process
+        pytest.skip(f"this machine is too busy to tell ({quiet:.1f} cores used by others)")
     thread = threading.Thread(target=spin, args=(1.0,))  # this process: not "others"
     thread.start()
     mine = quick.cores_used_by_others(0.5)
