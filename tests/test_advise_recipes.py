@@ -115,9 +115,10 @@ def test_16gb_gpu_keeps_experts_on_the_cpu_and_ngl_only_tools_fall_back() -> Non
     for tool in ("llama_cpp_python", "ollama", "lm_studio"):
         assert not tools[tool]["same_as_recommended"]
         assert tools[tool]["placement"]["n_cpu_moe"] in (0, 32)
-        assert tools[tool]["placement"]["n_gpu_layers"] < 33 or tools[tool]["placement"][
-            "n_cpu_moe"
-        ] == 32
+        assert (
+            tools[tool]["placement"]["n_gpu_layers"] < 33
+            or tools[tool]["placement"]["n_cpu_moe"] == 32
+        )
     assert "n_gpu_layers=-1" not in advice.recipe["llama_cpp_python"]
     assert "num_gpu 33" not in advice.recipe["ollama"]
 

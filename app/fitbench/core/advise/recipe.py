@@ -33,12 +33,14 @@ DEFAULT_N_BATCH, DEFAULT_N_UBATCH = 2048, 512  # llama.cpp's and llama-bench's d
 
 
 def can_express(tool: str, placement: Placement, n_layer: int) -> str:
-    """"" when `tool` can run `placement` as it is; else why not (a clause for a sentence)."""
+    """ "" when `tool` can run `placement` as it is; else why not (a clause for a sentence)."""
     experts = placement.experts_on_cpu(n_layer) if placement.n_cpu_moe else 0
     if tool == "llama_server":
         return ""
     if tool == "llama_cpp_python" and experts:
-        return "its Llama() has no argument for keeping experts on the CPU (llama.cpp's --n-cpu-moe)"
+        return (
+            "its Llama() has no argument for keeping experts on the CPU (llama.cpp's --n-cpu-moe)"
+        )
     if tool == "ollama":
         if experts:
             return "it has no setting for keeping experts on the CPU (llama.cpp's --n-cpu-moe)"
@@ -105,15 +107,15 @@ def run_settings(
     any record): what the speeds in the advice were measured with. flash_attn is what llama.cpp
     really did (a record's effective value), so the recipe asks for it explicitly."""
     ok = [r for r in records if r.get("status", "ok") == "ok"]
-    for rows, what in (
-        ([r for r in ok if r.get("model_id") == model_id and _q(r) == quant.upper()], "quant"),
-        ([r for r in ok if r.get("model_id") == model_id], "model"),
-        (ok, "machine"),
-    ):
-        if rows:
-            break
-    else:
+    levels = (
+        ("quant", [r for r in ok if r.get("model_id") == model_id and _q(r) == quant.upper()]),
+        ("model", [r for r in ok if r.get("model_id") == model_id]),
+        ("machine", ok),
+    )
+    found = next(((what, rows) for what, rows in levels if rows), None)
+    if found is None:
         return RunSettings(ctx, batch, threads)
+    what, rows = found
     fa = _most_common([bool(r["flash_attn"]) for r in rows if r.get("flash_attn") is not None])
     n_threads = _most_common([int(r["n_threads"]) for r in rows if r.get("n_threads")])
     words = {"quant": "this model quant's", "model": "this model's", "machine": "this machine's"}

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from fitbench.core import settings
 from fitbench.core.advise import moe_story
 from fitbench.core.advise.candidates import (
     GIB,
@@ -46,7 +47,6 @@ from fitbench.core.advise.text import Explainer, speed_of
 from fitbench.core.advise.user_models import UserModel, user_models, with_user_costs
 from fitbench.core.gguf.manifest import ModelManifest
 from fitbench.core.hardware.gpu_specs import cards_with_at_least
-from fitbench.core.twin import resolve
 from fitbench.core.model.catalog import Catalog, Model
 from fitbench.core.plan.placement import Placement
 from fitbench.core.predict.fit import (
@@ -60,10 +60,10 @@ from fitbench.core.predict.model import (
     Predictor,
     catalog_costs_for,
 )
-from fitbench.core.predict.speeds import calibrate_on
+from fitbench.core.predict.speeds import calibrate_on, is_what_if
+from fitbench.core.twin import resolve
 
-GOALS = ("interactive", "throughput", "quality")
-DEFAULT_MIN_TPS = 10.0  # goal "quality": a comfortable reading speed for one user
+GOALS = settings.GOALS
 BATCHES = (1, 2, 4, 8, 16, 32, 64)
 DEFAULT_TTFT_MAX_MS = 3000.0  # a 512-token prompt answered within 3 s
 DEFAULT_ITL_P95_MAX_MS = 200.0  # 5 tokens/s for each user, about reading speed
@@ -245,8 +245,8 @@ def _hardware_needed(cx: _Context, model: Model) -> dict[str, Any] | None:
         "ram_bytes_cpu_only": int(ram_cpu_only),
         "sentence": (
             f"{model.name} at {quant} (its smallest quant above the quality floor) needs a GPU "
-            f"with {_gib(vram_needed)} of VRAM{named} for full offload (plus {_gib(ram_with_gpu)} of "
-            f"RAM), or {_gib(ram_cpu_only)} of RAM to run on the CPU alone "
+            f"with {_gib(vram_needed)} of VRAM{named} for full offload (plus "
+            f"{_gib(ram_with_gpu)} of RAM), or {_gib(ram_cpu_only)} of RAM to run on the CPU alone "
             f"({full.tg_ts.value or 0:.1f} vs {cpu.tg_ts.value or 0:.1f} tokens/s here, "
             "predicted); headroom for the rest of the system included."
         ),
@@ -279,7 +279,7 @@ def recommend(
     if min_tps is not None and min_tps <= 0:
         raise AdviceError(f"the speed target must be positive, got {min_tps} tokens/s")
     if goal == "quality" and min_tps is None:
-        min_tps = DEFAULT_MIN_TPS
+        min_tps = settings.DEFAULT_MIN_TPS
     if not records:
         raise AdviceError(
             "no result records to advise from: run `fitbench bench --quick --out FILE` first"
@@ -292,7 +292,8 @@ def recommend(
     costs_for = with_user_costs(catalog_costs_for(catalog), users)
     fitted = calibrate_on(hardware, records, costs_for)
     has_gpu, points, calibration = fitted.has_gpu, fitted.points, fitted.calibration
-    evidence = Evidence(records, costs_for, has_gpu)
+    # measurements of this machine say nothing exact about another card: all predicted there
+    evidence = Evidence([] if is_what_if(hardware) else records, costs_for, has_gpu)
     capacity = capacity_of(hardware, has_gpu, vram_headroom, ram_headroom_bytes)
     floor = quality_floor or QualityFloor()
     threads = physical_cores(hardware)
@@ -398,7 +399,7 @@ def recommend(
         verdict=explain.verdict(choice, fitting_models, fallback, change),
         alternatives=alternatives,
         reasons=explain.reasons(choice, tied, options, catalog, fitting_models, needed, story),
-        caveats=explain.caveats(choice, records),
+        caveats=_what_if_caveat(fitted.what_if) + explain.caveats(choice, records),
         recipe=_recipe(cx, choice, goal, records, threads, paths),
         moe_vs_dense=story,
         calibration=calibration,
@@ -409,6 +410,15 @@ def recommend(
         below_floor=fallback,
         cheapest_change=change,
     )
+
+
+def _what_if_caveat(how: str) -> list[str]:
+    if not how:
+        return []
+    return [
+        f"What-if hardware: every speed is predicted for cards this machine does not have, from "
+        f"{how}; the ratios are on paper, and kernels and caches differ between architectures."
+    ]
 
 
 def _pick_quality(pool: list[Candidate]) -> tuple[Candidate, list[Candidate]]:
@@ -489,14 +499,18 @@ def _recipe(
 
     def placed(p: Placement) -> Placement:
         # the memory plan holds only with the layer split it assumed
-        split = planner.tensor_split(choice.model, choice.quant, p, ctx, choice.batch) if planner else None
+        split = (
+            planner.tensor_split(choice.model, choice.quant, p, ctx, choice.batch)
+            if planner
+            else None
+        )
         return replace(p, tensor_split=split)
 
     tools = {
         tool: replace(tp, placement=placed(tp.placement))
         for tool, tp in _tool_placements(cx, choice, goal).items()
     }
-    settings: RunSettings = run_settings(
+    run_cfg: RunSettings = run_settings(
         records, choice.model.id, choice.quant, ctx=ctx, batch=choice.batch, threads=threads
     )
     out = recipe(
@@ -506,7 +520,7 @@ def _recipe(
         ctx,
         choice.batch,
         threads,
-        settings=settings,
+        settings=run_cfg,
         tools=tools,
         model_path=_model_path(choice.model, choice.quant, paths),
     )
