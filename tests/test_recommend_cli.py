@@ -88,3 +88,22 @@ def test_results_from_another_machine_than_this_one(capsys: pytest.CaptureFixtur
     rc = main(["recommend", "--results", str(RESULTS)])
     err = capsys.readouterr().err
     assert rc == 1 and "measured on machine facts-md-h200" in err and "--json" in err
+
+
+def test_quality_goal_and_what_if_gpu(capsys: pytest.CaptureFixture[str]) -> None:
+    """Best quality at >= N tokens/s, for a card this machine lacks; and `quick` takes the goal."""
+    from fitbench.cli import build_parser
+
+    argv = ["recommend", "--results", str(RESULTS), "--hardware", str(HARDWARE)]
+    rc = main([*argv, "--goal", "quality", "--min-tps", "20", "--gpu", "RTX 4090", "--json"])
+    assert rc == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["goal"] == "quality" and d["limits"]["min_tps"] == 20
+    assert d["expected"]["tg_ts"]["value"] >= 20
+    assert d["expected"]["tg_ts"]["basis"] == "predicted"
+    assert d["limits"]["vram_usable_bytes"] == int(24 * 1024**3 * 0.95)
+    assert main([*argv, "--goal", "quality", "--gpu", "RTX 4090"]) == 0
+    out = capsys.readouterr().out
+    assert "the best quality that reaches 10 tokens/s" in out and "Run it:" in out
+    quick = build_parser().parse_args(["quick", "--goal", "quality", "--min-tps", "15"])
+    assert (quick.goal, quick.min_tps) == ("quality", 15.0)

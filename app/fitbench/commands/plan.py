@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, print_json
+from fitbench.commands._common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    add_gpu_argument,
+    print_json,
+    with_what_if_gpus,
+)
 from fitbench.core import gguf
 from fitbench.core.model import catalog
 from fitbench.core.plan import memory
@@ -46,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_machine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vram-gb", help="what-if: GPU VRAM in GB, comma-separated per GPU")
     parser.add_argument("--ram-gb", type=float, help="what-if: host RAM in GB")
+    add_gpu_argument(parser)
     parser.add_argument(
         "--hardware",
         type=Path,
@@ -60,7 +67,7 @@ def machine_of(args: argparse.Namespace) -> plan_report.Machine:
         if args.vram_gb is not None
         else None
     )
-    return plan_report.machine(vram, args.ram_gb, args.hardware)
+    return with_what_if_gpus(plan_report.machine(vram, args.ram_gb, args.hardware), args)
 
 
 def settings_of(args: argparse.Namespace) -> plan_report.PlanSettings:

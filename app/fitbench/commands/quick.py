@@ -17,6 +17,7 @@ from typing import Any
 
 from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, print_json
 from fitbench.commands.bench import format_record
+from fitbench.commands.recommend import add_goal_arguments
 from fitbench.core.advise.recommend import recommend
 from fitbench.core.bench import events as ev
 from fitbench.core.bench.quick import make_room_for_twin, quick_plan
@@ -37,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=None, help="results JSONL (default: beside the PDF)"
     )
-    parser.add_argument("--goal", default="interactive", choices=("interactive", "throughput"))
+    add_goal_arguments(parser)
     parser.add_argument(
         "--model", action="append", default=None, metavar="ID", help="only these catalog ids"
     )
@@ -126,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
         _say("quick: nothing was measured; no recommendation or report")
         return EXIT_FAILURE
     _say("quick: 4/5 recommending")
-    advice = recommend(read_jsonl(out), hardware=hw, catalog=catalog, goal=args.goal).to_dict()
+    advice = recommend(
+        read_jsonl(out), hardware=hw, catalog=catalog, goal=args.goal, min_tps=args.min_tps
+    ).to_dict()
     advice_path = out.with_suffix(".advice.json")
     advice_path.write_text(json.dumps(advice, indent=2, default=str), encoding="utf-8")
     _say("quick: 5/5 writing the PDF report")

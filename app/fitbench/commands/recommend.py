@@ -7,7 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, load_hardware_json, print_json
+from fitbench.commands._common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    add_gpu_argument,
+    hardware_with_what_if_gpus,
+    load_hardware_json,
+    print_json,
+)
+from fitbench.core import settings
 from fitbench.core.advise.candidates import QualityFloor
 from fitbench.core.advise.recommend import AdviceError, recommend
 from fitbench.core.hardware import detect as hardware
@@ -21,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--results", type=Path, required=True, help="results JSONL (fitbench bench --out)"
     )
-    parser.add_argument("--goal", choices=("interactive", "throughput"), default="interactive")
+    add_goal_arguments(parser)
     parser.add_argument(
         "--hardware",
         type=Path,
@@ -39,7 +47,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="quality floor: most perplexity a quant may add (llama.cpp's table; 0.2 = Q4_K_M)",
     )
     parser.add_argument("--min-mmlu", type=float, help="quality floor: least published MMLU")
+    add_gpu_argument(parser)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def add_goal_arguments(parser: argparse.ArgumentParser) -> None:
+    """--goal and its parameter (shared with `fitbench quick`)."""
+    parser.add_argument(
+        "--goal",
+        choices=settings.GOALS,
+        default="interactive",
+        help="; ".join(f"{g}: {settings.GOAL_HELP[g]}" for g in settings.GOALS),
+    )
+    parser.add_argument(
+        "--min-tps",
+        type=float,
+        default=None,
+        metavar="N",
+        help="goal quality: the least tokens/s for one user "
+        f"(default {settings.DEFAULT_MIN_TPS:g})",
+    )
 
 
 def _hardware(path: Path | None) -> dict[str, Any]:
@@ -60,6 +87,13 @@ def _print_human(d: dict[str, Any]) -> None:
             else:
                 shown = f"{value}"
             print(f"  {name:14s} {shown:>12s}  ({v['basis']})")
+    below = d.get("below_floor")
+    if below:
+        tg = below["expected"]["tg_ts"]
+        print(
+            f"\nBest below the floor: {below['model_name']} {below['quant']}, "
+            f"{below['placement']['description']}: {tg['value']} t/s ({tg['basis']})"
+        )
     print("\nReasons:")
     for r in d["reasons"]:
         print(f"  - {r}")
@@ -67,7 +101,7 @@ def _print_human(d: dict[str, Any]) -> None:
         print("\nAlternatives (speed vs memory vs quality):")
         for a in d["alternatives"]:
             e = a["expected"]
-            speed = e["tg_ts"] if d["goal"] == "interactive" else e["aggregate_ts"]
+            speed = e["aggregate_ts"] if d["goal"] == "throughput" else e["tg_ts"]
             mem = ((e["vram_bytes"]["value"] or 0) + (e["ram_bytes"]["value"] or 0)) / 1024**3
             print(
                 f"  {a['model_name']} {a['quant']}, {a['placement']['description']}, "
@@ -77,11 +111,12 @@ def _print_human(d: dict[str, Any]) -> None:
         print("\nCaveats:")
         for c in d["caveats"]:
             print(f"  - {c}")
-    if d["recipe"]:
-        print("\nRun it:")
-        print(f"  {d['recipe']['llama_server']}")
-        print(f"  {d['recipe']['llama_cpp_python']}")
-        for note in d["recipe"]["notes"]:
+    recipe = d["recipe"] or (below or {}).get("recipe")
+    if recipe:
+        print("\nRun it:" if d["recipe"] else "\nRun the best option below the floor:")
+        print(f"  {recipe['llama_server']}")
+        print(f"  {recipe['llama_cpp_python']}")
+        for note in recipe["notes"]:
             print(f"  note: {note}")
     if d["moe_vs_dense"]:
         print("\nMoE vs dense:")
@@ -91,12 +126,13 @@ def _print_human(d: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         records = results.read_jsonl(args.results)
-        hardware = _hardware(args.hardware)
+        hardware = hardware_with_what_if_gpus(_hardware(args.hardware), args)
         advice = recommend(
             records,
             hardware=hardware,
             catalog=catalog.load(),
             goal=args.goal,
+            min_tps=args.min_tps,
             ctx=args.ctx,
             ttft_max_ms=args.ttft_max_ms,
             itl_p95_max_ms=args.itl_p95_max_ms,

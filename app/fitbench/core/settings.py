@@ -18,7 +18,26 @@ from typing import Any
 from fitbench.core import paths
 
 SETTINGS_VERSION = 1
-GOALS = ("interactive", "throughput")
+GOALS = ("interactive", "throughput", "quality")
+# What each goal means, for a picker (the GUI) and the CLI's help: a label, a sentence, and the
+# Settings field of its parameter (None: the goal takes none).
+GOAL_LABELS = {
+    "interactive": "Fastest for one user",
+    "throughput": "Most tokens/s for many users",
+    "quality": "Best quality at a speed",
+}
+GOAL_HELP = {
+    "interactive": "the highest generation speed whose first token comes within the limit",
+    "throughput": "the most tokens/s of all sequences together, each user still served",
+    "quality": "the highest quantization (then the best model) that still generates at least "
+    "min_tps tokens/s for one user",
+}
+GOAL_PARAMETER: dict[str, str | None] = {
+    "interactive": None,
+    "throughput": None,
+    "quality": "min_tps",
+}
+DEFAULT_MIN_TPS = 10.0  # about twice reading speed
 FILE_NAME = "settings.json"
 
 
@@ -33,6 +52,7 @@ class Settings:
     vram_headroom_pct: float = 5.0
     ram_headroom_gib: float = 2.0
     threads: int = 0  # 0: llama-bench's default (physical cores)
+    min_tps: float = DEFAULT_MIN_TPS  # goal "quality": the least tokens/s for one user
     added_models: tuple[str, ...] = field(default_factory=tuple)  # local GGUF paths, hub:REPO/FILE
 
     def validated(self) -> Settings:
@@ -46,6 +66,8 @@ class Settings:
             )
         if not 0.0 <= self.ram_headroom_gib <= 512.0:
             raise SettingsError(f"ram_headroom_gib must be 0..512 GiB, got {self.ram_headroom_gib}")
+        if not 0.1 <= self.min_tps <= 100_000:
+            raise SettingsError(f"min_tps must be 0.1..100000 tokens/s, got {self.min_tps}")
         if not 0 <= self.threads <= 1024:
             raise SettingsError(f"threads must be 0..1024, got {self.threads}")
         return self
@@ -62,6 +84,7 @@ _TYPES: dict[str, type] = {
     "vram_headroom_pct": float,
     "ram_headroom_gib": float,
     "threads": int,
+    "min_tps": float,
 }
 
 

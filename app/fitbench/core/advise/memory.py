@@ -86,7 +86,7 @@ def compact_manifest(manifest: ModelManifest) -> ModelManifest:
     return memory.compact_manifest(manifest)
 
 
-def _default_manifest(model: Model, quant: str) -> tuple[ModelManifest, str]:
+def default_manifest(model: Model, quant: str) -> tuple[ModelManifest, str]:
     """The downloaded file's header, else the built-in manifest (never the network: the advice
     weighs every catalog quant); a download whose header cannot be read is planned as built-in."""
     try:
@@ -112,7 +112,7 @@ class PlannedMemory:
         gpus_vram_bytes: Sequence[int],
         *,
         vram_headroom: float = memory.DEFAULT_VRAM_HEADROOM,
-        manifest_for: Callable[[Model, str], tuple[ModelManifest, str]] = _default_manifest,
+        manifest_for: Callable[[Model, str], tuple[ModelManifest, str]] = default_manifest,
         **plan_kwargs: Any,
     ) -> None:
         self.gpus_vram_bytes = tuple(int(v) for v in gpus_vram_bytes)
@@ -215,5 +215,6 @@ __all__ = [
     "MemoryFn",
     "PlannedMemory",
     "compact_manifest",
+    "default_manifest",
     "estimate_memory",
 ]

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
+from fitbench.core import settings
 from fitbench.core.advise import moe_story
 from fitbench.core.advise.candidates import (
     GIB,
@@ -30,11 +32,20 @@ from fitbench.core.advise.candidates import (
     QualityFloor,
     capacity_of,
     placements_for,
-    quality_of,
 )
-from fitbench.core.advise.memory import MemoryFn, PlannedMemory
-from fitbench.core.advise.recipe import recipe
-from fitbench.core.advise.text import Explainer
+from fitbench.core.advise.hardware_change import cheapest_change, hardware_needed
+from fitbench.core.advise.memory import SOURCE_FILE, MemoryFn, PlannedMemory, default_manifest
+from fitbench.core.advise.recipe import (
+    TOOLS,
+    RunSettings,
+    ToolPlacement,
+    can_express,
+    recipe,
+    run_settings,
+)
+from fitbench.core.advise.text import Explainer, speed_of
+from fitbench.core.advise.user_models import UserModel, user_models, with_user_costs
+from fitbench.core.gguf.manifest import ModelManifest
 from fitbench.core.model.catalog import Catalog, Model
 from fitbench.core.plan.placement import Placement
 from fitbench.core.predict.fit import (
@@ -48,9 +59,10 @@ from fitbench.core.predict.model import (
     Predictor,
     catalog_costs_for,
 )
-from fitbench.core.predict.speeds import calibrate_on
+from fitbench.core.predict.speeds import calibrate_on, is_what_if
+from fitbench.core.twin import resolve
 
-GOALS = ("interactive", "throughput")
+GOALS = settings.GOALS
 BATCHES = (1, 2, 4, 8, 16, 32, 64)
 DEFAULT_TTFT_MAX_MS = 3000.0  # a 512-token prompt answered within 3 s
 DEFAULT_ITL_P95_MAX_MS = 200.0  # 5 tokens/s for each user, about reading speed
@@ -76,6 +88,8 @@ class Advice:
     hardware_needed: list[dict[str, Any]] = field(default_factory=list)
     limits: dict[str, Any] = field(default_factory=dict)
     memory: dict[str, Any] = field(default_factory=dict)
+    below_floor: dict[str, Any] | None = None  # nothing met the floor: the best that runs
+    cheapest_change: dict[str, Any] | None = None  # ... and the least hardware that would
 
     def to_dict(self) -> dict[str, Any]:
         choice = None
@@ -100,6 +114,8 @@ class Advice:
             "hardware_needed": self.hardware_needed,
             "limits": self.limits,
             "memory": self.memory,
+            "below_floor": self.below_floor,
+            "cheapest_change": self.cheapest_change,
         }
 
 
@@ -111,7 +127,14 @@ def _fingerprint(records: Sequence[Mapping[str, Any]], hardware: Mapping[str, An
 
 
 def _speed(c: Candidate, goal: str) -> float:
-    return float((c.tg_ts if goal == "interactive" else c.aggregate_ts).value or 0.0)
+    return speed_of(c, goal)
+
+
+def _quality_rank(c: Candidate) -> tuple[float, float]:
+    """Goal "quality": the least perplexity the quant adds (the highest quantization), then
+    the better published score; larger is better."""
+    q = c.quality
+    return (-(q.ppl_increase if q.ppl_increase is not None else 99.0), q.mmlu or 0.0)
 
 
 def _tiebreak(c: Candidate) -> tuple[float, float, float, float]:
@@ -196,36 +219,6 @@ class _Context:
         )
 
 
-def _hardware_needed(cx: _Context, model: Model) -> dict[str, Any] | None:
-    """The least hardware that runs `model`: its smallest quant above the quality floor."""
-    allowed = [q for q in model.quants if cx.floor.allows(quality_of(model, q.quant))]
-    if not allowed:
-        return None
-    quant = min(allowed, key=lambda q: cx.costs_of(model, q.quant).weights_bytes).quant
-    costs = cx.costs_of(model, quant)
-    n = costs.n_layer
-    full = cx.build(model, quant, Placement(n + 1, 0), 1)
-    cpu = cx.build(model, quant, Placement(0, 0), 1)
-    cap = cx.capacity
-    vram_needed = (full.vram_bytes.value or 0) / (1 - cap.vram_headroom)
-    ram_cpu_only = (cpu.ram_bytes.value or 0) + cap.ram_headroom_bytes
-    ram_with_gpu = (full.ram_bytes.value or 0) + cap.ram_headroom_bytes
-    return {
-        "model_id": model.id,
-        "quant": quant,
-        "gpu_vram_bytes_full_offload": int(vram_needed),
-        "ram_bytes_with_full_offload": int(ram_with_gpu),
-        "ram_bytes_cpu_only": int(ram_cpu_only),
-        "sentence": (
-            f"{model.name} at {quant} (its smallest quant above the quality floor) needs a GPU "
-            f"with {_gib(vram_needed)} of VRAM for full offload (plus {_gib(ram_with_gpu)} of "
-            f"RAM), or {_gib(ram_cpu_only)} of RAM to run on the CPU alone "
-            f"({full.tg_ts.value or 0:.1f} vs {cpu.tg_ts.value or 0:.1f} tokens/s here, "
-            "predicted); headroom for the rest of the system included."
-        ),
-    }
-
-
 def recommend(
     records: Sequence[Mapping[str, Any]],
     *,
@@ -241,6 +234,7 @@ def recommend(
     prompt_tokens: int = 512,
     batches: Sequence[int] = BATCHES,
     memory_fn: MemoryFn | None = None,
+    min_tps: float | None = None,
 ) -> Advice:
     if goal not in GOALS:
         raise AdviceError(f"goal must be one of {', '.join(GOALS)}, got {goal!r}")
@@ -248,6 +242,10 @@ def recommend(
         raise AdviceError("ctx, prompt tokens and batch sizes must be positive")
     if not 0 <= vram_headroom < 1:
         raise AdviceError(f"VRAM headroom is a fraction in [0, 1), got {vram_headroom}")
+    if min_tps is not None and min_tps <= 0:
+        raise AdviceError(f"the speed target must be positive, got {min_tps} tokens/s")
+    if goal == "quality" and min_tps is None:
+        min_tps = settings.DEFAULT_MIN_TPS
     if not records:
         raise AdviceError(
             "no result records to advise from: run `fitbench bench --quick --out FILE` first"
@@ -255,15 +253,29 @@ def recommend(
     if not catalog.models:
         raise AdviceError("the model catalog is empty: nothing to recommend")
     fingerprint = _fingerprint(records, hardware)
-    costs_for = catalog_costs_for(catalog)
+    users = user_models(records, catalog)
+    catalog = Catalog((*catalog.models, *(u.model for u in users)))
+    costs_for = with_user_costs(catalog_costs_for(catalog), users)
     fitted = calibrate_on(hardware, records, costs_for)
     has_gpu, points, calibration = fitted.has_gpu, fitted.points, fitted.calibration
-    evidence = Evidence(records, costs_for, has_gpu)
+    # measurements of this machine say nothing exact about another card: all predicted there
+    evidence = Evidence([] if is_what_if(hardware) else records, costs_for, has_gpu)
     capacity = capacity_of(hardware, has_gpu, vram_headroom, ram_headroom_bytes)
     floor = quality_floor or QualityFloor()
+    threads = physical_cores(hardware)
+    machine_run = run_settings(records, "", "", ctx=ctx, batch=1, threads=threads)
     planner = None
     if memory_fn is None:  # the planner of `fitbench plan`, so both agree on what fits
-        planner = memory_fn = PlannedMemory(capacity.gpu_vram_bytes, vram_headroom=vram_headroom)
+        planner = memory_fn = PlannedMemory(
+            capacity.gpu_vram_bytes,
+            vram_headroom=vram_headroom,
+            manifest_for=_manifests_with(users),
+            # plan what the recipes run: the KV cache and flash attention as benchmarked
+            type_k=machine_run.type_k,
+            type_v=machine_run.type_v,
+            flash_attn=bool(machine_run.flash_attn),
+            n_ubatch=machine_run.n_ubatch,
+        )
     builder = CandidateBuilder(
         evidence=evidence,
         predictor=Predictor(calibration.values, has_gpu),
@@ -272,10 +284,18 @@ def recommend(
         prompt_tokens=prompt_tokens,
     )
     cx = _Context(catalog, builder, capacity, floor, ctx, {}, planner)
+    for u in users:
+        cx.costs[(u.model.id, u.quant)] = u.costs
     batch_list = sorted(set(batches)) if goal == "throughput" else [1]
 
+    def meets(c: Candidate) -> bool:
+        if goal == "quality":
+            return (c.tg_ts.value or 0) >= (min_tps or 0)
+        return _meets(c, goal, ttft_max_ms, itl_p95_max_ms)
+
     options: list[Candidate] = []  # fits and meets the floor, one per config at its best batch
-    within: list[Candidate] = []  # ... and meets the latency limit
+    within: list[Candidate] = []  # ... and meets the latency limit (the speed target)
+    below: list[Candidate] = []  # fits, below the quality floor (the fallback)
     fitting_models: set[str] = set()
     for model in catalog.models:
         for q in model.quants:
@@ -286,6 +306,7 @@ def recommend(
                     continue  # a larger batch needs more memory still
                 fitting_models.add(model.id)
                 if not floor.allows(base.quality):
+                    below.append(base)
                     continue
                 per_config = [base]
                 for b in batch_list:
@@ -294,7 +315,7 @@ def recommend(
                         if not c.fits:
                             break  # memory only grows with the batch
                         per_config.append(c)
-                ok = [c for c in per_config if _meets(c, goal, ttft_max_ms, itl_p95_max_ms)]
+                ok = [c for c in per_config if meets(c)]
                 within.extend(ok)
                 options.append(
                     max(ok, key=lambda c: _speed(c, goal))
@@ -304,6 +325,7 @@ def recommend(
     limits = {
         "ttft_max_ms": ttft_max_ms,
         "itl_p95_max_ms": itl_p95_max_ms,
+        "min_tps": min_tps,
         "prompt_tokens": prompt_tokens,
         "batches": batch_list,
         "quality_floor": floor.to_dict(),
@@ -313,10 +335,15 @@ def recommend(
         "ram_usable_bytes": capacity.ram_bytes,
     }
     explain = Explainer(goal, limits, calibration, points, evidence, planner)
-    if within:
+    if within and goal == "quality":
+        choice, tied = _pick_quality(within)
+    elif within:
         choice, tied = _pick(within, lambda c: _speed(c, goal))
-    elif options:  # nothing meets the latency limit: the quickest to respond
-        choice, tied = _pick(options, lambda c: -_latency(c, goal))
+    elif options:  # nothing meets the limit: the quickest (the fastest, for a speed target)
+        if goal == "quality":
+            choice, tied = _pick(options, lambda c: _speed(c, goal))
+        else:
+            choice, tied = _pick(options, lambda c: -_latency(c, goal))
         explain.missed_limit(choice)
     else:
         choice, tied = None, []
@@ -324,46 +351,173 @@ def recommend(
     needed = [
         n
         for m in catalog.models
-        if m.id not in fitting_models and (n := _hardware_needed(cx, m)) is not None
+        if m.id not in fitting_models and (n := hardware_needed(cx, m)) is not None
     ]
     story = _moe_vs_dense(cx, choice, batches, has_gpu)
-    threads = physical_cores(hardware)
+    paths = {(u.model.id, u.quant): u.path for u in users}
+    fallback = change = None
+    if choice is None:
+        fallback = _below_floor(cx, below, goal, records, threads, paths)
+        change = cheapest_change(cx, goal)
     return Advice(
         goal=goal,
         choice=choice,
-        verdict=explain.verdict(choice, fitting_models),
+        verdict=explain.verdict(choice, fitting_models, fallback, change),
         alternatives=alternatives,
         reasons=explain.reasons(choice, tied, options, catalog, fitting_models, needed, story),
-        caveats=explain.caveats(choice, records),
-        recipe=_recipe(choice, ctx, threads, planner),
+        caveats=_what_if_caveat(fitted.what_if) + explain.caveats(choice, records),
+        recipe=_recipe(cx, choice, goal, records, threads, paths),
         moe_vs_dense=story,
         calibration=calibration,
         hardware_fingerprint=fingerprint,
         hardware_needed=needed,
         limits=limits,
         memory=_memory_info(planner),  # last: every manifest the advice read is known by now
+        below_floor=fallback,
+        cheapest_change=change,
     )
+
+
+def _what_if_caveat(how: str) -> list[str]:
+    if not how:
+        return []
+    return [
+        f"What-if hardware: every speed is predicted for cards this machine does not have, from "
+        f"{how}; the ratios are on paper, and kernels and caches differ between architectures."
+    ]
+
+
+def _pick_quality(pool: list[Candidate]) -> tuple[Candidate, list[Candidate]]:
+    """Goal "quality": the best quality that meets the speed target; of one model quant, its
+    fastest placement; among equal quality, the fastest, then the least memory."""
+    best = max(_quality_rank(c) for c in pool)
+    same = [c for c in pool if _quality_rank(c) == best]
+    same.sort(key=lambda c: (-speed_of(c, "quality"), *_tiebreak(c)))
+    return same[0], []
+
+
+def _manifests_with(
+    users: Sequence[UserModel],
+) -> Callable[[Model, str], tuple[ModelManifest, str]]:
+    """The planner's manifests: a user model's own header, else the catalog's rule."""
+    own = {(u.model.id, u.quant): u.manifest for u in users}
+
+    def manifest_for(model: Model, quant: str) -> tuple[ModelManifest, str]:
+        found = own.get((model.id, quant))
+        return (found, SOURCE_FILE) if found is not None else default_manifest(model, quant)
+
+    return manifest_for
+
+
+def _model_path(model: Model, quant: str, paths: Mapping[tuple[str, str], Path]) -> Path | None:
+    """The real file on this machine: a user's own, else the download (never the Hub)."""
+    return paths.get((model.id, quant)) or resolve.local_file(model, quant)
+
+
+def _tool_placements(cx: _Context, choice: Candidate, goal: str) -> dict[str, ToolPlacement]:
+    """Per tool, the recommended placement where the tool can run it, else the fastest
+    placement the tool can express that fits this machine's plan, with its own numbers."""
+    costs = cx.costs_of(choice.model, choice.quant)
+    n = costs.n_layer
+    own = {"tg_ts": choice.tg_ts.to_dict(2), "aggregate_ts": choice.aggregate_ts.to_dict(1)}
+    out: dict[str, ToolPlacement] = {}
+    pool: list[Candidate] | None = None
+    for tool in TOOLS:
+        why_not = can_express(tool, choice.placement, n)
+        if not why_not:
+            out[tool] = ToolPlacement(choice.placement, "", own)
+            continue
+        if pool is None:
+            pool = [
+                c
+                for p in placements_for(costs, cx.capacity.has_gpu)
+                if p != choice.placement
+                and (c := cx.build(choice.model, choice.quant, p, choice.batch)).fits
+            ]
+        mine = [c for c in pool if not can_express(tool, c.placement, n)]
+        if not mine:  # cannot happen with a GPU (CPU only is always expressible)
+            out[tool] = ToolPlacement(Placement(0, 0), f"{why_not}; it runs on the CPU only.")
+            continue
+        best = max(mine, key=lambda c: (speed_of(c, goal), -(c.vram_bytes.value or 0)))
+        speed_then, speed_now = speed_of(best, goal), speed_of(choice, goal)
+        basis = (best.tg_ts if goal != "throughput" else best.aggregate_ts).basis
+        out[tool] = ToolPlacement(
+            best.placement,
+            f"{why_not}, so this recipe runs {best.gpu_layers_label} instead, the fastest "
+            f"placement it can express that fits: {speed_then:.1f} tokens/s ({basis}) against "
+            f"{speed_now:.1f} for the recommended placement.",
+            {"tg_ts": best.tg_ts.to_dict(2), "aggregate_ts": best.aggregate_ts.to_dict(1)},
+        )
+    return out
 
 
 def _recipe(
-    choice: Candidate | None, ctx: int, threads: int, planner: PlannedMemory | None
+    cx: _Context,
+    choice: Candidate | None,
+    goal: str,
+    records: Sequence[Mapping[str, Any]],
+    threads: int,
+    paths: Mapping[tuple[str, str], Path],
 ) -> dict[str, Any] | None:
     if choice is None:
         return None
-    p = choice.placement
-    split = (
-        planner.tensor_split(choice.model, choice.quant, p, ctx, choice.batch) if planner else None
+    planner, ctx = cx.planner, cx.ctx
+
+    def placed(p: Placement) -> Placement:
+        # the memory plan holds only with the layer split it assumed
+        split = (
+            planner.tensor_split(choice.model, choice.quant, p, ctx, choice.batch)
+            if planner
+            else None
+        )
+        return replace(p, tensor_split=split)
+
+    tools = {
+        tool: replace(tp, placement=placed(tp.placement))
+        for tool, tp in _tool_placements(cx, choice, goal).items()
+    }
+    run_cfg: RunSettings = run_settings(
+        records, choice.model.id, choice.quant, ctx=ctx, batch=choice.batch, threads=threads
     )
-    # the memory plan holds only with the layer split it assumed
-    placed = replace(p, tensor_split=split)
-    out = recipe(choice.model, choice.quant, placed, ctx, choice.batch, threads)
+    out = recipe(
+        choice.model,
+        choice.quant,
+        placed(choice.placement),
+        ctx,
+        choice.batch,
+        threads,
+        settings=run_cfg,
+        tools=tools,
+        model_path=_model_path(choice.model, choice.quant, paths),
+    )
+    split = tools["llama_server"].placement.tensor_split
     if split:
-        text = ",".join(f"{x:g}" for x in split)
+        text = ":".join(f"{x:g}" for x in split)
         out["notes"].append(
-            f"The memory plan splits the layers {text.replace(',', ':')} over the GPUs; without "
+            f"The memory plan splits the layers {text} over the GPUs; without "
             "--tensor-split llama.cpp splits by free memory and a GPU may run out."
         )
     return out
+
+
+def _below_floor(
+    cx: _Context,
+    below: list[Candidate],
+    goal: str,
+    records: Sequence[Mapping[str, Any]],
+    threads: int,
+    paths: Mapping[tuple[str, str], Path],
+) -> dict[str, Any] | None:
+    """Nothing meets the quality floor: the best option that runs here anyway, labelled."""
+    if not below:
+        return None
+    best, _ = _pick(below, lambda c: _speed(c, goal))
+    return {
+        **best.to_dict(),
+        "below_floor": True,
+        "why": f"below the quality floor: {cx.floor.why_not(best.quality)}",
+        "recipe": _recipe(cx, best, goal, records, threads, paths),
+    }
 
 
 def _memory_info(planner: PlannedMemory | None) -> dict[str, Any]:

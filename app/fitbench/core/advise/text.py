@@ -29,6 +29,11 @@ def _gib(n: float | None) -> str:
     return f"{(n or 0) / GIB:.1f} GiB"
 
 
+def speed_of(c: Candidate, goal: str) -> float:
+    """The speed a goal ranks by: all sequences together for a service, else one user's tg."""
+    return float((c.aggregate_ts if goal == "throughput" else c.tg_ts).value or 0.0)
+
+
 def _ratio(a: float, b: float) -> str:
     r = a / b if b else float("inf")
     return f"{r:.1f}x" if r < 10 else f"{r:.0f}x"
@@ -53,7 +58,12 @@ class Explainer:
         self.extra: list[str] = []
 
     def missed_limit(self, choice: Candidate) -> None:
-        if self.goal == "interactive":
+        if self.goal == "quality":
+            self.extra.append(
+                f"No option that fits reaches {self.limits['min_tps']:g} tokens/s; this one is "
+                f"the fastest, {choice.tg_ts.value or 0:.1f} tokens/s ({choice.tg_ts.basis})."
+            )
+        elif self.goal == "interactive":
             self.extra.append(
                 f"No option that fits answers a {self.limits['prompt_tokens']}-token prompt "
                 f"within {self.limits['ttft_max_ms']:.0f} ms; this one is the quickest, "
@@ -66,7 +76,24 @@ class Explainer:
                 f"{choice.itl_p95_ms.value or 0:.0f} ms ({choice.itl_p95_ms.basis})."
             )
 
-    def verdict(self, choice: Candidate | None, fitting_models: set[str]) -> str:
+    def verdict(
+        self,
+        choice: Candidate | None,
+        fitting_models: set[str],
+        below_floor: Mapping[str, Any] | None = None,
+        change: Mapping[str, Any] | None = None,
+    ) -> str:
+        if choice is None and below_floor:
+            e = below_floor["expected"]
+            text = (
+                f"Nothing that meets the quality floor fits this machine. The best that runs is "
+                f"{below_floor['model_name']} at {below_floor['quant']} with "
+                f"{below_floor['placement']['description']}: {e['tg_ts']['value']} tokens/s "
+                f"({e['tg_ts']['basis']}), {below_floor['why']}."
+            )
+            return text + (f" {change['sentence']}" if change else "")
+        if choice is None and change:
+            return f"Nothing fits this machine with the required headroom. {change['sentence']}"
         if choice is None:
             if fitting_models:
                 return (
@@ -78,6 +105,12 @@ class Explainer:
                 "would suffice."
             )
         where = choice.gpu_layers_label
+        if self.goal == "quality":
+            return (
+                f"Run {choice.model.name} at {choice.quant} with {where}: the best quality that "
+                f"reaches {self.limits['min_tps']:g} tokens/s here, "
+                f"{choice.tg_ts.value or 0:.1f} tokens/s ({choice.tg_ts.basis})."
+            )
         if self.goal == "interactive":
             return (
                 f"Run {choice.model.name} at {choice.quant} with {where}: "
@@ -93,10 +126,10 @@ class Explainer:
         )
 
     def _speed(self, c: Candidate) -> float:
-        return float((c.tg_ts if self.goal == "interactive" else c.aggregate_ts).value or 0.0)
+        return speed_of(c, self.goal)
 
     def _speed_text(self, c: Candidate) -> str:
-        if self.goal == "interactive":
+        if self.goal != "throughput":
             return f"{c.tg_ts.value or 0:.1f} tokens/s ({c.tg_ts.basis})"
         return (
             f"{c.aggregate_ts.value or 0:.0f} tokens/s at batch {c.batch} ({c.aggregate_ts.basis})"
@@ -117,6 +150,13 @@ class Explainer:
         if choice is not None:
             if self.extra:  # the latency limit was missed: that sentence says why this one
                 pass
+            elif self.goal == "quality":
+                out.append(
+                    f"Among {len(options)} options that fit with headroom and meet the quality "
+                    f"floor, it has the best quality that still reaches {lim['min_tps']:g} "
+                    f"tokens/s: {self._speed_text(choice)}; the highest quantization first "
+                    "(least perplexity added), then the published score."
+                )
             elif self.goal == "interactive":
                 out.append(
                     f"Among {len(options)} options that fit with headroom and meet the quality "
@@ -189,8 +229,12 @@ class Explainer:
                     f"{_ratio(self._speed(choice), self._speed(best))} slower than the choice."
                     if self._speed(best) <= self._speed(choice)
                     else f"The best {model.name} option, {best.quant} with "
-                    f"{best.gpu_layers_label}, is faster ({self._speed_text(best)}) but misses "
-                    "the limits or the quality floor."
+                    f"{best.gpu_layers_label}, is faster ({self._speed_text(best)}) but "
+                    + (
+                        "of lower quality."
+                        if self.goal == "quality"
+                        else "misses the limits or the quality floor."
+                    )
                 )
             elif model.id in fitting_models:
                 out.append(

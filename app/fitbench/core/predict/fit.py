@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from fitbench.core.hardware.detect import MachineMemory
+from fitbench.core.hardware.gpu_specs import GpuSpec, from_nvml_name
 from fitbench.core.predict.model import FEATURES, GB, KINDS, Observation, PredictError
 
 _DISPLAY: dict[str, tuple[str, str, Callable[[float], float]]] = {
@@ -97,14 +98,35 @@ class Prior:
     sources: dict[str, str]
 
 
+def gpu_spec_of(gpu: Mapping[str, Any]) -> GpuSpec | None:
+    """The GPU table's row of a detected (or what-if) GPU, by the name NVML gives it."""
+    name = str(gpu.get("name") or "")
+    total = gpu.get("vram_total_bytes")
+    return from_nvml_name(name, int(total) if total else None) if name else None
+
+
+def gpu_bandwidths(hardware: Mapping[str, Any]) -> list[tuple[float, str]]:
+    """Spec memory bandwidth of each GPU and where it comes from: detected, else the table."""
+    out = []
+    for g in hardware.get("gpus") or []:
+        if not isinstance(g, Mapping):
+            continue
+        if (g.get("bandwidth_gbps") or 0) > 0:
+            out.append((float(g["bandwidth_gbps"]), "the detected"))
+        elif (spec := gpu_spec_of(g)) is not None:
+            out.append((spec.bandwidth_gbs, f"the {spec.name} spec sheet's"))
+    return out
+
+
 def prior_from_hardware(hardware: Mapping[str, Any]) -> Prior:
     gpus = [g for g in hardware.get("gpus") or [] if isinstance(g, Mapping)]
     sources: dict[str, str] = {}
-    spec = [float(g["bandwidth_gbps"]) for g in gpus if (g.get("bandwidth_gbps") or 0) > 0]
+    spec = gpu_bandwidths(hardware)
     if spec:
         # llama.cpp reaches 50-80% of a GPU's spec bandwidth (facts.md); start at 60%
-        gpu_bw = 0.6 * min(spec)
-        sources["gpu_read"] = f"60% of the detected {min(spec):.0f} GB/s"
+        bw, where = min(spec)
+        gpu_bw = 0.6 * bw
+        sources["gpu_read"] = f"60% of {where} {bw:.0f} GB/s"
     else:
         gpu_bw = 500.0
         sources["gpu_read"] = "a 500 GB/s guess (no GPU bandwidth detected)"
@@ -113,13 +135,23 @@ def prior_from_hardware(hardware: Mapping[str, Any]) -> Prior:
     sources["cpu_read"] = (
         f"the measured RAM probe, {ram:.1f} GB/s" if ram else "a 20 GB/s guess (no RAM probe)"
     )
-    pcie_values = [
-        float(v)
-        for g in gpus
-        if isinstance(v := _get(g, "pcie", "bandwidth_gbps"), int | float) and v > 0
-    ] or [
-        float(v) for v in [_get(hardware, "pcie", "bandwidth_gbps")] if isinstance(v, int | float)
-    ]
+    pcie_values = (
+        [
+            float(v)
+            for g in gpus
+            if isinstance(v := _get(g, "pcie", "bandwidth_gbps"), int | float) and v > 0
+        ]
+        or [
+            float(v)
+            for v in [_get(hardware, "pcie", "bandwidth_gbps")]
+            if isinstance(v, int | float)
+        ]
+        or [
+            float(v)
+            for g in gpus
+            if (spec_g := gpu_spec_of(g)) and (v := spec_g.pcie_gbs) is not None
+        ]
+    )
     pcie_bw = 0.8 * min(pcie_values) if pcie_values else 12.0
     sources["pcie_copy"] = (
         f"80% of the detected {min(pcie_values):.0f} GB/s link"

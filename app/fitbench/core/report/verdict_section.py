@@ -77,7 +77,15 @@ def verdict_section(
         return s
     s.para(advice.get("verdict") or "The advice gave no verdict.", "verdict")
     choice = advice.get("choice") or {}
-    if not choice:
+    below = advice.get("below_floor") or {}
+    if not choice and below:
+        s.para(
+            f"Below the quality floor, the best that runs here: {below.get('model_name')} at "
+            f"{below.get('quant')} with {(below.get('placement') or {}).get('description')} "
+            f"({below.get('why')}).",
+            "warning",
+        )
+    elif not choice:
         s.para("Nothing that was considered fits this machine.", "warning")
     else:
         s.add(_deployment(advice, choice, configs, names))
@@ -101,6 +109,10 @@ def verdict_section(
     if advice.get("reasons"):
         s.add(Paragraph("Why", "heading"))
         s.add(Bullets(tuple(str(r) for r in advice["reasons"])))
+    change = advice.get("cheapest_change") or {}
+    if change.get("sentence"):
+        s.add(Paragraph("The cheapest change that meets the floors", "heading"))
+        s.para(str(change["sentence"]), "body")
     needed = [
         str(n.get("sentence") or "; ".join(f"{k}: {v}" for k, v in fmt.flatten(n)))
         for n in advice.get("hardware_needed") or []
@@ -113,6 +125,8 @@ def verdict_section(
     if alternatives:
         s.add(_alternatives_table(alternatives, configs, names))
     _recipe(s, advice.get("recipe") or {})
+    if not choice and below:
+        _recipe(s, below.get("recipe") or {}, "Recipe: the best option below the quality floor")
     return s
 
 
@@ -137,17 +151,33 @@ def _deployment(
     )
 
 
-def _recipe(s: Section, recipe: dict[str, Any]) -> None:
+def _recipe(s: Section, recipe: dict[str, Any], title: str = "") -> None:
     if not recipe:
         return
-    s.add(Paragraph("Recipe: run the recommended deployment", "heading"))
+    s.add(Paragraph(title or "Recipe: run the recommended deployment", "heading"))
     known = dict(RECIPES)
+    tools: dict[str, Any] = recipe["tools"] if isinstance(recipe.get("tools"), dict) else {}
     for key, label in RECIPES:
         if recipe.get(key):
-            s.add(Paragraph(label, "body"))
+            entry = tools.get(key) or {}
+            where = (entry.get("placement") or {}).get("description")
+            suffix = f": {where}" if where and not entry.get("same_as_recommended", True) else ""
+            s.add(Paragraph(label + suffix, "body"))
             s.add(Paragraph(str(recipe[key]), "code"))
+    settings = recipe.get("settings")
+    if isinstance(settings, dict) and settings:
+        fa = settings.get("flash_attn")
+        s.para(
+            f"Settings {settings.get('source', '')}: context {settings.get('ctx')} tokens per "
+            f"sequence, {settings.get('parallel')} parallel sequence(s), flash attention "
+            f"{'auto' if fa is None else 'on' if fa else 'off'}, KV cache "
+            f"{settings.get('type_k')}/{settings.get('type_v')}, {settings.get('threads')} "
+            "threads.",
+            "note",
+        )
+    skip = {"notes", "tools", "settings", "model_source"}
     for key, value in recipe.items():
-        if key in known or key == "notes" or not value:
+        if key in known or key in skip or not value or isinstance(value, dict | list):
             continue
         s.add(Paragraph(fmt.humanize_key(key), "body"))
         s.add(Paragraph(str(value), "code"))
