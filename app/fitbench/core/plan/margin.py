@@ -44,12 +44,13 @@ class VramMargin:
         """The old rule: a percentage of each GPU's VRAM, nothing fixed."""
         return cls(0, pct / 100.0)
 
-    def bytes_for(self, have: int) -> int:
-        return self.fixed_bytes + int(have * self.fraction)
-
     def usable(self, have: int) -> int:
-        """What a placement may need on a GPU with `have` bytes to plan against."""
-        return max(0, int(have) - self.bytes_for(int(have)))
+        """What a placement may need on a GPU with `have` bytes to plan against (rounded as the
+        old percentage rule rounded: int(have x (1 - fraction)))."""
+        return max(0, int(have * (1 - self.fraction)) - self.fixed_bytes)
+
+    def bytes_for(self, have: int) -> int:
+        return int(have) - self.usable(have)
 
     def words(self) -> str:
         parts = []
