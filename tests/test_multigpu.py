@@ -9,6 +9,7 @@ import pytest
 from fitbench.core import gguf
 from fitbench.core.gguf.manifest import ModelManifest
 from fitbench.core.plan import memory, multigpu, search
+from fitbench.core.plan.margin import DEFAULT_VRAM_MARGIN
 from fitbench.core.plan.memory import GiB, Placement
 from fitbench.core.twin import writer as twin
 from test_gguf_builders import LlamaShape, Q, write_llama_gguf
@@ -171,13 +172,14 @@ def test_proposed_split_fits_two_24gb_gpus_where_the_even_split_does_not(
     vram = int((even.vram_bytes[0] - 1) / 0.95) + 1  # one byte short of the even split's GPU0
     gpus = [vram, vram]
     assert not all(g.fits for g in search.gpu_fits(even, gpus, 0.05))
-    prop = search.propose_split(llama70b, gpus, full, 4096)
+    prop = search.propose_split(llama70b, gpus, full, 4096, vram_headroom=0.05)
     assert prop.fits and prop.tensor_split == (40.0, 41.0)
     assert [g.layers for g in prop.gpus] == [40, 41]
     for g in prop.gpus:
         assert g.need_bytes == prop.plan.vram_bytes[g.index] <= 0.95 * vram
     # candidate_placements uses the proposal and checks every GPU
-    best = search.best_fitting(search.candidate_placements(llama70b, gpus, 64 * GiB, 4096))
+    plans = search.candidate_placements(llama70b, gpus, 64 * GiB, 4096, vram_headroom=0.05)
+    best = search.best_fitting(plans)
     assert best is not None and best.plan.placement.tensor_split == (40.0, 41.0)
 
 
@@ -192,7 +194,7 @@ def test_unequal_gpus_get_a_split_that_fits_each(llama70b: ModelManifest) -> Non
     assert fitting
     for p in fitting:
         for need, have in zip(p.plan.vram_bytes, gpus, strict=True):
-            assert need <= 0.95 * have
+            assert need <= DEFAULT_VRAM_MARGIN.usable(have)
         counts = multigpu.layers_per_gpu(p.plan.layer_devices, 2)
         assert counts[0] > counts[1]
         row = p.to_dict(llama70b.n_layer)

@@ -30,7 +30,7 @@ def test_plan_a_local_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
             "--ctx",
             "1024",
             "--vram-gb",
-            "1",
+            "2",
             "--ram-gb",
             "8",
             "--json",
@@ -41,7 +41,8 @@ def test_plan_a_local_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         assert key in out
     assert out["file_bytes"] == path.stat().st_size
     assert out["manifest_source"] == "local file header"
-    assert out["hardware"]["gpus_vram_bytes"] == [1_000_000_000]
+    # 2 GB: the CUDA context (600 MiB) and the margin (384 MiB + 0.5%) leave ~0.9 GiB
+    assert out["hardware"]["gpus_vram_bytes"] == [2_000_000_000]
     rows = out["placements"]
     assert rows[0]["n_gpu_layers"] == 0 and rows[0]["vram_bytes"] > 0  # the GPU runtime
     assert any(r["n_cpu_moe"] == 2 for r in rows)
@@ -122,7 +123,11 @@ def test_plan_predicts_speed_per_placement_labelled(capsys: pytest.CaptureFixtur
     tg = [rows[(ngl, 0)]["predicted_tg_ts"] for ngl in (0, 8, 16, 24, 33)]
     assert tg == sorted(tg) and tg[-1] > 5 * tg[0]
     assert out["best"]["n_gpu_layers"] == 33 and out["best"]["predicted_tg_ts"] == tg[-1]
-    assert out["hardware"]["gpus_vram_bytes"] == [150754820096]
+    # planned against the VRAM free when the file was written; --vram total is the what-if
+    hw = json.loads(H200.read_text())
+    assert out["hardware"]["gpus_vram_bytes"] == [hw["gpus"][0]["vram_free_bytes"]]
+    assert out["hardware"]["vram_basis"] == "free"
+    assert _h200_plan(capsys, "--vram", "total")["hardware"]["gpus_vram_bytes"] == [150754820096]
     assert main(["plan", "--model", MIXTRAL, "--offline", "--hardware", str(H200)]) == 0
     text = capsys.readouterr().out
     assert "tg128 t/s" in text and "predicted (uncalibrated" in text
@@ -183,7 +188,7 @@ def test_plan_takes_llama_cpp_device_memory_without_nvml(
     hw.write_text(json.dumps(data))
     out = _json(capsys, ["plan", "--model", MIXTRAL, "--offline", "--hardware", str(hw), "--json"])
     assert isinstance(out, dict)
-    assert out["hardware"]["gpus_vram_bytes"] == [32 * 2**30]
+    assert out["hardware"]["gpus_vram_bytes"] == [30 * 2**30]  # llama.cpp's free memory
     assert out["best"]["n_gpu_layers"] == 33 and out["best"]["vram_bytes"] > 20e9
 
 

@@ -65,6 +65,8 @@ def with_what_if_gpus(machine: Machine, args: argparse.Namespace) -> Machine:
         gpus_vram_bytes=[c.vram_bytes for c in cards],
         source=f"{machine.source} + what-if GPU {args.gpu}",
         hardware=what_if_hardware(machine.hardware, cards),
+        vram_basis="what-if",
+        vram_words=tuple(f"what-if {c.name}: {c.vram_bytes / 2**30:.1f} GiB" for c in cards),
     )
 
 

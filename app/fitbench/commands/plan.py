@@ -17,7 +17,7 @@ from fitbench.commands._common import (
 )
 from fitbench.core import gguf
 from fitbench.core.model import catalog
-from fitbench.core.plan import memory
+from fitbench.core.plan import margin, memory
 from fitbench.core.predict import plan_report
 from fitbench.core.results import schema as results
 
@@ -31,7 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parallel", type=int, default=1, help="parallel sequences")
     parser.add_argument("--ubatch", type=int, default=512, help="physical batch size")
     parser.add_argument("--flash-attn", action="store_true", help="plan with flash attention")
-    parser.add_argument("--vram-headroom", type=float, default=5.0, help="%% of VRAM kept free")
+    parser.add_argument(
+        "--vram-headroom",
+        type=float,
+        metavar="PCT",
+        help="%% of each GPU's VRAM kept free instead of the default margin "
+        f"({margin.DEFAULT_VRAM_MARGIN.words()} of the VRAM planned against; docs/memory.md)",
+    )
     parser.add_argument(
         "--ram-headroom-gb",
         type=float,
@@ -50,6 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_machine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--vram",
+        choices=("free", "total"),
+        default="free",
+        help="plan against the VRAM free at detection (default: other processes keep theirs) "
+        "or each GPU's total, as if nothing else ran (a what-if)",
+    )
     parser.add_argument("--vram-gb", help="what-if: GPU VRAM in GB, comma-separated per GPU")
     parser.add_argument("--ram-gb", type=float, help="what-if: host RAM in GB")
     add_gpu_argument(parser)
@@ -67,7 +80,7 @@ def machine_of(args: argparse.Namespace) -> plan_report.Machine:
         if args.vram_gb is not None
         else None
     )
-    return with_what_if_gpus(plan_report.machine(vram, args.ram_gb, args.hardware), args)
+    return with_what_if_gpus(plan_report.machine(vram, args.ram_gb, args.hardware, args.vram), args)
 
 
 def settings_of(args: argparse.Namespace) -> plan_report.PlanSettings:
@@ -98,6 +111,10 @@ def print_text(r: dict[str, Any]) -> None:
     )
     print(f"  from: {r['manifest_source']}")
     print(f"  machine ({hw['source']}): {gpus}; RAM {_gb(hw['ram_bytes']).strip()}")
+    for words in hw.get("vram_words") or []:
+        print(f"  VRAM: {words}")
+    if hw["gpus_vram_bytes"]:
+        print(f"  VRAM margin kept free on each GPU: {r['vram_margin']['words']}")
     if not r["compatible"]:
         print("  INCOMPATIBLE with the installed llama.cpp: " + "; ".join(r["compat_reasons"]))
     print(f"  predicted memory at ctx {r['ctx']} x {r['parallel']} sequence(s), and speed:")
@@ -119,6 +136,16 @@ def print_text(r: dict[str, Any]) -> None:
         if best
         else "  best fitting: none"
     )
+    fit = r.get("llama_cpp_fit") or {}
+    if fit.get("words") and hw["gpus_vram_bytes"]:
+        line = f"  {fit['words']}"
+        ours = fit.get("plan")
+        if ours:
+            line += (
+                f"; FitBench plans it at {_gb(ours['vram_bytes']).strip()} VRAM, "
+                f"{ours['predicted_tg_ts']:.2f} tokens/s generation (predicted)"
+            )
+        print(line)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from fitbench.core.gguf.manifest import ModelManifest
 from fitbench.core.hardware.detect import HardwareReport, MachineMemory
 from fitbench.core.model.catalog import Catalog, Model
 from fitbench.core.plan import memory, search
+from fitbench.core.plan.margin import DEFAULT_VRAM_MARGIN
 from fitbench.core.twin import resolve
 from fitbench.core.twin.resolve import ManifestSource
 from fitbench.core.twin.writer import (
@@ -58,7 +59,8 @@ Progress = Callable[[str, int, int], None]  # (what, done bytes, total bytes)
 
 @dataclass(frozen=True)
 class Machine:
-    """What the planner needs from a hardware report (HardwareReport or its to_dict())."""
+    """What the planner needs from a hardware report (HardwareReport or its to_dict()): the VRAM
+    free at detection (what other processes hold is not there to take), the RAM available now."""
 
     gpu_vram: tuple[int, ...]
     ram_available: int
@@ -90,7 +92,7 @@ def _fits(
         manifest, placement, n_ctx, n_par, n_gpus=len(m.gpu_vram) if placement.n_gpu_layers else 0
     )
     vram_ok = all(
-        need <= have * (1 - memory.DEFAULT_VRAM_HEADROOM)
+        need <= DEFAULT_VRAM_MARGIN.usable(have)
         for need, have in zip(plan.vram_bytes, m.gpu_vram, strict=False)
     )
     return vram_ok and plan.ram_bytes <= m.ram_available - memory.DEFAULT_RAM_HEADROOM_BYTES

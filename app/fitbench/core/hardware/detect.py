@@ -31,6 +31,7 @@ from fitbench.core.hardware.llama_devices import LlamaCppInfo, LlamaDevice
 from fitbench.core.hardware.nvml import DriverInfo, GpuInfo, GpuProcess, PcieInfo
 
 __all__ = [
+    "VRAM_BASES",
     "CpuInfo",
     "DiskInfo",
     "DriverInfo",
@@ -98,8 +99,9 @@ class HardwareReport:
 
     def gpu_vram_bytes(self) -> list[int]:
         """Total VRAM per GPU: NVML's GPUs in NVML's order, else llama.cpp's discrete GPUs
-        (Metal, Vulkan, ROCm builds on machines without NVML)."""
-        return list(self.memory().gpu_vram_bytes)
+        (Metal, Vulkan, ROCm builds on machines without NVML). Planning uses memory(), which
+        counts what is free."""
+        return list(self.memory().gpu_vram_total_bytes)
 
     @property
     def total_vram_bytes(self) -> int:
@@ -157,33 +159,67 @@ def _get(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+VRAM_BASES = ("free", "total")
+
+
 @dataclass(frozen=True)
 class MachineMemory:
     """What planning reads from a hardware report, by one set of rules for a HardwareReport and
     for its to_dict() (a `fitbench detect --json` file, or the partial dicts of what-if
-    machines and tests, where missing parts count as absent)."""
+    machines and tests, where missing parts count as absent).
 
-    gpu_vram_bytes: tuple[int, ...]  # total per GPU, before any headroom
+    Planning is against the VRAM free at detection (vram="free", the default): a desktop GPU
+    always holds something (compositor, browser, another model), and a placement that needs more
+    than is free crashes with out-of-memory however large the card. vram="total" is the what-if
+    of a GPU with nothing else on it. A GPU whose free memory is unknown (what-if dicts, old
+    hardware files) counts with its total.
+    """
+
+    gpu_vram_bytes: tuple[int, ...]  # per GPU, what planning may use (free or total), before margin
     vram_source: str  # "nvml", "llama.cpp" or "none"
     usable_ram_bytes: int  # the planning ceiling: min(host RAM, cgroup limit)
     available_ram_bytes: int  # what a new process can take now
     gpu_offload: bool | None  # llama.cpp's build can offload; None: unknown
+    gpu_vram_total_bytes: tuple[int, ...] = ()  # each GPU's total
+    gpu_vram_free_bytes: tuple[int | None, ...] = ()  # free at detection; None: not reported
+    vram_basis: str = "free"  # "free" or "total": what gpu_vram_bytes holds
+    gpu_names: tuple[str, ...] = ()
+    gpu_processes: tuple[tuple[Mapping[str, Any], ...], ...] = ()  # NVML's processes per GPU
 
     @classmethod
-    def of(cls, hardware: HardwareReport | Mapping[str, Any]) -> MachineMemory:
+    def of(cls, hardware: HardwareReport | Mapping[str, Any], vram: str = "free") -> MachineMemory:
+        if vram not in VRAM_BASES:
+            raise ValueError(f"vram must be one of {', '.join(VRAM_BASES)}, got {vram!r}")
         data = hardware.to_dict() if isinstance(hardware, HardwareReport) else hardware
         gpus = [g for g in data.get("gpus") or [] if isinstance(g, Mapping)]
         llama = _get(data, "llama_cpp")
+        total: tuple[int, ...]
+        free: tuple[int | None, ...]
+        names: tuple[str, ...]
+        processes: tuple[tuple[Mapping[str, Any], ...], ...] = ()
         if gpus:
-            vram, source = tuple(int(g.get("vram_total_bytes") or 0) for g in gpus), "nvml"
+            total = tuple(int(g.get("vram_total_bytes") or 0) for g in gpus)
+            free = tuple(_int_or_none(g.get("vram_free_bytes")) for g in gpus)
+            names = tuple(str(g.get("name") or f"GPU {i}") for i, g in enumerate(gpus))
+            processes = tuple(
+                tuple(p for p in g.get("processes") or [] if isinstance(p, Mapping)) for g in gpus
+            )
+            source = "nvml"
         else:
             # discrete GPUs only: an integrated GPU's memory is host RAM, already counted there
-            vram = tuple(
-                int(d["memory_total_bytes"])
+            devices = [
+                d
                 for d in llama.get("devices") or []
                 if isinstance(d, Mapping) and d.get("type") == "gpu" and d.get("memory_total_bytes")
-            )
-            source = "llama.cpp" if vram else "none"
+            ]
+            total = tuple(int(d["memory_total_bytes"]) for d in devices)
+            free = tuple(_int_or_none(d.get("memory_free_bytes")) for d in devices)
+            names = tuple(str(d.get("description") or d.get("name") or "GPU") for d in devices)
+            source = "llama.cpp" if total else "none"
+        if vram == "free":
+            planned = tuple(t if f is None else min(f, t) for t, f in zip(total, free, strict=True))
+        else:
+            planned = total
         ram = _get(data, "ram")
         usable = int(ram.get("usable_bytes") or ram.get("total_bytes") or 0)
         offload = None
@@ -192,12 +228,66 @@ class MachineMemory:
                 offload = bool(llama[key])
                 break
         return cls(
-            gpu_vram_bytes=vram,
+            gpu_vram_bytes=planned,
             vram_source=source,
             usable_ram_bytes=usable,
             available_ram_bytes=int(ram.get("available_bytes") or usable),
             gpu_offload=offload,
+            gpu_vram_total_bytes=total,
+            gpu_vram_free_bytes=free,
+            vram_basis=vram,
+            gpu_names=names,
+            gpu_processes=processes,
         )
+
+    def vram_words(self) -> list[str]:
+        """One sentence per GPU: what is free, what others use (by process, where NVML names
+        them) and what planning counts, e.g. "GPU0 NVIDIA H100 80GB HBM3: 24.0 of 80.0 GiB free:
+        56.0 GiB used by other processes (python3 pid 1234 55.9 GiB)"."""
+        out = []
+        for i, total in enumerate(self.gpu_vram_total_bytes):
+            name = self.gpu_names[i] if i < len(self.gpu_names) else f"GPU {i}"
+            free = self.gpu_vram_free_bytes[i] if i < len(self.gpu_vram_free_bytes) else None
+            head = f"GPU{i} {name}"
+            if free is None:
+                out.append(
+                    f"{head}: {_gib(total)} GiB, free memory not reported: planning against the "
+                    "total"
+                )
+                continue
+            used = max(total - free, 0)
+            procs = self.gpu_processes[i] if i < len(self.gpu_processes) else ()
+            text = f"{head}: {_gib(free)} of {_gib(total)} GiB free"
+            if used >= 1 << 20:
+                text += f": {_gib(used)} GiB used by other processes"
+                named = _process_words(procs)
+                if named:
+                    text += f" ({named})"
+            if self.vram_basis == "total" and used:
+                text += f"; what-if: planning against the total {_gib(total)} GiB as if all free"
+            out.append(text)
+        return out
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f}"
+
+
+def _process_words(processes: tuple[Mapping[str, Any], ...]) -> str:
+    """The processes NVML lists, largest first: "python3 pid 1234 55.9 GiB" (the size where the
+    driver says it)."""
+    ordered = sorted(processes, key=lambda p: -(p.get("used_bytes") or 0))
+    parts = []
+    for p in ordered:
+        words = f"{p.get('name') or 'process'} pid {p.get('pid')}"
+        if p.get("used_bytes") is not None:
+            words += f" {_gib(int(p['used_bytes']))} GiB"
+        parts.append(words)
+    return ", ".join(parts)
 
 
 def read_json(path: Path) -> dict[str, Any]:

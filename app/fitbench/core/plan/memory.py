@@ -35,6 +35,7 @@ from fitbench.core.plan.gpu_buffers import (
     add_gpu_terms,
     compact_manifest,
 )
+from fitbench.core.plan.margin import DEFAULT_VRAM_MARGIN
 from fitbench.core.plan.placement import Placement
 
 MiB = 1 << 20
@@ -46,12 +47,20 @@ GiB = 1 << 30
 #   attention, no flash-attn: T * (4*n_kv*n_head [KQ] + 4*n_kv [mask] + 20*n_embd + 8*n_embd_kv)
 #   attention, flash-attn:    T * (2*n_kv [f16 mask] + 20*n_embd + 8*n_embd_kv)
 #   FFN:                      T * (4*(3*n_ff*n_expert_used + 4*n_embd) + mask bytes per token)
+#   output (logits):          T * 4*(n_vocab + 2*n_embd)
 # Full-size Mixtral / Llama-2-70B shapes: within +-2% (n_ubatch 128/512, n_ctx 512..4096, with
 # and without flash-attn); KV exact; tiny dense twins with flash-attn: up to +22% (over).
 COMPUTE_ATTN_EMBD_F32 = 20
 COMPUTE_ATTN_EMBD_KV_F32 = 8
 COMPUTE_FFN_FF_F32 = 3
 COMPUTE_FFN_EMBD_F32 = 4
+# The output phase: llama.cpp reserves its graph with n_outputs = T (every token of a full ubatch
+# returns logits), so the output matmul's result, T x n_vocab f32, lives beside its normed input
+# and the residual stream. Invisible with 32k vocabularies (the FFN phase is larger); with 262k
+# (Gemma 3) it is the whole buffer: 64.3 MiB at T=64 for gemma-3-270m, where the other phases
+# give 2.2. No_alloc loads of a 262k-vocabulary header (tests/test_memory_planner.py): exact at
+# T=64/320/512 with and without flash-attn, 0.25% under at n_ctx 2048 without it.
+COMPUTE_OUTPUT_EMBD_F32 = 2
 # The CPU backend's own work buffer (ggml-cpu cplan, malloc'd outside the compute buffer): without
 # flash-attn the softmax(KQ) matrix is converted to f16 for the KQV product, 2*n_kv*T*n_head bytes.
 # Measured as the RSS gap on full-context CPU runs (benchmarks/memory_rss.py): 8 MB tiny, 32 MB
@@ -62,6 +71,9 @@ CPU_WORK_KQ_F16 = 2
 HOST_RUNTIME_BYTES = 44_000_000
 # GPU side (CUDA context, cuBLAS, pool, op offload): core.plan.gpu_buffers, fitted on an H200.
 
+# The old default, a share of each GPU's VRAM; what callers that pass a fraction still get (the
+# GUI setting, the advice's vram_headroom). Planning without one uses DEFAULT_VRAM_MARGIN, a
+# margin sized by the planner's measured error (plan.margin, docs/memory.md).
 DEFAULT_VRAM_HEADROOM = 0.05
 DEFAULT_RAM_HEADROOM_BYTES = 2 * GiB
 
@@ -260,7 +272,8 @@ def compute_buffer_bytes(hp: _Hparams, n_kv: int, n_tokens: int, flash_attn: boo
     mask = (2 if flash_attn else 4) * n_kv
     attention = mask + shared + (0 if flash_attn else 4 * n_kv * hp.n_head)
     ffn = 4 * (COMPUTE_FFN_FF_F32 * hp.n_ff * hp.n_expert_used + COMPUTE_FFN_EMBD_F32 * hp.n_embd)
-    return n_tokens * max(attention, ffn + mask)
+    output = 4 * (hp.n_vocab + COMPUTE_OUTPUT_EMBD_F32 * hp.n_embd)
+    return n_tokens * max(attention, ffn + mask, output)
 
 
 def _tensor_device(t: TensorInfo, layer_dev: list[int | None], p: Placement) -> int | None:
@@ -443,6 +456,7 @@ def plan(
 __all__ = [
     "DEFAULT_RAM_HEADROOM_BYTES",
     "DEFAULT_VRAM_HEADROOM",
+    "DEFAULT_VRAM_MARGIN",
     "GPU_RUNTIME_BYTES",
     "MemoryPlan",
     "Placement",

@@ -7,15 +7,15 @@ for each placement on several GPUs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from fitbench.core.gguf.manifest import ModelManifest
 from fitbench.core.plan import memory, multigpu
+from fitbench.core.plan.margin import MarginLike, margin_of
 from fitbench.core.plan.memory import (
     DEFAULT_RAM_HEADROOM_BYTES,
-    DEFAULT_VRAM_HEADROOM,
     GiB,
     MemoryPlan,
     Placement,
@@ -30,7 +30,7 @@ class GpuFit:
     index: int
     need_bytes: int
     have_bytes: int
-    usable_bytes: int  # have minus the headroom
+    usable_bytes: int  # have minus the margin
     layers: int  # offloaded layers on this GPU (split modes layer/none)
 
     @property
@@ -53,8 +53,12 @@ class GpuFit:
         }
 
 
-def gpu_fits(plan: MemoryPlan, gpus_vram_bytes: Sequence[int], headroom: float) -> list[GpuFit]:
-    """Need vs usable VRAM (after `headroom`, a fraction) on each GPU of a plan."""
+def gpu_fits(
+    plan: MemoryPlan, gpus_vram_bytes: Sequence[int], headroom: MarginLike = None
+) -> list[GpuFit]:
+    """Need vs usable VRAM (after the margin: a VramMargin, a fraction, None for the default) on
+    each GPU of a plan."""
+    margin = margin_of(headroom)
     pl = plan.placement
     n = len(gpus_vram_bytes)
     n_layer = len(plan.layer_devices) - 1 if plan.layer_devices else 0
@@ -67,7 +71,7 @@ def gpu_fits(plan: MemoryPlan, gpus_vram_bytes: Sequence[int], headroom: float) 
             index=g,
             need_bytes=plan.vram_bytes[g] if g < len(plan.vram_bytes) else 0,
             have_bytes=int(have),
-            usable_bytes=int(have * (1 - headroom)),
+            usable_bytes=margin.usable(int(have)),
             layers=counts[g],
         )
         for g, have in enumerate(gpus_vram_bytes)
@@ -155,7 +159,7 @@ def propose_split(
     n_ctx: int,
     n_parallel: int = 1,
     *,
-    vram_headroom: float = 0.05,
+    vram_headroom: MarginLike = None,
     **plan_kwargs: Any,
 ) -> SplitProposal:
     """The tensor_split for `placement` that leaves the most spare room on the fullest GPU.
@@ -166,13 +170,12 @@ def propose_split(
     proportional to each GPU's usable VRAM after its runtime. Other modes are planned as given.
     """
     n = len(gpus_vram_bytes)
-    usable = [int(v * (1 - vram_headroom)) for v in gpus_vram_bytes]
+    margin = margin_of(vram_headroom)
+    usable = [margin.usable(int(v)) for v in gpus_vram_bytes]
 
     def finish(pl: Placement) -> SplitProposal:
         mp = memory.plan(manifest, pl, n_ctx, n_parallel, n_gpus=n, **plan_kwargs)
-        return SplitProposal(
-            pl.tensor_split, mp, tuple(gpu_fits(mp, gpus_vram_bytes, vram_headroom))
-        )
+        return SplitProposal(pl.tensor_split, mp, tuple(gpu_fits(mp, gpus_vram_bytes, margin)))
 
     act = placement.offloaded(manifest.n_layer)
     if n < 2 or act == 0 or placement.split_mode in ("none", "row"):
@@ -224,6 +227,129 @@ def _with_split(placement: Placement, split: tuple[float, ...]) -> Placement:
 # --- placements worth benchmarking ------------------------------------------------------------
 
 
+class _Planner:
+    """Plans placements on one machine once each, and says whether each fits."""
+
+    def __init__(
+        self,
+        manifest: ModelManifest,
+        gpus_vram_bytes: Sequence[int],
+        ram_bytes: int,
+        n_ctx: int,
+        n_parallel: int,
+        vram_headroom: MarginLike,
+        ram_headroom_bytes: int,
+        plan_kwargs: dict[str, Any],
+    ) -> None:
+        self.manifest = manifest
+        self.gpus = [int(v) for v in gpus_vram_bytes]
+        self.ram = ram_bytes
+        self.n_ctx, self.n_parallel = n_ctx, n_parallel
+        self.margin = margin_of(vram_headroom)
+        self.ram_headroom = ram_headroom_bytes
+        self.kwargs = plan_kwargs
+        self.split = tuple(float(v) for v in self.gpus) if len(self.gpus) > 1 else None
+        self._done: dict[Placement, PlacementPlan] = {}
+
+    def placement(self, n_gpu_layers: int, n_cpu_moe: int = 0) -> Placement:
+        return Placement(n_gpu_layers, n_cpu_moe=n_cpu_moe, tensor_split=self.split)
+
+    def __call__(self, pl: Placement) -> PlacementPlan:
+        if pl in self._done:
+            return self._done[pl]
+        n_gpus = len(self.gpus)
+        if n_gpus > 1 and pl.n_gpu_layers:
+            mp = propose_split(
+                self.manifest, self.gpus, pl, self.n_ctx, self.n_parallel,
+                vram_headroom=self.margin, **self.kwargs,
+            ).plan  # fmt: skip
+        else:
+            mp = memory.plan(
+                self.manifest, pl, self.n_ctx, self.n_parallel, n_gpus=n_gpus, **self.kwargs
+            )
+        reasons = []
+        for g, (need, have) in enumerate(zip(mp.vram_bytes, self.gpus, strict=False)):
+            if need > self.margin.usable(have):
+                reasons.append(f"GPU{g} needs {need / GiB:.1f} GiB of {have / GiB:.1f} GiB")
+        if mp.ram_bytes > self.ram - self.ram_headroom:
+            reasons.append(f"RAM needs {mp.ram_bytes / GiB:.1f} GiB of {self.ram / GiB:.1f} GiB")
+        done = PlacementPlan(mp, fits=not reasons, why_not="; ".join(reasons))
+        self._done[pl] = done
+        return done
+
+    def vram_fits(self, pl: Placement) -> bool:
+        mp = self(pl).plan
+        return all(
+            need <= self.margin.usable(have)
+            for need, have in zip(mp.vram_bytes, self.gpus, strict=False)
+        )
+
+
+def _last_true(test: Callable[[int], bool], lo: int, hi: int) -> int | None:
+    """The largest k in lo..hi with test(k), for a test that holds up to a point and then not
+    (VRAM grows with the layers on the GPU); None if test(lo) fails. A step up past the point
+    found is tried too, in case the plan is not monotonic there (a compute buffer that shrinks
+    as the last host weights leave)."""
+    if lo > hi or not test(lo):
+        return None
+    while lo < hi:  # invariant: test(lo)
+        mid = (lo + hi + 1) // 2
+        if test(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    while lo + 1 <= hi and test(lo + 1):
+        lo += 1
+    return lo
+
+
+def _tightest(p: _Planner) -> list[Placement]:
+    """The placements that put the most on the GPUs within the margin, at single-layer
+    resolution: the largest n_gpu_layers, and for MoE models the smallest n_cpu_moe with every
+    layer offloaded (or, when even all experts on the CPU leave too little room, the largest
+    n_gpu_layers with the experts of all of them on the CPU)."""
+    if not p.gpus:
+        return []
+    n_layer = p.manifest.n_layer
+    out = []
+    ngl = _last_true(lambda k: p.vram_fits(p.placement(k)), 1, n_layer + 1)
+    if ngl is not None:
+        out.append(p.placement(ngl))
+    if p.manifest.n_expert and (ngl is None or ngl <= n_layer):
+        if p.vram_fits(p.placement(n_layer + 1, n_layer)):
+            # fewest experts on the CPU: the complement of the largest number left on the GPU
+            on_gpu = _last_true(
+                lambda k: p.vram_fits(p.placement(n_layer + 1, n_layer - k)), 0, n_layer
+            )
+            assert on_gpu is not None
+            out.append(p.placement(n_layer + 1, n_layer - on_gpu))
+        else:
+            k = _last_true(lambda k: p.vram_fits(p.placement(k, n_layer)), 1, n_layer + 1)
+            if k is not None:
+                out.append(p.placement(k, n_layer))
+    return out
+
+
+def tightest_placements(
+    manifest: ModelManifest,
+    gpus_vram_bytes: Sequence[int],
+    ram_bytes: int,
+    n_ctx: int = 4096,
+    n_parallel: int = 1,
+    *,
+    vram_headroom: MarginLike = None,
+    ram_headroom_bytes: int = DEFAULT_RAM_HEADROOM_BYTES,
+    **plan_kwargs: Any,
+) -> list[PlacementPlan]:
+    """The fitting placements with the most on the GPUs (see _tightest), each planned by
+    bisection over the memory plan (a few plans, not one per layer)."""
+    p = _Planner(
+        manifest, gpus_vram_bytes, ram_bytes, n_ctx, n_parallel, vram_headroom,
+        ram_headroom_bytes, plan_kwargs,
+    )  # fmt: skip
+    return [pp for pp in (p(pl) for pl in _tightest(p)) if pp.fits]
+
+
 def candidate_placements(
     manifest: ModelManifest,
     gpus_vram_bytes: Sequence[int],
@@ -231,7 +357,7 @@ def candidate_placements(
     n_ctx: int = 4096,
     n_parallel: int = 1,
     *,
-    vram_headroom: float = DEFAULT_VRAM_HEADROOM,
+    vram_headroom: MarginLike = None,
     ram_headroom_bytes: int = DEFAULT_RAM_HEADROOM_BYTES,
     layer_step: int | None = None,
     **plan_kwargs: Any,
@@ -239,41 +365,32 @@ def candidate_placements(
     """Every placement worth benchmarking, with its memory and whether it fits.
 
     n_gpu_layers from 0 to all (every layer_step layers, default about 8 points), and for MoE
-    models the expert-on-CPU variants (all layers offloaded, experts of N layers on CPU). With
-    several GPUs each placement gets the layer split that leaves the most room on its fullest
-    GPU (propose_split), and fits only with the headroom free on every GPU.
+    models the expert-on-CPU variants (all layers offloaded, experts of N layers on CPU), plus
+    the tightest placements that fit (tightest_placements: single-layer resolution), each in its
+    place in that order. With several GPUs each placement gets the layer split that leaves the
+    most room on its fullest GPU (propose_split), and fits only with the margin free on every
+    GPU. vram_headroom: a VramMargin, a fraction of each GPU's VRAM, or None for the default
+    margin (plan.margin).
     """
+    p = _Planner(
+        manifest, gpus_vram_bytes, ram_bytes, n_ctx, n_parallel, vram_headroom,
+        ram_headroom_bytes, plan_kwargs,
+    )  # fmt: skip
     n_layer = manifest.n_layer
-    n_gpus = len(gpus_vram_bytes)
-    split = None
-    if n_gpus > 1:
-        split = tuple(float(v) for v in gpus_vram_bytes)
     placements: list[Placement] = [Placement(0)]
-    if n_gpus:
+    if p.gpus:
+        tight = _tightest(p)
         step = layer_step or max(1, round(n_layer / 8))
-        ngls = sorted({*range(step, n_layer + 1, step), n_layer + 1})
-        placements += [Placement(n, tensor_split=split) for n in ngls]
+        ngls = {*range(step, n_layer + 1, step), n_layer + 1}
+        ngls |= {t.n_gpu_layers for t in tight if t.n_cpu_moe == 0}
+        placements += [p.placement(n) for n in sorted(ngls)]
         if manifest.n_expert:
+            placements += [t for t in tight if t.n_cpu_moe and t.n_gpu_layers <= n_layer]
             cmoe_step = max(1, round(n_layer / 8))
-            for n in [n_layer, *range(n_layer - cmoe_step, 0, -cmoe_step)]:
-                placements.append(Placement(n_layer + 1, n_cpu_moe=n, tensor_split=split))
-    out = []
-    for pl in placements:
-        if n_gpus > 1 and pl.n_gpu_layers:
-            mp = propose_split(
-                manifest, gpus_vram_bytes, pl, n_ctx, n_parallel,
-                vram_headroom=vram_headroom, **plan_kwargs,
-            ).plan  # fmt: skip
-        else:
-            mp = memory.plan(manifest, pl, n_ctx, n_parallel, n_gpus=n_gpus, **plan_kwargs)
-        reasons = []
-        for g, (need, have) in enumerate(zip(mp.vram_bytes, gpus_vram_bytes, strict=False)):
-            if need > have * (1 - vram_headroom):
-                reasons.append(f"GPU{g} needs {need / GiB:.1f} GiB of {have / GiB:.1f} GiB")
-        if mp.ram_bytes > ram_bytes - ram_headroom_bytes:
-            reasons.append(f"RAM needs {mp.ram_bytes / GiB:.1f} GiB of {ram_bytes / GiB:.1f} GiB")
-        out.append(PlacementPlan(mp, fits=not reasons, why_not="; ".join(reasons)))
-    return out
+            cmoes = {n_layer, *range(n_layer - cmoe_step, 0, -cmoe_step)}
+            cmoes |= {t.n_cpu_moe for t in tight if t.n_cpu_moe and t.n_gpu_layers > n_layer}
+            placements += [p.placement(n_layer + 1, n) for n in sorted(cmoes, reverse=True)]
+    return [p(pl) for pl in dict.fromkeys(placements)]
 
 
 def best_fitting(plans: Sequence[PlacementPlan]) -> PlacementPlan | None:
@@ -294,4 +411,5 @@ __all__ = [
     "candidate_placements",
     "gpu_fits",
     "propose_split",
+    "tightest_placements",
 ]

@@ -21,7 +21,8 @@ from fitbench.core import gguf
 from fitbench.core.gguf.manifest import ModelManifest
 from fitbench.core.hardware import detect as hardware
 from fitbench.core.model import catalog
-from fitbench.core.plan import memory, search
+from fitbench.core.plan import llama_fit, memory, search
+from fitbench.core.plan.margin import VramMargin, margin_of
 from fitbench.core.predict.layer_costs import LayerCosts, from_manifest
 from fitbench.core.predict.speeds import SpeedModel, speed_model
 from fitbench.core.results import schema as results
@@ -59,25 +60,34 @@ class PlanSettings:
     parallel: int = 1
     ubatch: int = 512
     flash_attn: bool = False
-    vram_headroom_pct: float = 5.0
+    vram_headroom_pct: float | None = None  # None: the default margin (plan.margin)
     ram_headroom_bytes: int = memory.DEFAULT_RAM_HEADROOM_BYTES
     results: Path | None = None  # results JSONL of this machine: calibrates the speeds
+
+    @property
+    def margin(self) -> VramMargin:
+        pct = self.vram_headroom_pct
+        return margin_of(None) if pct is None else VramMargin.percent(pct)
 
 
 @dataclass(frozen=True)
 class Machine:
     """GPU VRAM and host RAM to plan for, and the machine the speed predictions assume."""
 
-    gpus_vram_bytes: list[int]
+    gpus_vram_bytes: list[int]  # what planning counts per GPU: free at detection, or total
     ram_bytes: int
     source: str  # detected, hardware file <name>, what-if, or "<one> + what-if"
     hardware: dict[str, Any]
+    vram_basis: str = "free"  # "free", "total" (what-if) or "what-if" (--vram-gb)
+    vram_words: tuple[str, ...] = ()  # per GPU: free, used by whom, what is planned against
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "gpus_vram_bytes": self.gpus_vram_bytes,
             "ram_bytes": self.ram_bytes,
             "source": self.source,
+            "vram_basis": self.vram_basis,
+            "vram_words": list(self.vram_words),
         }
 
 
@@ -120,10 +130,15 @@ def detect_hardware(full: bool = True) -> dict[str, Any]:
 
 
 def machine(
-    vram_gb: Sequence[float] | None, ram_gb: float | None, hardware_file: Path | None = None
+    vram_gb: Sequence[float] | None,
+    ram_gb: float | None,
+    hardware_file: Path | None = None,
+    vram: str = "free",
 ) -> Machine:
     """The machine to plan for: detected, from a hardware file, or the what-if sizes given
-    (VRAM per GPU in GB; zeros drop out)."""
+    (VRAM per GPU in GB; zeros drop out). vram: "free" plans against the VRAM free at detection
+    (the default: what other processes hold is not there), "total" against each GPU's total as
+    if nothing else ran (a what-if)."""
     if hardware_file is not None:
         hw = hardware.read_json(hardware_file)
         source = f"hardware file {hardware_file.name}"
@@ -131,10 +146,13 @@ def machine(
         # both sizes given: a quick look at the CPU only (no probes), the rest is what-if
         hw = detect_hardware(full=vram_gb is None or ram_gb is None)
         source = "detected"
-    mem = hardware.MachineMemory.of(hw)
+    mem = hardware.MachineMemory.of(hw, vram)
     gpus, ram = list(mem.gpu_vram_bytes), mem.usable_ram_bytes
+    basis, words = mem.vram_basis, tuple(mem.vram_words())
     if vram_gb is not None:
         gpus = [int(v * 1e9) for v in vram_gb if v > 0]
+        basis = "what-if"
+        words = tuple(f"what-if GPU{i}: {g / 2**30:.1f} GiB, all free" for i, g in enumerate(gpus))
         # a what-if GPU: offloading assumed; its bandwidth is the predictor's guess
         hw = {**hw, "gpus": [{"name": "what-if GPU", "vram_total_bytes": g} for g in gpus]}
         hw["llama_cpp"] = {**(hw.get("llama_cpp") or {}), "gpu_offload": bool(gpus)}
@@ -144,7 +162,7 @@ def machine(
         source = "what-if"
     elif vram_gb is not None or ram_gb is not None:
         source += " + what-if"
-    return Machine(gpus, ram, source, hw)
+    return Machine(gpus, ram, source, hw, basis, words)
 
 
 def speeds(
@@ -172,17 +190,27 @@ def plan_report(resolved: Resolved, mach: Machine, settings: PlanSettings) -> di
         mach.ram_bytes,
         n_ctx=settings.ctx,
         n_parallel=settings.parallel,
-        vram_headroom=settings.vram_headroom_pct / 100,
+        vram_headroom=settings.margin,
         ram_headroom_bytes=settings.ram_headroom_bytes,
         flash_attn=settings.flash_attn,
         n_ubatch=settings.ubatch,
     )
     best = search.best_fitting(plans)
+    fit = llama_fit.llama_cpp_fit_details(
+        m, mach.gpus_vram_bytes, settings.ctx, settings.parallel, n_ubatch=settings.ubatch
+    )
     compat = gguf.check_compatibility(m)
     model, costs = speeds(resolved, mach.hardware, settings.results)
 
     def row(p: memory.PlacementPlan) -> dict[str, Any]:
         return {**p.to_dict(m.n_layer), **model.speeds(costs, p.n_gpu_layers, p.n_cpu_moe)}
+
+    llama_cpp = fit.to_dict()
+    if fit.placement is not None:
+        # FitBench's plan and predicted speed of llama.cpp's choice, with this run's settings
+        same = [p for p in plans if p.placement == fit.placement]
+        same = same or [_plan_one(m, mach, settings, fit.placement)]
+        llama_cpp["plan"] = row(same[0])
 
     return {
         "model": resolved.model,
@@ -197,12 +225,27 @@ def plan_report(resolved: Resolved, mach: Machine, settings: PlanSettings) -> di
         "ctx": settings.ctx,
         "parallel": settings.parallel,
         "hardware": mach.to_dict(),
+        "vram_margin": {**settings.margin.to_dict(), "basis": "predicted"},
         "compatible": compat.ok,
         "compat_reasons": compat.reasons,
         "speed": model.to_dict(),
         "placements": [row(p) for p in plans],
         "best": row(best) if best else None,
+        "llama_cpp_fit": llama_cpp,
     }
+
+
+def _plan_one(
+    m: ModelManifest, mach: Machine, settings: PlanSettings, pl: memory.Placement
+) -> memory.PlacementPlan:
+    mp = memory.plan(
+        m, pl, settings.ctx, settings.parallel, flash_attn=settings.flash_attn,
+        n_ubatch=settings.ubatch, n_gpus=len(mach.gpus_vram_bytes),
+    )  # fmt: skip
+    fits = search.gpu_fits(mp, mach.gpus_vram_bytes, settings.margin)
+    ram_ok = mp.ram_bytes <= mach.ram_bytes - settings.ram_headroom_bytes
+    ok = all(g.fits for g in fits) and ram_ok
+    return memory.PlacementPlan(mp, ok, "" if ok else "does not fit FitBench's plan")
 
 
 def catalog_rows(mach: Machine, settings: PlanSettings, offline: bool) -> list[dict[str, Any]]:
