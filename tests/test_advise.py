@@ -20,6 +20,7 @@ from fitbench.core.advise.memory import SOURCE_BUILTIN, PlannedMemory, compact_m
 from fitbench.core.advise.recommend import AdviceError, recommend
 from fitbench.core.model import catalog
 from fitbench.core.plan import memory, search
+from fitbench.core.plan.margin import DEFAULT_VRAM_MARGIN
 from fitbench.core.plan.placement import Placement
 from fitbench.core.predict import fit as predict_fit
 from fitbench.core.predict.layer_costs import catalog_costs
@@ -259,7 +260,7 @@ def test_advice_fits_exactly_what_fitbench_plan_fits(gpus_gib: tuple[float, ...]
     gets the same VRAM, RAM and verdict from the advice's candidate builder."""
     hardware = _gpu_machine(gpus_gib, 24)
     mixtral = _catalog().get(MIXTRAL)
-    capacity = capacity_of(hardware, True, 0.05, memory.DEFAULT_RAM_HEADROOM_BYTES)
+    capacity = capacity_of(hardware, True, None, memory.DEFAULT_RAM_HEADROOM_BYTES)
     planner = PlannedMemory(capacity.gpu_vram_bytes)
     costs = catalog_costs(mixtral, "Q4_K_M")
     prior = predict_fit.prior_from_hardware(hardware)
@@ -275,7 +276,7 @@ def test_advice_fits_exactly_what_fitbench_plan_fits(gpus_gib: tuple[float, ...]
         [int(g * GIB) for g in gpus_gib],
         24 * GIB,
         n_ctx=4096,
-        vram_headroom=0.05,  # the advice's default headroom (plan's default is the margin)
+        # the advice and the plan keep the same default margin (plan/margin.py)
     )
     assert {p.fits for p in plans} == {True, False}  # the limits bind somewhere
     for p in plans:
@@ -293,7 +294,7 @@ def test_advice_fits_exactly_what_fitbench_plan_fits(gpus_gib: tuple[float, ...]
     chosen = planner.plan(mixtral, "Q4_K_M", advice.choice.placement, 4096, 1)
     assert chosen is not None and advice.choice.vram_bytes.value == chosen.vram_total
     for need, have in zip(chosen.vram_bytes, gpus_gib, strict=True):
-        assert need <= have * GIB * 0.95
+        assert need <= DEFAULT_VRAM_MARGIN.usable(int(have * GIB))
     split = chosen.placement.tensor_split
     if len(gpus_gib) > 1:  # the recipe carries the layer split the plan assumed
         assert split and f"--tensor-split {','.join(f'{x:g}' for x in split)}" in (
@@ -317,7 +318,7 @@ def test_llama_cpp_gpu_without_nvml_counts_as_a_gpu() -> None:
     )
     assert advice.choice is not None
     assert advice.choice.placement.n_gpu_layers == 33  # 28 GB of Mixtral fits in 48 GiB
-    assert advice.limits["vram_usable_bytes"] == int(48 * GIB * 0.95)
+    assert advice.limits["vram_usable_bytes"] == DEFAULT_VRAM_MARGIN.usable(48 * GIB)
 
 
 @pytest.mark.parametrize(

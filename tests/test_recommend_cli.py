@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fitbench.cli import main
+from fitbench.core.plan.margin import DEFAULT_VRAM_MARGIN
 
 DATA = Path(__file__).parent / "data"
 RESULTS = DATA / "predict_h200_facts.jsonl"
@@ -101,7 +102,7 @@ def test_quality_goal_and_what_if_gpu(capsys: pytest.CaptureFixture[str]) -> Non
     assert d["goal"] == "quality" and d["limits"]["min_tps"] == 20
     assert d["expected"]["tg_ts"]["value"] >= 20
     assert d["expected"]["tg_ts"]["basis"] == "predicted"
-    assert d["limits"]["vram_usable_bytes"] == int(24 * 1024**3 * 0.95)
+    assert d["limits"]["vram_usable_bytes"] == DEFAULT_VRAM_MARGIN.usable(24 * 1024**3)
     assert main([*argv, "--goal", "quality", "--gpu", "RTX 4090"]) == 0
     out = capsys.readouterr().out
     assert "the best quality that reaches 10 tokens/s" in out and "Run it:" in out

@@ -15,6 +15,7 @@ from fitbench.core.advise.candidates import GIB
 from fitbench.core.advise.recommend import recommend
 from fitbench.core.hardware.gpu_specs import lookup, parse_gpu_spec
 from fitbench.core.model import catalog
+from fitbench.core.plan.margin import DEFAULT_VRAM_MARGIN
 from fitbench.core.predict import fit as predict_fit
 from fitbench.core.predict.model import FEATURES, catalog_costs_for
 from fitbench.core.predict.speeds import calibrate_on, what_if_hardware
@@ -68,7 +69,9 @@ def test_recommend_for_a_card_this_machine_lacks(spec: str, n_gpus: int) -> None
     cards = parse_gpu_spec(spec)
     advice = recommend(records, hardware=what_if_hardware(hardware, cards), catalog=_catalog())
     d = advice.to_dict()
-    assert d["limits"]["vram_usable_bytes"] == int(sum(c.vram_bytes for c in cards) * 0.95)
+    assert d["limits"]["vram_usable_bytes"] == sum(
+        DEFAULT_VRAM_MARGIN.usable(c.vram_bytes) for c in cards
+    )
     assert d["choice"] is not None
     # no measurement of this machine stands for another card
     assert {v["basis"] for v in d["expected"].values()} == {"predicted"}

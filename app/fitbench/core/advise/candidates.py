@@ -14,6 +14,7 @@ from typing import Any
 
 from fitbench.core.advise.memory import MemoryFn, PlannedMemory
 from fitbench.core.model.catalog import Model
+from fitbench.core.plan.margin import MarginLike, VramMargin, margin_of
 from fitbench.core.plan.placement import Placement
 from fitbench.core.predict.fit import gpu_vram_bytes
 from fitbench.core.predict.layer_costs import LayerCosts
@@ -122,7 +123,7 @@ class Capacity:
     ram_bytes: int
     n_gpus: int
     has_gpu: bool
-    vram_headroom: float
+    vram_margin: VramMargin
     ram_headroom_bytes: int
     gpu_vram_bytes: tuple[int, ...] = ()  # each GPU's total, before headroom
 
@@ -132,26 +133,26 @@ class Capacity:
         if ram > self.ram_bytes:
             return False
         if per_gpu is not None and len(per_gpu) == self.n_gpus and vram <= sum(per_gpu):
-            limit = 1 - self.vram_headroom
             return all(
-                need <= have * limit
+                need <= self.vram_margin.usable(have)
                 for need, have in zip(per_gpu, self.gpu_vram_bytes, strict=True)
             )
         return vram <= self.vram_bytes
 
 
 def capacity_of(
-    hardware: Mapping[str, Any], has_gpu: bool, vram_headroom: float, ram_headroom_bytes: int
+    hardware: Mapping[str, Any], has_gpu: bool, vram_margin: MarginLike, ram_headroom_bytes: int
 ) -> Capacity:
+    margin = margin_of(vram_margin)
     gpus = gpu_vram_bytes(hardware) if has_gpu else []
     ram_info = hardware.get("ram") or {}
     ram_total = int(ram_info.get("usable_bytes") or ram_info.get("total_bytes") or 0)
     return Capacity(
-        vram_bytes=int(sum(gpus) * (1 - vram_headroom)),
+        vram_bytes=sum(margin.usable(g) for g in gpus),
         ram_bytes=max(0, ram_total - ram_headroom_bytes),
         n_gpus=len(gpus),
         has_gpu=has_gpu,
-        vram_headroom=vram_headroom,
+        vram_margin=margin,
         ram_headroom_bytes=ram_headroom_bytes,
         gpu_vram_bytes=tuple(gpus),
     )

@@ -47,7 +47,7 @@ def hardware_needed(cx: Weighing, model: Model) -> dict[str, Any] | None:
     full = cx.build(model, quant, Placement(n + 1, 0), 1)
     cpu = cx.build(model, quant, Placement(0, 0), 1)
     cap = cx.capacity
-    vram_needed = (full.vram_bytes.value or 0) / (1 - cap.vram_headroom)
+    vram_needed = cap.vram_margin.have_for(int(full.vram_bytes.value or 0))
     ram_cpu_only = (cpu.ram_bytes.value or 0) + cap.ram_headroom_bytes
     ram_with_gpu = (full.ram_bytes.value or 0) + cap.ram_headroom_bytes
     cards = cards_with_at_least(int(vram_needed))[:3]
@@ -74,7 +74,7 @@ def cheapest_change(cx: Weighing, goal: str) -> dict[str, Any] | None:
     this machine's GPU as it is, or a GPU (real cards) that holds the whole model."""
     cap = cx.capacity
     ram_best: tuple[float, Candidate] | None = None
-    gpu_best: tuple[float, Candidate] | None = None
+    gpu_best: tuple[int, Candidate] | None = None
     for model in cx.catalog.models:
         for q in model.quants:
             if not cx.floor.allows(quality_of(model, q.quant)):
@@ -91,7 +91,7 @@ def cheapest_change(cx: Weighing, goal: str) -> dict[str, Any] | None:
                     ):
                         ram_best = (short, c)
             full = cx.build(model, q.quant, Placement(costs.n_layer + 1, 0), 1)
-            vram_needed = (full.vram_bytes.value or 0) / (1 - cap.vram_headroom)
+            vram_needed = cap.vram_margin.have_for(int(full.vram_bytes.value or 0))
             if (full.ram_bytes.value or 0) <= cap.ram_bytes and (
                 gpu_best is None or vram_needed < gpu_best[0]
             ):

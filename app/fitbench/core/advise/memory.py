@@ -18,6 +18,7 @@ from fitbench.core import gguf
 from fitbench.core.gguf.manifest import ModelManifest
 from fitbench.core.model.catalog import Model
 from fitbench.core.plan import memory
+from fitbench.core.plan.margin import MarginLike
 from fitbench.core.plan.placement import Placement
 from fitbench.core.plan.search import propose_split
 from fitbench.core.predict.layer_costs import LayerCosts
@@ -111,7 +112,7 @@ class PlannedMemory:
         self,
         gpus_vram_bytes: Sequence[int],
         *,
-        vram_headroom: float = memory.DEFAULT_VRAM_HEADROOM,
+        vram_headroom: MarginLike = None,
         manifest_for: Callable[[Model, str], tuple[ModelManifest, str]] = default_manifest,
         **plan_kwargs: Any,
     ) -> None:

@@ -47,6 +47,7 @@ from fitbench.core.advise.text import Explainer, speed_of
 from fitbench.core.advise.user_models import UserModel, user_models, with_user_costs
 from fitbench.core.gguf.manifest import ModelManifest
 from fitbench.core.model.catalog import Catalog, Model
+from fitbench.core.plan.margin import MarginLike, margin_of
 from fitbench.core.plan.placement import Placement
 from fitbench.core.predict.fit import (
     Calibration,
@@ -226,7 +227,7 @@ def recommend(
     catalog: Catalog,
     goal: str = "interactive",
     ctx: int = 4096,
-    vram_headroom: float = 0.05,
+    vram_headroom: MarginLike = None,
     ram_headroom_bytes: int = 2 * GIB,
     ttft_max_ms: float = DEFAULT_TTFT_MAX_MS,
     itl_p95_max_ms: float = DEFAULT_ITL_P95_MAX_MS,
@@ -240,8 +241,9 @@ def recommend(
         raise AdviceError(f"goal must be one of {', '.join(GOALS)}, got {goal!r}")
     if ctx < 1 or prompt_tokens < 1 or not batches or min(batches) < 1:
         raise AdviceError("ctx, prompt tokens and batch sizes must be positive")
-    if not 0 <= vram_headroom < 1:
+    if isinstance(vram_headroom, float | int) and not 0 <= vram_headroom < 1:
         raise AdviceError(f"VRAM headroom is a fraction in [0, 1), got {vram_headroom}")
+    vram_margin = margin_of(vram_headroom)
     if min_tps is not None and min_tps <= 0:
         raise AdviceError(f"the speed target must be positive, got {min_tps} tokens/s")
     if goal == "quality" and min_tps is None:
@@ -260,7 +262,7 @@ def recommend(
     has_gpu, points, calibration = fitted.has_gpu, fitted.points, fitted.calibration
     # measurements of this machine say nothing exact about another card: all predicted there
     evidence = Evidence([] if is_what_if(hardware) else records, costs_for, has_gpu)
-    capacity = capacity_of(hardware, has_gpu, vram_headroom, ram_headroom_bytes)
+    capacity = capacity_of(hardware, has_gpu, vram_margin, ram_headroom_bytes)
     floor = quality_floor or QualityFloor()
     threads = physical_cores(hardware)
     machine_run = run_settings(records, "", "", ctx=ctx, batch=1, threads=threads)
@@ -268,7 +270,7 @@ def recommend(
     if memory_fn is None:  # the planner of `fitbench plan`, so both agree on what fits
         planner = memory_fn = PlannedMemory(
             capacity.gpu_vram_bytes,
-            vram_headroom=vram_headroom,
+            vram_headroom=vram_margin,
             manifest_for=_manifests_with(users),
             # plan what the recipes run: the KV cache and flash attention as benchmarked
             type_k=machine_run.type_k,
@@ -329,7 +331,7 @@ def recommend(
         "prompt_tokens": prompt_tokens,
         "batches": batch_list,
         "quality_floor": floor.to_dict(),
-        "vram_headroom": vram_headroom,
+        "vram_margin": vram_margin.to_dict(),
         "ram_headroom_bytes": ram_headroom_bytes,
         "vram_usable_bytes": capacity.vram_bytes,
         "ram_usable_bytes": capacity.ram_bytes,

@@ -183,8 +183,8 @@ class Explainer:
                     f"It needs {_gib(vram.value)} of VRAM ({vram.basis}) of "
                     f"{_gib(lim['vram_usable_bytes'])} usable and {_gib(ram.value)} of RAM "
                     f"({ram.basis}) of {_gib(lim['ram_usable_bytes'])} usable, after keeping "
-                    f"{lim['vram_headroom']:.0%} of VRAM and {_gib(lim['ram_headroom_bytes'])} of "
-                    "RAM free for everything else."
+                    f"{_margin_words(lim)} of VRAM per GPU and "
+                    f"{_gib(lim['ram_headroom_bytes'])} of RAM free for everything else."
                 )
             out.extend(self._versus_other_models(choice, options, catalog, fitting_models))
             out.extend(self._quality(choice, catalog))
@@ -370,3 +370,11 @@ class Explainer:
             how = f"fit error over {n} measured point(s)"
         shown = ", ".join(f"{k} {v:.0f}%" for k, v in errs.items() if v is not None)
         return f"Numbers marked predicted come from the calibrated speed model ({how}: {shown})."
+
+
+def _margin_words(limits: Mapping[str, Any]) -> str:
+    """The VRAM margin the advice kept, in words (older advice files kept a fraction)."""
+    margin = limits.get("vram_margin")
+    if isinstance(margin, Mapping) and margin.get("words"):
+        return str(margin["words"])
+    return f"{float(limits.get('vram_headroom') or 0):.0%}"

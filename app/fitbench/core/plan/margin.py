@@ -49,6 +49,10 @@ class VramMargin:
         old percentage rule rounded: int(have x (1 - fraction)))."""
         return max(0, int(have * (1 - self.fraction)) - self.fixed_bytes)
 
+    def have_for(self, need: int) -> int:
+        """The least VRAM on which a placement needing `need` bytes fits with this margin."""
+        return int((max(0, need) + self.fixed_bytes) / (1 - self.fraction)) + 1
+
     def bytes_for(self, have: int) -> int:
         return int(have) - self.usable(have)
 
