@@ -49,7 +49,8 @@ class SettingsError(ValueError):
 class Settings:
     goal: str = "interactive"
     ctx: int = 4096
-    vram_headroom_pct: float = 5.0
+    # 0: the planner's own margin (plan/margin.py: 384 MiB + 0.5% per GPU); else % of VRAM
+    vram_headroom_pct: float = 0.0
     ram_headroom_gib: float = 2.0
     threads: int = 0  # 0: llama-bench's default (physical cores)
     min_tps: float = DEFAULT_MIN_TPS  # goal "quality": the least tokens/s for one user

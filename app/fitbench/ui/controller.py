@@ -112,7 +112,7 @@ class Controller(QObject):
 
         done = (
             f"Planned for {settings.ctx} tokens of context, keeping "
-            f"{settings.vram_headroom_pct:g}% VRAM and {settings.ram_headroom_gib:g} GiB RAM "
+            f"{core_api.margin_words(settings)} of VRAM and {settings.ram_headroom_gib:g} GiB RAM "
             "free. Hover a badge for the reason."
         )
         self._job(

@@ -25,11 +25,22 @@ from fitbench.core.download import hub as core_download
 from fitbench.core.hardware import detect as core_hardware
 from fitbench.core.model import catalog as core_catalog
 from fitbench.core.plan import search as core_search
+from fitbench.core.plan.margin import VramMargin, margin_of
 from fitbench.core.results import store as core_store
 from fitbench.core.results.schema import write_jsonl
 from fitbench.core.settings import Settings
 from fitbench.core.twin import resolve
 from fitbench.ui import present
+
+
+def vram_margin(settings: Settings) -> VramMargin:
+    """The VRAM a placement leaves free: the planner's margin, or the user's percentage."""
+    pct = settings.vram_headroom_pct
+    return margin_of(None) if pct == 0 else VramMargin.percent(pct)
+
+
+def margin_words(settings: Settings) -> str:
+    return vram_margin(settings).words()
 
 
 # -- machine ---------------------------------------------------------------------------------
@@ -104,7 +115,7 @@ def _plan_manifest(
         gpus,
         ram,
         n_ctx=settings.ctx,
-        vram_headroom=settings.vram_headroom_pct / 100.0,
+        vram_headroom=vram_margin(settings),
         ram_headroom_bytes=int(settings.ram_headroom_gib * present.GIB),
     )
     best = core_search.best_fitting(plans)
@@ -122,7 +133,7 @@ def _plan_manifest(
         cpu_only = plans[0] if plans else None
         row["badge_reason"] = (
             f"even the least demanding placement does not fit: {cpu_only.reason} "
-            f"(keeping {settings.vram_headroom_pct:g}% VRAM and {settings.ram_headroom_gib:g} GiB "
+            f"(keeping {margin_words(settings)} of VRAM and {settings.ram_headroom_gib:g} GiB "
             "RAM free; change the headroom above)"
             if cpu_only is not None
             else "no placement was planned"
@@ -311,7 +322,7 @@ def recommend(
         catalog=load_catalog(),
         goal=settings.goal,
         ctx=settings.ctx,
-        vram_headroom=settings.vram_headroom_pct / 100.0,
+        vram_headroom=vram_margin(settings),
         ram_headroom_bytes=int(settings.ram_headroom_gib * 1024**3),
     )
     return dict(advice.to_dict())

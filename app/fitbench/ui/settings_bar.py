@@ -48,7 +48,12 @@ class SettingsBar(QWidget):
         self.vram = QDoubleSpinBox()
         self.vram.setRange(0.0, 50.0)
         self.vram.setSuffix(" % VRAM")
-        self.vram.setToolTip("VRAM left free for the desktop and other programs")
+        # 0 is the planner's own margin, sized from its measured error (plan/margin.py)
+        self.vram.setSpecialValueText("auto VRAM margin")
+        self.vram.setToolTip(
+            "VRAM left free on each GPU beyond the memory plan: auto = 384 MiB + 0.5% "
+            "(the planner was within ~100 MiB of measured VRAM), or a percentage"
+        )
         self.ram = QDoubleSpinBox()
         self.ram.setRange(0.0, 512.0)
         self.ram.setSuffix(" GiB RAM")
