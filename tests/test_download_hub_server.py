@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_download, hf_hub_url
 from huggingface_hub.errors import (
+    EntryNotFoundError,  # RemoteEntryNotFoundError's base; the only name before hub 1.0
     GatedRepoError,
-    RemoteEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
@@ -72,7 +72,7 @@ def test_errors_map_to_huggingface_hub_exceptions(hub_server: HubServer) -> None
     hub_server.add_file("org/repo", "m.gguf", b"x")
     with pytest.raises(RepositoryNotFoundError):
         hf_hub_download("org/nope", "m.gguf")
-    with pytest.raises(RemoteEntryNotFoundError):
+    with pytest.raises(EntryNotFoundError):
         hf_hub_download("org/repo", "other.gguf")
     with pytest.raises(RevisionNotFoundError):
         hf_hub_download("org/repo", "m.gguf", revision="v9")
