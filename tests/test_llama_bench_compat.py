@@ -90,14 +90,24 @@ def test_older_fitbench_spellings_still_read(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("fmt", ["jsonl", "json", "sqlite"])
 def test_llama_bench_output_is_read_in_every_format(fmt: str, tmp_path: Path) -> None:
-    path = _sqlite(tmp_path) if fmt == "sqlite" else DATA / f"llama-bench.{fmt}"
+    if fmt == "sqlite":
+        path = _sqlite(tmp_path)
+        with sqlite3.connect(path) as con:
+            con.row_factory = sqlite3.Row
+            golden = [dict(r) for r in con.execute("SELECT * FROM llama_bench")]
+    elif fmt == "json":
+        path = DATA / "llama-bench.json"
+        golden = json.loads(path.read_text())
+    else:
+        path, golden = DATA / "llama-bench.jsonl", _golden()
     recs = results.read_results(path)
-    golden = _golden()
-    assert len(recs) == len(golden)
+    assert len(recs) == len(golden) == 2
     for rec, want in zip(recs, golden, strict=True):
         for name in results.LLAMA_BENCH_FIELDS:
             if fmt == "sqlite" and name.startswith("samples_"):
                 assert rec[name] is None  # its SQL output has no samples
+            elif results.FIELDS[results.FIELD_NAMES.index(name)].type is bool:
+                assert rec[name] is bool(want[name]), name  # SQL holds 0/1
             elif isinstance(want[name], float):
                 assert rec[name] == pytest.approx(want[name], rel=1e-6), name
             else:
@@ -126,7 +136,7 @@ def test_recommend_and_report_take_llama_bench_results_into_history(
     assert len(history.list_runs()) == 1  # the same file is imported once
     recs = history.records(runs[0].run_id)
     assert [r["test"] for r in recs] == ["pp", "tg"]
-    assert {r["model_id"] for r in recs} == {"tiny-dense-Q4_K_M.fitbench-twin"}
+    assert {r["model_id"] for r in recs} == {"tiny-dense-Q4_K_M"}
     assert rc in (0, 1)  # advice on a twin of no catalog model may say so; reading succeeded
 
 
