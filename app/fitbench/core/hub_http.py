@@ -18,7 +18,8 @@ from typing import Any
 
 from huggingface_hub.errors import OfflineModeIsEnabled
 
-_CHUNK = 1 << 20
+# requests' iter_content hands over whole chunks: a cut connection loses the partial one
+_CHUNK = 16 << 10
 # huggingface_hub.utils re-exports these without naming them (mypy --strict refuses the import)
 _hf_utils: Any = importlib.import_module("huggingface_hub.utils")
 
@@ -87,7 +88,7 @@ def stream_get(
 ) -> Iterator[StreamResponse]:
     """GET `url` following redirects, the body streamed; the connection closes on leaving."""
     session: Any = get_session()
-    if hasattr(session, "stream"):  # httpx / httpx2 Client
+    if _library() != "requests":  # httpx / httpx2 Client (requests.Session.stream is a flag)
         lib = importlib.import_module(_library())
         timeout = lib.Timeout(connect_s, read=read_s)
         with session.stream(

@@ -32,6 +32,7 @@ from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
     HfHubHTTPError,
+    OfflineModeIsEnabled,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
@@ -50,7 +51,7 @@ from fitbench.core.download.http import (
     make_hasher,
     stream_to_partial,
 )
-from fitbench.core.hub_http import UNREACHABLE_ERRORS, get_token, unreachable
+from fitbench.core.hub_http import UNREACHABLE_ERRORS, get_token, offline_mode, unreachable
 from fitbench.core.model import catalog as catalog_mod
 
 __all__ = [
@@ -454,6 +455,9 @@ def download_file(
     """
     started = time.monotonic()
     try:
+        if offline_mode():
+            # huggingface_hub < 1 decides this when its session is made, not per call
+            raise OfflineModeIsEnabled("HF_HUB_OFFLINE is set")
         return _download(
             repo_id,
             filename,
