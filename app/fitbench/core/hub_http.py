@@ -1,6 +1,6 @@
 """Streaming GETs through huggingface_hub's own HTTP session, whatever library it uses.
 
-huggingface_hub's HTTP client changed under FitBench's declared range (huggingface-hub >= 0.30):
+huggingface_hub's HTTP client changed under FitBench's declared range (huggingface-hub >= 0.34):
 `requests` up to 0.36, `httpx` in 1.x, `httpx2` in 2.x. Importing any of them directly makes
 one of those versions die with ModuleNotFoundError; asking `get_session()` for its client and
 taking the error classes from that client's own package works on all three. Proxies, certificates
