@@ -15,6 +15,7 @@ SUBCOMMANDS = (
     "plan",
     "twin",
     "download",
+    "cache",
     "bench",
     "recommend",
     "report",

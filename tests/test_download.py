@@ -136,7 +136,7 @@ def test_cancel_keeps_the_partial_and_a_restart_resumes_it(
 
     with pytest.raises(DownloadCancelled):
         download.download_file(REPO, NAME, progress=on_progress, cancel=cancel)
-    partials = list(Path(os.environ["HF_HOME"]).glob("hub/*/blobs/*.fitbench-partial"))
+    partials = list(Path(os.environ["HF_HOME"]).glob("hub/*/blobs/*.incomplete"))
     assert len(partials) == 1 and 0 < partials[0].stat().st_size < size
     kept = partials[0].stat().st_size
     hub_server.throttle_bytes_per_s = None

@@ -70,7 +70,17 @@ def test_every_field_belongs_to_one_part_and_the_part_types_agree_with_the_table
     # the config part is a function of the config; what FitBench never sets keeps its default
     cfg, _ = _bench_config()
     unset = set(results.part_fields("config")) - set(results.from_config(cfg))
-    assert unset == {"cpu_mask", "cpu_strict", "embeddings", "no_op_offload"}
+    assert unset == {
+        "cpu_mask",
+        "cpu_strict",
+        "embeddings",
+        "no_op_offload",
+        "devices",
+        "lazy_mode",
+        "no_host",
+        "fit_target",
+        "fit_min_ctx",
+    }
     assert set(results.from_config(cfg)) <= set(results.part_fields("config"))
 
 

@@ -13,6 +13,7 @@ COMMANDS: tuple[str, ...] = (
     "plan",
     "twin",
     "download",
+    "cache",
     "bench",
     "recommend",
     "report",

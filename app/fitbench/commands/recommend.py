@@ -27,7 +27,11 @@ HELP = "recommend a deployment from benchmark results"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--results", type=Path, required=True, help="results JSONL (fitbench bench --out)"
+        "--results",
+        type=Path,
+        required=True,
+        help="results: fitbench bench's JSONL, or llama-bench's -o jsonl/json output or a "
+        "SQLite database (llama-bench -o sql | sqlite3, or FitBench's own)",
     )
     add_goal_arguments(parser)
     parser.add_argument(
@@ -123,9 +127,20 @@ def _print_human(d: dict[str, Any]) -> None:
         print(f"  {d['moe_vs_dense']['verdict']}")
 
 
+def _to_history(records: list[dict[str, Any]], path: Path) -> None:
+    """llama-bench results join History once; a database that cannot be written is no error."""
+    from fitbench.core.results.store import StoreError, import_llama_bench
+
+    try:
+        import_llama_bench(records, path)
+    except StoreError as exc:
+        print(f"fitbench recommend: note: not added to History: {exc}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        records = results.read_jsonl(args.results)
+        records = results.read_results(args.results)
+        _to_history(records, args.results)
         hardware = hardware_with_what_if_gpus(_hardware(args.hardware), args)
         advice = recommend(
             records,

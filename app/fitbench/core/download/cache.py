@@ -65,6 +65,23 @@ def blob_path(rf: RemoteFile) -> Path:
     return model_cache_dir() / repo_folder(rf.repo_id) / "blobs" / rf.etag
 
 
+INCOMPLETE_SUFFIX = ".incomplete"
+LEGACY_PARTIAL_SUFFIX = ".fitbench-partial"  # FitBench before 0.1.x: invisible to the Hub's tools
+
+
+def partial_path(rf: RemoteFile) -> Path:
+    """Where the bytes of an unfinished download go: `blobs/<etag>.incomplete`, the name
+    huggingface_hub gives its own, so `hf cache ls/scan/prune` (scan_cache_dir's
+    incomplete_files) count and remove it, and hf_hub_download of huggingface_hub < 2 resumes it.
+    A partial file left by an older FitBench is renamed to it."""
+    blob = blob_path(rf)
+    path = blob.with_name(blob.name + INCOMPLETE_SUFFIX)
+    legacy = blob.with_name(blob.name + LEGACY_PARTIAL_SUFFIX)
+    if legacy.exists() and not path.exists():
+        os.replace(legacy, path)
+    return path
+
+
 def pointer_path(rf: RemoteFile) -> Path:
     return model_cache_dir() / repo_folder(rf.repo_id) / "snapshots" / rf.commit / rf.filename
 

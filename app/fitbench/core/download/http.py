@@ -3,10 +3,11 @@
 Why not plain `hf_hub_download`: huggingface_hub 2.4 writes to a process-unique temporary file
 and deletes it on any failure (cancel, crash, lost network after its retries), so a 40 GB
 download interrupted at 39 GB starts over; and it hands bytes over in 10 MiB chunks, so cancel
-and progress are coarse. Here the bytes go to `blobs/<etag>.fitbench-partial` next to the blob
-huggingface_hub would write, the SHA-256 (or git blob id) is computed while streaming, and only a
-verified file is renamed to `blobs/<etag>`; `hf_hub_download` then links it into `snapshots/` as
-usual, so every other tool sees an ordinary cache entry.
+and progress are coarse. Here the bytes go to `blobs/<etag>.incomplete` (the name huggingface_hub
+gives its own unfinished downloads, so its cache tools see and prune it), the SHA-256 (or git blob
+id) is computed while streaming, and only a verified file is renamed to `blobs/<etag>`;
+`hf_hub_download` then links it into `snapshots/` as usual, so every other tool sees an ordinary
+cache entry.
 """
 
 from __future__ import annotations
@@ -24,14 +25,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx2
-from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+from fitbench.core.hub_http import (
+    TRANSPORT_ERRORS,
+    RetryableError,
+    build_hf_headers,
+    hf_raise_for_status,
+    stream_get,
+)
 
 log = logging.getLogger(__name__)
 
 CHUNK_LOG_EVERY_S = 0.1
 MAX_RETRIES = 5  # consecutive failures without a single new byte
-_TIMEOUT = httpx2.Timeout(30.0, read=60.0)
+_CONNECT_S, _READ_S = 30.0, 60.0
 
 
 class DownloadError(Exception):
@@ -260,14 +266,12 @@ def _stream_loop(
             req_headers = {**headers, "Range": f"bytes={have}-"} if have else dict(headers)
             got_before = received
             try:
-                with get_session().stream(
-                    "GET", url, headers=req_headers, follow_redirects=True, timeout=_TIMEOUT
-                ) as response:
+                with stream_get(url, req_headers, connect_s=_CONNECT_S, read_s=_READ_S) as response:
                     if response.status_code in (401, 403) and refresh_url is not None:
                         # signed CDN URLs expire: ask the Hub for a fresh one, then retry
                         url = refresh_url()
-                        raise httpx2.RemoteProtocolError("CDN URL expired")
-                    hf_raise_for_status(response)
+                        raise RetryableError("CDN URL expired")
+                    hf_raise_for_status(response.raw)
                     if have and response.status_code == 200:
                         # the server ignored Range: start over rather than corrupt the file
                         log.warning("%s: server ignored Range; restarting from byte 0", url)
@@ -295,7 +299,7 @@ def _stream_loop(
                             bg.update(chunk)
                         received += len(chunk)
                         meter.add(len(chunk))
-            except httpx2.TransportError as exc:
+            except TRANSPORT_ERRORS as exc:
                 out.flush()
                 failures = 0 if received > got_before else failures + 1
                 if failures > MAX_RETRIES:

@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx2
 from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -37,7 +36,6 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import get_token
 
 from fitbench.core.download import cache as store
 from fitbench.core.download.cache import RemoteFile
@@ -54,6 +52,7 @@ from fitbench.core.download.http import (
     stream_to_partial,
 )
 from fitbench.core.hardware.disk import model_cache_dir
+from fitbench.core.hub_http import UNREACHABLE_ERRORS, get_token, offline_mode, unreachable
 from fitbench.core.model import catalog as catalog_mod
 
 __all__ = [
@@ -81,6 +80,11 @@ _SPLIT_PART = re.compile(r"^(?P<joined>.+\.gguf)-split-(?P<letter>[a-z])$")
 _SHARD = re.compile(r"^(?P<stem>.+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.gguf$")
 _TOKEN_LIKE = re.compile(r"hf_[A-Za-z0-9]{6,}")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_HUB_FAILURES: tuple[type[Exception], ...] = (
+    HfHubHTTPError,
+    EntryNotFoundError,
+    *UNREACHABLE_ERRORS,
+)
 
 
 class AccessDenied(DownloadError):
@@ -158,10 +162,8 @@ def _hub_error(exc: Exception, repo_id: str, filename: str, revision: str) -> Do
         if code in (401, 403):
             return AccessDenied(f"{repo_id}/{filename}: access denied (HTTP {code}); {login}")
         return DownloadError(f"{repo_id}/{filename}: the Hub answered HTTP {code}")
-    if isinstance(exc, (httpx2.TransportError, OfflineModeIsEnabled)):
-        return DownloadError(
-            f"cannot reach {endpoint} ({type(exc).__name__}) and {filename} is not in the cache"
-        )
+    if isinstance(exc, UNREACHABLE_ERRORS):
+        return DownloadError(f"{unreachable(endpoint, exc)}, and {filename} is not in the cache")
     return DownloadError(f"{repo_id}/{filename}: {type(exc).__name__}: {exc}")
 
 
@@ -267,7 +269,7 @@ def _fetch_one(
         verified = _verify_existing(rf, blob, progress, cancel, index, count, verify_cached)
         return _Fetched(_link(rf, revision, token), verified=verified, reused=True)
     blob.parent.mkdir(parents=True, exist_ok=True)
-    partial = blob.with_name(blob.name + ".fitbench-partial")
+    partial = store.partial_path(rf)
     have = partial.stat().st_size if partial.exists() else 0
     if have > rf.size:  # not this file any more: start over
         partial.unlink()
@@ -453,6 +455,9 @@ def download_file(
     """
     started = time.monotonic()
     try:
+        if offline_mode():
+            # huggingface_hub < 1 decides this when its session is made, not per call
+            raise OfflineModeIsEnabled("HF_HUB_OFFLINE is set")
         return _download(
             repo_id,
             filename,
@@ -472,8 +477,8 @@ def download_file(
         if scrubbed != str(exc):
             exc.args = (scrubbed,)
         raise
-    except (HfHubHTTPError, EntryNotFoundError, httpx2.TransportError, OfflineModeIsEnabled) as exc:
-        if isinstance(exc, (httpx2.TransportError, OfflineModeIsEnabled)) and not parts:
+    except _HUB_FAILURES as exc:
+        if isinstance(exc, UNREACHABLE_ERRORS) and not parts:
             offline = _offline_result(repo_id, filename, revision, exc)
             if offline is not None:
                 return offline
@@ -520,7 +525,7 @@ def _download(
     missing = [rf for rf in files if not store.blob_path(rf).exists()]
     need = 0
     for rf in missing:
-        partial = store.blob_path(rf).with_name(rf.etag + ".fitbench-partial")
+        partial = store.partial_path(rf)
         need += rf.size - (partial.stat().st_size if partial.exists() else 0)
     what = joined_name or files[0].filename
     _preflight(need, store.blob_path(files[0]).parent, what)

@@ -17,17 +17,14 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx2
 from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
     HfHubHTTPError,
-    OfflineModeIsEnabled,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import build_hf_headers, get_session
 
 from fitbench.core import paths
 from fitbench.core.gguf.manifest import ModelManifest, TensorInfo
@@ -37,6 +34,13 @@ from fitbench.core.gguf.reader import (
     merge_shards,
     parse_growing,
     shard_names,
+)
+from fitbench.core.hub_http import (
+    TRANSPORT_ERRORS,
+    UNREACHABLE_ERRORS,
+    build_hf_headers,
+    stream_get,
+    unreachable,
 )
 
 log = logging.getLogger(__name__)
@@ -150,9 +154,7 @@ class _RangeReader:
         headers = {**self.headers, "Range": f"bytes={start}-{end - 1}"}
         self.requests += 1
         try:
-            with get_session().stream(
-                "GET", self.url, headers=headers, follow_redirects=True, timeout=_TIMEOUT_S
-            ) as r:
+            with stream_get(self.url, headers, connect_s=_TIMEOUT_S, read_s=_TIMEOUT_S) as r:
                 if r.status_code == 416:  # the range starts past the end of the file
                     self.at_end = True
                     return
@@ -168,7 +170,7 @@ class _RangeReader:
                     if len(self.buf) >= end:
                         return  # leaving the block closes the connection: no tensor data
                 self.at_end = True
-        except httpx2.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             raise GGUFError(
                 _scrub(
                     f"{self.where}: network error while reading the header: {type(exc).__name__}",
@@ -220,14 +222,12 @@ def _read_one(
     alias = f"{endpoint}|{repo_id}|{revision}|{filename}|{file_size}"
     try:
         meta = get_hf_file_metadata(url, token=token, endpoint=endpoint, timeout=_TIMEOUT_S)
-    except (httpx2.TransportError, OfflineModeIsEnabled) as exc:
+    except UNREACHABLE_ERRORS as exc:
         cached = cache_load(alias) if use_cache else None
         if cached is not None:
             log.info("%s: Hub unreachable (%s), using the cached header", where, type(exc).__name__)
             return replace(cached, extra={**cached.extra, "from_cache": True})
-        raise GGUFError(
-            f"{where}: cannot reach {endpoint} ({type(exc).__name__}) and no cached header"
-        ) from None
+        raise GGUFError(f"{where}: {unreachable(endpoint, exc)}, and no cached header") from None
     except (HfHubHTTPError, EntryNotFoundError) as exc:
         raise GGUFError(_scrub(str(_hub_error(exc, where, repo_id, revision)), token)) from None
     key = f"{endpoint}|{repo_id}|{filename}|{meta.etag}|{meta.commit_hash}|{file_size}"
@@ -269,8 +269,8 @@ def _remote_size(repo_id: str, filename: str, revision: str, token: str | None) 
         return get_hf_file_metadata(url, token=token, endpoint=endpoint, timeout=_TIMEOUT_S).size
     except EntryNotFoundError:
         return None
-    except (httpx2.TransportError, OfflineModeIsEnabled) as exc:
-        raise GGUFError(f"{url}: cannot reach {endpoint} ({type(exc).__name__})") from None
+    except UNREACHABLE_ERRORS as exc:
+        raise GGUFError(f"{url}: {unreachable(endpoint, exc)}") from None
     except HfHubHTTPError as exc:
         raise GGUFError(_scrub(str(_hub_error(exc, url, repo_id, revision)), token)) from None
 

@@ -323,7 +323,7 @@ def _settings_rows(records: Sequence[Record], run_meta: dict[str, Any]) -> list[
         ("CPU threads", _distinct(records, "n_threads")),
         ("KV cache type K / V", f"{_distinct(records, 'type_k')} / {_distinct(records, 'type_v')}"),
         ("Flash attention", _distinct(records, "flash_attn")),
-        ("Memory-mapped weights", _distinct(records, "use_mmap")),
+        ("Weights loading (load_mode)", _distinct(records, "load_mode")),
         ("Repetitions per test", ", ".join(str(n) for n in reps) or fmt.DASH),
     ]
     settings = run_meta.get("settings")

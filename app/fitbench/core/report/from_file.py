@@ -40,16 +40,32 @@ def read_results(path: Path, fingerprint: str | None = None) -> tuple[list[dict[
     except OSError as exc:
         raise ReportError(f"cannot read the results file {path}: {exc.strerror or exc}") from None
     try:
-        records = results.read_jsonl(path)
+        records = results.read_results(path)
     except UnicodeDecodeError:
         raise ReportError(f"{path} is not a text results file (JSON lines in UTF-8)") from None
     except results.ResultError as exc:
-        raise ReportError(f"{exc}. Give the JSONL file written by `fitbench bench`.") from None
+        raise ReportError(
+            f"{exc}. Give the JSONL file written by `fitbench bench`, or llama-bench's "
+            "-o jsonl / -o json output (or its -o sql loaded into SQLite)."
+        ) from None
+    import_to_history(records, path)
     if fingerprint:
         records = only_fingerprint(records, fingerprint, str(path))
     else:
         single_fingerprint(records, str(path))
     return records, raw
+
+
+def import_to_history(records: list[dict[str, Any]], path: Path) -> None:
+    """llama-bench results read from a file join History once (a run named after the file's
+    content); a database that cannot be written only costs the history entry."""
+    try:
+        run_id = store.import_llama_bench(records, path)
+    except store.StoreError as exc:
+        log.warning("llama-bench results from %s not added to History: %s", path, exc)
+        return
+    if run_id:
+        log.info("llama-bench results from %s are in History as run %s", path, run_id)
 
 
 def detected_hardware(fingerprint: str) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, TypedDict
 
 from fitbench import __version__
+from fitbench.core.results.build_info import llama_build
 
 SCHEMA_VERSION = 1
 
@@ -71,9 +73,22 @@ def _fb(name: str, part: Part, typ: type, doc: str, default: Any = None) -> Fiel
 
 
 FIELDS: tuple[Field, ...] = (
-    # llama-bench's JSONL fields (tools/llama-bench/llama-bench.cpp, test::get_fields)
-    _lb("build_commit", "build", str, "llama.cpp commit of the library that ran the test", ""),
-    _lb("build_number", "build", int, "llama.cpp build number", 0),
+    # llama-bench's fields, in its order and with its types (tools/llama-bench/llama-bench.cpp,
+    # test::get_fields / get_field_type, llama.cpp 0c1e570 as vendored by llama-cpp-python 0.3.36)
+    _lb(
+        "build_commit",
+        "build",
+        str,
+        "llama.cpp commit of the library that ran the test (short hash, as llama-bench writes it)",
+        "",
+    ),
+    _lb(
+        "build_number",
+        "build",
+        int,
+        "llama.cpp build number (0: the shared library does not carry it)",
+        0,
+    ),
     _lb("cpu_info", "build", str, "CPU model", ""),
     _lb("gpu_info", "build", str, "GPU names, comma separated", ""),
     _lb("backends", "build", str, "ggml backends in the build (CPU, CUDA, ...)", ""),
@@ -101,12 +116,22 @@ FIELDS: tuple[Field, ...] = (
     _lb("split_mode", "config", str, "none, layer or row", "layer"),
     _lb("main_gpu", "config", int, "main GPU index", 0),
     _lb("no_kv_offload", "config", bool, "KV cache kept on the CPU", False),
-    _lb("flash_attn", "effective", bool, "flash attention", False),
+    _lb(
+        "flash_attn",
+        "effective",
+        int,
+        "flash attention: 1 on, 0 off, -1 auto (llama.cpp decides; the request while the model "
+        "never loaded)",
+        -1,
+    ),
+    _lb("devices", "config", str, "devices used, '/' separated; auto: llama.cpp's choice", "auto"),
     _lb("tensor_split", "config", str, "proportions per GPU, '/' separated", "0.00"),
     _lb("tensor_buft_overrides", "effective", str, "tensor pattern=buffer overrides", "none"),
-    _lb("use_mmap", "config", bool, "weights memory-mapped", True),
+    _lb("load_mode", "config", str, "how weights are loaded: mmap, none (read), auto, ...", "mmap"),
+    _lb("lazy_mode", "config", str, "lazy tensor loading: auto, on, off", "auto"),
     _lb("embeddings", "config", bool, "embeddings mode", False),
     _lb("no_op_offload", "config", int, "op offload disabled", 0),
+    _lb("no_host", "config", bool, "no host (pinned) buffer types", False),
     _lb(
         "repack",
         "config",
@@ -114,6 +139,8 @@ FIELDS: tuple[Field, ...] = (
         "weights repacked into the CPU's extra buffer types (AMX, ...)",
         True,
     ),
+    _lb("fit_target", "config", int, "llama.cpp's own fit: target MiB left free (0: off)", 0),
+    _lb("fit_min_ctx", "config", int, "llama.cpp's own fit: smallest context (0: off)", 0),
     _lb("n_prompt", "test", int, "prompt tokens processed", 0),
     _lb("n_gen", "test", int, "tokens generated", 0),
     _lb("n_depth", "test", int, "tokens already in the KV cache before the test", 0),
@@ -213,7 +240,24 @@ def _check_type(field: Field, value: Any) -> Any:
     return value
 
 
+def _upgrade(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Older FitBench spellings in today's schema: `use_mmap` (llama-bench now writes
+    load_mode) and flash_attn as a bool or None (llama-bench writes -1/0/1)."""
+    out = dict(record)
+    if "use_mmap" in out:
+        mmap = out.pop("use_mmap")
+        if mmap is not None and "load_mode" not in out:
+            out["load_mode"] = "mmap" if mmap else "none"
+    fa = out.get("flash_attn", -1)
+    if fa is None:
+        out["flash_attn"] = -1
+    elif isinstance(fa, bool):
+        out["flash_attn"] = int(fa)
+    return out
+
+
 def validate(record: Mapping[str, Any]) -> dict[str, Any]:
+    record = _upgrade(record)
     unknown = set(record) - set(_BY_NAME)
     if unknown:
         raise ResultError(f"unknown result fields: {', '.join(sorted(unknown))}")
@@ -350,7 +394,8 @@ def from_config(config: RecordConfig) -> dict[str, object]:
         "main_gpu": config.main_gpu,
         "no_kv_offload": config.no_kv_offload,
         "tensor_split": "/".join(f"{x:.2f}" for x in config.tensor_split) or "0.00",
-        "use_mmap": config.use_mmap,
+        # FitBench asks for mmap on or off; llama.cpp's "auto" is never requested
+        "load_mode": "mmap" if config.use_mmap else "none",
         "repack": config.repack,
         "config_id": config.config_id,
         "model_id": config.model_id or Path(config.model_path).stem,
@@ -391,7 +436,7 @@ def build_record(
     what it did not learn falls back to the config's request. `measured`: timings and memory;
     test_time is now unless given.
     """
-    known = known or {}
+    known = {**llama_build(), **(known or {})}
     n_layer_loaded = known.get("n_layer_file", 0)
     values: dict[str, object] = {
         **from_config(config),
@@ -423,10 +468,143 @@ def write_jsonl(records: Iterable[Mapping[str, Any]], path: Path) -> None:
             fh.flush()
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+LLAMA_BENCH_TABLE = "llama_bench"  # llama-bench -o sql | sqlite3 db.sqlite; compare-llama-bench.py
+LLAMA_BENCH_RUN_PREFIX = "llama-bench-"
+
+
+def is_llama_bench(raw: Mapping[str, Any]) -> bool:
+    """A record written by llama-bench (FitBench always writes schema_version and test)."""
+    return "schema_version" not in raw and "test" not in raw and "avg_ts" in raw
+
+
+def llama_bench_test(n_prompt: int, n_gen: int, n_depth: int) -> str:
+    """FitBench's test name for a llama-bench test: pp<N>, tg<N> (at depth: "depth"); a
+    combined pp+tg test (-pg) has none of FitBench's names and gets ""."""
+    if n_prompt and n_gen:
+        return ""
+    kind = "pp" if n_prompt else "tg"
+    return "depth" if n_depth else kind
+
+
+_QUANT_IN_NAME = re.compile(r"(?<![A-Za-z0-9])(I?Q\d_[A-Z0-9]+(?:_[A-Z0-9]+)?|BF16|F16|F32)", re.I)
+_SIZE_WORDS = {"Small": "S", "Medium": "M", "Large": "L", "Extra Small": "XS", "Tiny": "XXS"}
+
+
+def llama_bench_quant(model_filename: str, model_type: str) -> str:
+    """The quantization from a file name (x.Q4_K_M.gguf), else from llama.cpp's description
+    ("llama 7B Q4_K - Medium" -> Q4_K_M); "" when neither says."""
+    m = _QUANT_IN_NAME.search(Path(model_filename).name)
+    if m:
+        return m.group(1).upper()
+    m = re.search(r"\b(I?Q\d_[A-Z0-9]+|BF16|F16|F32)(?: - (\w+(?: \w+)?))?$", model_type)
+    if not m:
+        return ""
+    size = _SIZE_WORDS.get(m.group(2) or "", "")
+    return f"{m.group(1)}_{size}" if size else m.group(1)
+
+
+def from_llama_bench(raw: Mapping[str, Any], run_id: str = "") -> dict[str, Any]:
+    """A llama-bench record (a JSONL line, a JSON array item or a row of its SQL table) as a
+    FitBench record: its fields kept, its model named from the file name (else model_type)."""
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        field = _BY_NAME.get(name)
+        if field is None:
+            continue
+        if field.type is bool and isinstance(value, int) and not isinstance(value, bool):
+            value = bool(value)  # SQL rows hold booleans as 0/1
+        elif field.type is str and value is not None and not isinstance(value, str):
+            value = str(value)
+        values[name] = value
+    n_prompt, n_gen = int(values.get("n_prompt") or 0), int(values.get("n_gen") or 0)
+    n_depth = int(values.get("n_depth") or 0)
+    filename = str(values.get("model_filename") or "")
+    values["model_id"] = Path(filename).stem or str(values.get("model_type") or "") or "llama-bench"
+    values["quant"] = llama_bench_quant(filename, str(values.get("model_type") or ""))
+    values["test"] = llama_bench_test(n_prompt, n_gen, n_depth)
+    values["run_id"] = run_id
+    values["config_id"] = values.get("config_id") or "llama-bench"
+    return validate(values)
+
+
+def _file_run_id(data: bytes) -> str:
+    import hashlib
+
+    return LLAMA_BENCH_RUN_PREFIX + hashlib.sha256(data).hexdigest()[:12]
+
+
+def _one(raw: Any, where: str, run_id: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ResultError(f"{where}: expected a JSON object")
+    try:
+        if is_llama_bench(raw):
+            return from_llama_bench(raw, run_id)
+        # tolerate fields a newer FitBench or llama-bench added: keep what we know
+        return validate({k: v for k, v in raw.items() if k in _BY_NAME or k == "use_mmap"})
+    except ResultError as exc:
+        raise ResultError(f"{where}: {exc}") from None
+
+
+def _read_sqlite(path: Path) -> list[dict[str, Any]]:
+    """FitBench's results database (every run), or llama-bench's SQL output in a database."""
+    import sqlite3
+
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.DatabaseError as exc:
+        raise ResultError(f"{path}: cannot open the SQLite file ({exc})") from None
+    try:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "records" in tables and "runs" in tables:  # FitBench's own
+            rows = db.execute("SELECT record FROM records ORDER BY id").fetchall()
+            return [_one(json.loads(r[0]), f"{path}: record {i}", "") for i, r in enumerate(rows)]
+        if LLAMA_BENCH_TABLE in tables:
+            cur = db.execute(f"SELECT * FROM {LLAMA_BENCH_TABLE}")
+            names = [d[0] for d in cur.description]
+            run_id = _file_run_id(path.read_bytes())
+            return [
+                from_llama_bench(dict(zip(names, row, strict=True)), run_id)
+                for row in cur.fetchall()
+            ]
+        raise ResultError(
+            f"{path}: no results table (expected FitBench's `records` or llama-bench's "
+            f"`{LLAMA_BENCH_TABLE}`; found {', '.join(sorted(tables)) or 'none'})"
+        )
+    except sqlite3.DatabaseError as exc:
+        raise ResultError(f"{path}: cannot read the SQLite file ({exc})") from None
+    finally:
+        db.close()
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """Records of a results file, by its content: FitBench or llama-bench JSONL, a JSON array
+    (llama-bench -o json), or SQLite (FitBench's database, llama-bench's -o sql loaded into one).
+    llama-bench records get a run_id naming the file's content (llama-bench-<sha256[:12]>)."""
+    if not path.is_file():
+        raise ResultError(f"results file not found: {path}")
+    data = path.read_bytes()
+    if data.startswith(SQLITE_MAGIC):
+        records = _read_sqlite(path)
+    elif data.lstrip().startswith(b"["):
+        try:
+            items = json.loads(data.decode("utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ResultError(f"{path}: not a JSON array ({exc.msg})") from None
+        run_id = _file_run_id(data)
+        records = [_one(item, f"{path}: item {i + 1}", run_id) for i, item in enumerate(items)]
+    else:
+        records = list(iter_jsonl(path))
+    if not records:
+        raise ResultError(f"{path}: no result records in the file")
+    return records
+
+
 def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """Records of a JSONL results file; a corrupt line is an error naming file and line."""
     if not path.is_file():
         raise ResultError(f"results file not found: {path}")
+    run_id = _file_run_id(path.read_bytes())
     with path.open("r", encoding="utf-8", errors="strict") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -435,18 +613,9 @@ def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 raw = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ResultError(f"{path}:{lineno}: not a JSON line ({exc.msg})") from None
-            if not isinstance(raw, dict):
-                raise ResultError(f"{path}:{lineno}: expected a JSON object")
-            try:
-                # tolerate fields a newer FitBench or llama-bench added: keep what we know
-                known = {k: v for k, v in raw.items() if k in _BY_NAME}
-                yield validate(known)
-            except ResultError as exc:
-                raise ResultError(f"{path}:{lineno}: {exc}") from None
+            yield _one(raw, f"{path}:{lineno}", run_id)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    records = list(iter_jsonl(path))
-    if not records:
-        raise ResultError(f"{path}: no result records in the file")
-    return records
+    """Records of a results file; any format read_results reads (the name is historical)."""
+    return read_results(path)

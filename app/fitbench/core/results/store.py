@@ -3,7 +3,9 @@
 Every record is committed on its own (WAL journal, synchronous=FULL) as soon as the runner has
 it, before the next test starts; a crash of the app or the machine loses at most the test that
 was running. Records are stored whole (the validated JSON of core.results.schema) plus a few
-indexed columns for queries.
+indexed columns for queries. Finished tests are also rows of a `llama_bench` table with
+llama-bench's columns and SQL types (its `-o sql` output), so llama.cpp's
+scripts/compare-llama-bench.py reads this database as it reads llama-bench's own.
 """
 
 from __future__ import annotations
@@ -19,9 +21,28 @@ from pathlib import Path
 from typing import Any
 
 from fitbench.core import paths
-from fitbench.core.results.schema import to_json, validate, write_jsonl
+from fitbench.core.results.schema import (
+    FIELDS,
+    LLAMA_BENCH_FIELDS,
+    LLAMA_BENCH_RUN_PREFIX,
+    LLAMA_BENCH_TABLE,
+    to_json,
+    validate,
+    write_jsonl,
+)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the llama_bench table
+
+# llama-bench's SQL columns (sql_printer): its fields less the sample lists; bool and int are
+# INTEGER, float REAL, text TEXT
+_LB_COLUMNS = tuple(f for f in LLAMA_BENCH_FIELDS if not f.startswith("samples_"))
+_SQL_TYPES = {str: "TEXT", bool: "INTEGER", int: "INTEGER", float: "REAL"}
+_TYPES = {f.name: f.type for f in FIELDS}
+_LB_TABLE_SQL = (
+    f"CREATE TABLE IF NOT EXISTS {LLAMA_BENCH_TABLE} (\n    record_id INTEGER, "
+    + ", ".join(f"{c} {_SQL_TYPES[_TYPES[c]]}" for c in _LB_COLUMNS)
+    + "\n);\n"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -54,6 +75,16 @@ CREATE INDEX IF NOT EXISTS records_run ON records(run_id);
 CREATE INDEX IF NOT EXISTS records_model ON records(model_id, quant, test);
 CREATE INDEX IF NOT EXISTS runs_fingerprint ON runs(hardware_fingerprint);
 """
+
+
+def _llama_bench_row(record_id: int, rec: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (record_id, *(rec[c] for c in _LB_COLUMNS))
+
+
+_LB_INSERT = (
+    f"INSERT INTO {LLAMA_BENCH_TABLE}(record_id, {', '.join(_LB_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * (len(_LB_COLUMNS) + 1))})"
+)
 
 
 class StoreError(RuntimeError):
@@ -106,13 +137,21 @@ class Store:
             (version,) = self._db.execute("PRAGMA user_version").fetchone()
             if version != SCHEMA_VERSION:
                 with self._db:
-                    self._db.executescript(_SCHEMA)
+                    self._db.executescript(_SCHEMA + _LB_TABLE_SQL)
+                    if version < 2:
+                        self._backfill_llama_bench()
                     self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"the results database {path} cannot be opened ({exc}); move it aside to start "
                 "a fresh one (the old file keeps its data)"
             ) from None
+
+    def _backfill_llama_bench(self) -> None:
+        """A database of schema 1: its finished tests into the llama_bench table."""
+        rows = self._db.execute("SELECT id, record FROM records WHERE status = 'ok'").fetchall()
+        for record_id, raw in rows:
+            self._db.execute(_LB_INSERT, _llama_bench_row(record_id, validate(json.loads(raw))))
 
     def has_schema(self) -> bool:
         """False for a file another process has created but not yet filled in."""
@@ -205,12 +244,23 @@ class Store:
 
     def add_record(self, run_id: str, record: Mapping[str, Any]) -> int:
         rec = validate({**record, "run_id": run_id})
-        cur = self._write(
+        with self._lock:
+            try:
+                with self._db:  # one transaction: the record and its llama_bench row
+                    record_id = self._insert(rec)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(
+                    f"could not write to the results database {self.path}: {exc}"
+                ) from None
+        return record_id
+
+    def _insert(self, rec: Mapping[str, Any]) -> int:
+        cur = self._db.execute(
             "INSERT INTO records(run_id, config_id, model_id, quant, source, test, n_gpu_layers, "
             "n_cpu_moe, n_parallel, status, avg_ts, test_time, record) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                run_id,
+                rec["run_id"],
                 rec["config_id"],
                 rec["model_id"],
                 rec["quant"],
@@ -225,7 +275,45 @@ class Store:
                 to_json(rec),
             ),
         )
-        return int(cur.lastrowid or 0)
+        record_id = int(cur.lastrowid or 0)
+        if rec["status"] == "ok":  # llama-bench writes only tests that finished
+            self._db.execute(_LB_INSERT, _llama_bench_row(record_id, rec))
+        return record_id
+
+    def import_llama_bench(self, records: list[dict[str, Any]], source: str) -> str | None:
+        """llama-bench records read from a file (schema.read_results) into History, once: the
+        run id names the file's content, so reading the same file again adds nothing.
+        Returns the run id, or None when no record came from llama-bench."""
+        run_ids = {r["run_id"] for r in records if r["run_id"].startswith(LLAMA_BENCH_RUN_PREFIX)}
+        if len(run_ids) != 1:
+            return None
+        run_id: str = next(iter(run_ids))
+        with self._lock:
+            try:
+                with self._db:
+                    if self._db.execute(
+                        "SELECT 1 FROM runs WHERE run_id = ?", (run_id,)
+                    ).fetchone():
+                        return run_id
+                    started = min((r["test_time"] for r in records if r["test_time"]), default="")
+                    self._db.execute(
+                        "INSERT INTO runs(run_id, started, finished, settings, status, note) "
+                        "VALUES (?, ?, ?, ?, 'imported', ?)",
+                        (
+                            run_id,
+                            started or _now(),
+                            _now(),
+                            json.dumps({"imported_from": source}),
+                            f"llama-bench results imported from {source}",
+                        ),
+                    )
+                    for rec in records:
+                        self._insert(validate({**rec, "run_id": run_id}))
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(
+                    f"could not write to the results database {self.path}: {exc}"
+                ) from None
+        return run_id
 
     def iter_records(self, run_id: str | None = None) -> Iterator[dict[str, Any]]:
         with self._lock:
@@ -236,7 +324,7 @@ class Store:
                     "SELECT record FROM records WHERE run_id = ? ORDER BY id", (run_id,)
                 ).fetchall()
         for (raw,) in rows:
-            yield json.loads(raw)
+            yield validate(json.loads(raw))  # older records in today's schema
 
     def records(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """The records of one run (all runs with None), in the order they were measured."""
@@ -300,3 +388,11 @@ def export_jsonl(run_id: str, path: Path, store: Store | None = None) -> int:
         return store.export_jsonl(run_id, path)
     with open_store() as fresh:
         return fresh.export_jsonl(run_id, path)
+
+
+def import_llama_bench(records: list[dict[str, Any]], source: Path) -> str | None:
+    """Add llama-bench records read from `source` to History (the default store), once."""
+    if not any(r["run_id"].startswith(LLAMA_BENCH_RUN_PREFIX) for r in records):
+        return None
+    with open_store() as store:
+        return store.import_llama_bench(records, str(source))
