@@ -4,13 +4,25 @@ Every record is committed on its own (WAL journal, synchronous=FULL) as soon as 
 it, before the next test starts; a crash of the app or the machine loses at most the test that
 was running. Records are stored whole (the validated JSON of core.results.schema) plus a few
 indexed columns for queries.
+
+A record is never dropped because the database is busy or full: a write that finds the database
+locked retries with backoff for `lock_wait_s`, then the record is queued, in memory and in a
+pending file beside the database (`<db>.pending-<host>-<pid>.jsonl`), and written with the next
+write that succeeds, at close, or by the next process that opens the store. Each run names its
+owner (host:pid); a run left `running` by a process that is gone (SIGKILL, power loss) is marked
+`interrupted` when the store is next opened for writing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
+import socket
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -18,10 +30,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fitbench.core import paths
-from fitbench.core.results.schema import to_json, validate, write_jsonl
+import psutil
 
-SCHEMA_VERSION = 1
+from fitbench.core import paths
+from fitbench.core.results.schema import ResultError, iter_jsonl, to_json, validate, write_jsonl
+
+log = logging.getLogger(__name__)
+
+# 2: runs.owner (host:pid of the process running it), so a run whose process died is found
+SCHEMA_VERSION = 2
+BUSY_TIMEOUT_S = 10.0  # SQLite's own wait for a lock, per attempt
+LOCK_WAIT_S = 60.0  # how long a write retries a locked database before queueing the record
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -32,7 +51,8 @@ CREATE TABLE IF NOT EXISTS runs (
     settings TEXT NOT NULL DEFAULT '{}',
     hardware TEXT NOT NULL DEFAULT '{}',
     status TEXT NOT NULL DEFAULT 'running',
-    note TEXT NOT NULL DEFAULT ''
+    note TEXT NOT NULL DEFAULT '',
+    owner TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS records (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -76,12 +96,65 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _sql_text(value: Any) -> Any:
+    """An index column's text: a path from os.fsdecode may hold surrogates (undecodable bytes),
+    which SQLite's UTF-8 cannot store; the record's JSON keeps them escaped, exactly."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _owner_alive(owner: str, started: str) -> bool:
+    """False only when the owner is a process on this host that is gone (or whose pid now
+    belongs to a process started after the run)."""
+    host, _, pid_text = owner.rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True  # another machine (a shared file) or an old record: not ours to judge
+    try:
+        proc = psutil.Process(int(pid_text))
+        born = float(proc.create_time())
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True
+    try:
+        run_start = datetime.fromisoformat(started).timestamp()
+    except ValueError:
+        return True
+    return born <= run_start + 1.0  # a recycled pid belongs to a process born later
+
+
+def _version_error(path: Path, version: int) -> StoreError:
+    return StoreError(
+        f"the results database {path} was written by a newer FitBench (schema {version}; this "
+        f"one knows up to {SCHEMA_VERSION}); it is left untouched. Update FitBench, or point "
+        "FITBENCH_HOME elsewhere to start a separate history"
+    )
+
+
 class Store:
     """One connection, usable from one thread at a time (a lock guards it for the GUI)."""
 
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, read_only: bool = False, lock_wait_s: float = LOCK_WAIT_S
+    ) -> None:
         self.path = path
+        self.lock_wait_s = lock_wait_s
         self._lock = threading.Lock()
+        self._pending: list[dict[str, Any]] = []  # records the database did not take yet
+        self._pending_finish: dict[str, tuple[str, str, str]] = {}  # run_id: (time, status, note)
+        self._pending_file = path.with_name(
+            f"{path.name}.pending-{socket.gethostname()}-{os.getpid()}.jsonl"
+        )
         if read_only:
             # Readers (history, exports) never create, migrate or lock the database: a GUI
             # opening its history while a sweep creates or writes the file must not wait.
@@ -89,30 +162,43 @@ class Store:
                 self._db = sqlite3.connect(
                     f"{path.resolve().as_uri()}?mode=ro",
                     uri=True,
-                    timeout=10.0,
+                    timeout=BUSY_TIMEOUT_S,
                     check_same_thread=False,
                 )
+                (version,) = self._db.execute("PRAGMA user_version").fetchone()
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"the results database {path} cannot be read ({exc})") from None
+            if version > SCHEMA_VERSION:
+                self._db.close()
+                raise _version_error(path, version)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False)
+            timeout = min(BUSY_TIMEOUT_S, max(lock_wait_s, 0.1))
+            self._db = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
+            # Only a new or older database takes the write lock here: a reader (the GUI's
+            # history) opening the store while a sweep writes must not queue behind it.
+            (version,) = self._db.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                self._db.close()
+                raise _version_error(path, version)  # migrating down would lose what it added
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            # Only a new database takes the write lock here: a reader (the GUI's history) opening
-            # the store while a sweep writes must not queue behind it for the busy timeout.
-            (version,) = self._db.execute("PRAGMA user_version").fetchone()
             if version != SCHEMA_VERSION:
                 with self._db:
                     self._db.executescript(_SCHEMA)
+                    if version == 1:
+                        self._db.execute(
+                            "ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT ''"
+                        )
                     self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"the results database {path} cannot be opened ({exc}); move it aside to start "
                 "a fresh one (the old file keeps its data)"
             ) from None
+        self._recover()
 
     def has_schema(self) -> bool:
         """False for a file another process has created but not yet filled in."""
@@ -124,6 +210,17 @@ class Store:
         return bool(n == 2)
 
     def close(self) -> None:
+        if self._pending or self._pending_finish:
+            with contextlib.suppress(StoreError):
+                self.flush_pending()
+            if self._pending:
+                log.warning(
+                    "%d result record(s) could not be written to %s; they are kept in %s and "
+                    "go into the database when FitBench next opens it",
+                    len(self._pending),
+                    self.path,
+                    self._pending_file,
+                )
         with self._lock:
             self._db.close()
 
@@ -133,15 +230,116 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def pending(self) -> int:
+        """Records queued because the database would not take them (locked, full)."""
+        return len(self._pending)
+
+    def _attempt(self, sql: str, args: tuple[Any, ...]) -> sqlite3.Cursor:
+        """One statement in its own transaction, retried with backoff while the database is
+        locked by another process, for up to lock_wait_s; other errors raise at once."""
+        deadline = time.monotonic() + self.lock_wait_s
+        delay = 0.05
+        while True:
+            with self._lock:
+                try:
+                    with self._db:  # one transaction, committed on exit
+                        return self._db.execute(sql, args)
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc) or time.monotonic() + delay > deadline:
+                        raise
+                    log.debug("%s is locked; retrying in %.2f s", self.path, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
     def _write(self, sql: str, args: tuple[Any, ...]) -> sqlite3.Cursor:
-        with self._lock:
+        try:
+            return self._attempt(sql, args)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"could not write to the results database {self.path}: {exc}"
+            ) from None
+
+    def _queue(self, record: dict[str, Any], exc: sqlite3.Error) -> None:
+        self._pending.append(record)
+        try:
+            write_jsonl([record], self._pending_file)
+            kept = f"queued in memory and in {self._pending_file}"
+        except OSError as err:
+            kept = f"queued in memory only ({self._pending_file}: {err.strerror or err})"
+        log.warning(
+            "the results database %s did not take a record (%s); %s, written when it can be",
+            self.path,
+            exc,
+            kept,
+        )
+
+    def flush_pending(self) -> int:
+        """Write the queued records and run endings; returns how many records went in."""
+        done = 0
+        while self._pending:
+            record = self._pending[0]
             try:
-                with self._db:  # one transaction, committed on exit
-                    return self._db.execute(sql, args)
+                self._insert_record(record, dedupe=True)
             except sqlite3.DatabaseError as exc:
-                raise StoreError(
-                    f"could not write to the results database {self.path}: {exc}"
-                ) from None
+                raise StoreError(f"{self.path} still does not take records ({exc})") from None
+            self._pending.pop(0)
+            done += 1
+        if done:
+            self._pending_file.unlink(missing_ok=True)
+            log.info("wrote %d queued record(s) to %s", done, self.path)
+        for run_id, (when, status, note) in list(self._pending_finish.items()):
+            try:
+                self._attempt(
+                    "UPDATE runs SET finished = ?, status = ?, note = ? WHERE run_id = ?",
+                    (when, status, note, run_id),
+                )
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{self.path} still cannot be written ({exc})") from None
+            del self._pending_finish[run_id]
+        return done
+
+    def _replay_pending_files(self) -> None:
+        """Records another process (or this one, earlier) queued and never wrote: the files
+        of processes on this host that are gone, and our own."""
+        host = socket.gethostname()
+        for file in sorted(self.path.parent.glob(f"{self.path.name}.pending-*.jsonl")):
+            owner = file.name[len(self.path.name) + len(".pending-") : -len(".jsonl")]
+            o_host, _, pid = owner.rpartition("-")
+            if file != self._pending_file and (
+                o_host != host or not pid.isdigit() or psutil.pid_exists(int(pid))
+            ):
+                continue
+            try:
+                records = list(iter_jsonl(file))
+                for record in records:
+                    self._insert_record(record, dedupe=True)
+            except (ResultError, OSError, sqlite3.DatabaseError) as exc:
+                log.warning("queued records in %s not written yet: %s", file, exc)
+                continue
+            file.unlink(missing_ok=True)
+            log.warning("wrote %d queued record(s) from %s to %s", len(records), file, self.path)
+
+    def _recover(self) -> None:
+        """Mark runs whose process is gone (killed, crashed, machine off) as interrupted."""
+        self._replay_pending_files()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT run_id, owner, started FROM runs WHERE status = 'running' AND owner != ''"
+            ).fetchall()
+        for run_id, owner, started in rows:
+            if _owner_alive(owner, started):
+                continue
+            try:
+                self._attempt(
+                    "UPDATE runs SET status = 'interrupted', note = ? "
+                    "WHERE run_id = ? AND status = 'running'",
+                    (f"the process that ran it ({owner}) ended without finishing it", run_id),
+                )
+            except sqlite3.DatabaseError as exc:
+                log.debug("could not mark run %s interrupted: %s", run_id, exc)
+                continue
+            log.warning("run %s was left unfinished by a process that is gone: interrupted", run_id)
 
     # -- runs --
 
@@ -156,23 +354,27 @@ class Store:
     ) -> str:
         run_id = run_id or uuid.uuid4().hex[:16]
         self._write(
-            "INSERT INTO runs(run_id, started, hardware_fingerprint, settings, hardware) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO runs(run_id, started, hardware_fingerprint, settings, hardware, owner) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
             (
                 run_id,
                 started or _now(),
-                hardware_fingerprint,
+                _sql_text(hardware_fingerprint),
                 json.dumps(dict(settings or {}), default=str),
                 json.dumps(dict(hardware or {}), default=str),
+                _owner(),
             ),
         )
         return run_id
 
     def finish_run(self, run_id: str, status: str = "finished", note: str = "") -> None:
-        self._write(
-            "UPDATE runs SET finished = ?, status = ?, note = ? WHERE run_id = ?",
-            (_now(), status, note, run_id),
-        )
+        """End a run; with the database unavailable the ending waits with the queued records
+        (close() tries again) rather than failing the sweep."""
+        self._pending_finish[run_id] = (_now(), status, note)
+        try:
+            self.flush_pending()
+        except StoreError as exc:
+            log.warning("run %s: %s; its ending is written later", run_id, exc)
 
     def list_runs(self) -> list[RunInfo]:
         with self._lock:
@@ -204,16 +406,44 @@ class Store:
     # -- records --
 
     def add_record(self, run_id: str, record: Mapping[str, Any]) -> int:
+        """Store a record; returns its row id, or 0 when it was queued (the database locked
+        for longer than lock_wait_s, or full): queued records are never dropped."""
         rec = validate({**record, "run_id": run_id})
-        cur = self._write(
+        if self._pending:
+            with contextlib.suppress(StoreError):
+                self.flush_pending()  # keep the order: older queued records first
+        if not self._pending:
+            try:
+                return self._insert_record(rec)
+            except sqlite3.OperationalError as exc:
+                self._queue(rec, exc)
+                return 0
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(
+                    f"could not write to the results database {self.path}: {exc}"
+                ) from None
+        self._queue(rec, sqlite3.OperationalError("earlier records are still queued"))
+        return 0
+
+    def _insert_record(self, rec: Mapping[str, Any], *, dedupe: bool = False) -> int:
+        text = to_json(rec)
+        run_id = rec["run_id"]
+        if dedupe:  # a queued record may have gone in before its queue file was removed
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT id FROM records WHERE run_id = ? AND record = ?", (run_id, text)
+                ).fetchone()
+            if row is not None:
+                return int(row[0])
+        cur = self._attempt(
             "INSERT INTO records(run_id, config_id, model_id, quant, source, test, n_gpu_layers, "
             "n_cpu_moe, n_parallel, status, avg_ts, test_time, record) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run_id,
-                rec["config_id"],
-                rec["model_id"],
-                rec["quant"],
+                _sql_text(rec["config_id"]),
+                _sql_text(rec["model_id"]),
+                _sql_text(rec["quant"]),
                 rec["source"],
                 rec["test"],
                 rec["n_gpu_layers"],
@@ -222,7 +452,7 @@ class Store:
                 rec["status"],
                 rec["avg_ts"],
                 rec["test_time"],
-                to_json(rec),
+                text,
             ),
         )
         return int(cur.lastrowid or 0)
@@ -237,6 +467,10 @@ class Store:
                 ).fetchall()
         for (raw,) in rows:
             yield json.loads(raw)
+        # queued records are results too (an export while the database is locked keeps them)
+        for rec in list(self._pending):
+            if run_id is None or rec["run_id"] == run_id:
+                yield dict(rec)
 
     def records(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """The records of one run (all runs with None), in the order they were measured."""
