@@ -119,11 +119,16 @@ class _WorkerProcess:
             start_new_session=True,  # the terminal's Ctrl-C reaches the runner, which stops it
         )
         self.lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
-        self._send(cfg.to_json())
-        for name, stream in (("out", self.proc.stdout), ("err", self.proc.stderr)):
-            threading.Thread(
-                target=self._pump, args=(name, stream), name=f"worker-{name}", daemon=True
-            ).start()
+        try:
+            self._send(cfg.to_json())
+            for name, stream in (("out", self.proc.stdout), ("err", self.proc.stderr)):
+                threading.Thread(
+                    target=self._pump, args=(name, stream), name=f"worker-{name}", daemon=True
+                ).start()
+        except BaseException:  # SIGTERM between the start and the caller's try: no orphan
+            self.proc.kill()
+            self.proc.wait()
+            raise
 
     def _pump(self, name: str, stream: IO[str] | None) -> None:
         assert stream is not None
@@ -225,7 +230,7 @@ class SweepRunner:
         self.n_records += 1
         return record
 
-    def events(self) -> Iterator[Event]:
+    def events(self) -> Generator[Event, None, None]:
         self.run_id = self.store.add_run(
             settings={**self.settings, "configs": [c.to_dict() for c in self.configs]},
             hardware=self.hardware,
@@ -330,9 +335,9 @@ class SweepRunner:
         attempt.vram_base_per_gpu = list(base) if base else None
         oom_watch = OomWatch()
         worker = _WorkerProcess(cfg, self.python)
-        self.sampler.start(worker.pid)
         open_streams = 2
-        try:
+        try:  # from here on, whatever unwinds (cancel, SIGTERM, a closed generator) stops it
+            self.sampler.start(worker.pid)
             while open_streams:
                 if self.cancel.is_set():
                     worker.stop()
@@ -464,7 +469,7 @@ def run_sweep(
     sample_interval_s: float = DEFAULT_INTERVAL_S,
     test_timeout_s: float | None = DEFAULT_TEST_TIMEOUT_S,
     stall_floor_s: float = STALL_FLOOR_S,
-) -> Iterator[Event]:
+) -> Generator[Event, None, None]:
     """Run every config in its own worker process; yields events (see module doc).
     `test_timeout_s`: the longest a worker may go without progress (None or 0: no fixed limit;
     the stall bound derived from its heartbeats still applies)."""
