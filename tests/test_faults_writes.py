@@ -22,6 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from fitbench.core import paths
 from fitbench.core.bench.config import BenchConfig, BenchTest
 from fitbench.core.bench.runner import run_sweep
 from fitbench.core.results import schema
@@ -300,7 +301,7 @@ def test_sigterm_or_sighup_marks_the_run_interrupted(
     assert f"stopped by {sig.name}" in err and "Traceback" not in err
     for w in workers:  # the runner ended its worker, stopped or not
         assert not w.is_running() or w.status() == psutil.STATUS_ZOMBIE
-    with Store(open_store().path, read_only=True) as db:
+    with Store(paths.results_db(), read_only=True) as db:  # a reader: it recovers nothing
         (run,) = db.list_runs()
     assert run.status == "interrupted" and run.finished
 
@@ -311,15 +312,15 @@ def test_a_sigkilled_bench_leaves_its_run_interrupted_at_the_next_start(
     proc = _bench_child(tiny_dense_twin, tmp_path / "r.jsonl")
     workers = _stop_worker_once_running(proc)
     proc.kill()
-    proc.wait()
+    proc.communicate()
     for w in workers:  # stopped, it cannot notice its parent is gone: clean up after the test
         w.kill()
-    with Store(open_store().path, read_only=True) as db:
+    with Store(paths.results_db(), read_only=True) as db:
         assert db.list_runs()[0].status == "running"  # what SIGKILL leaves
     with open_store() as db:  # the next start (a bench, the GUI) finds it
         (run,) = db.list_runs()
     assert run.status == "interrupted"
-    assert "ended without finishing it" in sqlite3.connect(open_store().path).execute(
+    assert "ended without finishing it" in sqlite3.connect(paths.results_db()).execute(
         "SELECT note FROM runs"
     ).fetchone()[0]
 

@@ -78,7 +78,8 @@ class _Attempt:
     timed_out: bool = False
     vram_base_per_gpu: list[int] | None = None  # NVML before the load, per GPU
     last_progress: float = field(default_factory=time.monotonic)
-    ns_per_token: float | None = None  # the slowest rate the heartbeats showed
+    ns_per_token: float | None = None  # the slowest rate a timed repetition showed
+    warm_ns_per_token: float | None = None  # the running test's warm-up rate, until then
     rep_tokens: int = 0  # the most tokens one repetition of the running test may process
     stall_s: float | None = None  # the bound that ended it, when it stalled
     stopped: bool = False  # the process was in the stopped state when it stalled
@@ -309,8 +310,9 @@ class SweepRunner:
     def stall_limit(self, attempt: _Attempt) -> float | None:
         """How long the worker may go without a heartbeat (see the module doc)."""
         limit = self.test_timeout_s
-        if attempt.ns_per_token is not None and attempt.rep_tokens:
-            expected = attempt.ns_per_token * attempt.rep_tokens / 1e9
+        rate = attempt.ns_per_token or attempt.warm_ns_per_token
+        if rate is not None and attempt.rep_tokens:
+            expected = rate * attempt.rep_tokens / 1e9
             derived = max(self.stall_floor_s, STALL_FACTOR * expected)
             limit = derived if limit is None else min(limit, derived)
         return limit
@@ -433,7 +435,10 @@ class SweepRunner:
             ns, tokens = event.get("ns"), event.get("tokens")
             if isinstance(ns, int) and isinstance(tokens, int) and tokens > 0:
                 rate = ns / tokens
-                attempt.ns_per_token = max(attempt.ns_per_token or 0.0, rate)
+                if kind == "rep":  # the slowest rate any timed repetition showed
+                    attempt.ns_per_token = max(attempt.ns_per_token or 0.0, rate)
+                else:  # a warm-up's fixed costs make its rate an overestimate: a fallback
+                    attempt.warm_ns_per_token = rate
         if kind == "rerun":
             log.warning(
                 "%s: the repetitions disagree (%s, t/s %s); running it once more",
@@ -443,6 +448,7 @@ class SweepRunner:
             )
         if kind == "test_start":
             attempt.current = int(event["index"])
+            attempt.warm_ns_per_token = None
             # a repetition's tokens, the depth it first fills included: the stall bound's scale
             tokens = event.get("tokens", event.get("n_ctx", 0))
             attempt.rep_tokens = tokens if isinstance(tokens, int) else 0

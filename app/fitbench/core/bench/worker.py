@@ -74,11 +74,16 @@ def classify_failure(text: str) -> str:
 # cores): quiet reps of one test on one machine stay within a few percent of each other
 SPREAD_MAX_RATIO = 3.0
 SPREAD_MAX_CV = 0.5
+# ...by more than this: repetitions of a few milliseconds (tiny twins, a fast GPU) jitter by
+# several times on a busy machine without anything worth a re-run having happened
+SPREAD_MIN_NS = 100_000_000
 
 
 def sample_spread(samples_ns: list[int]) -> str:
     """Why these repetition times look disturbed, or "" when they agree."""
     if len(samples_ns) < 2 or min(samples_ns) <= 0:
+        return ""
+    if max(samples_ns) - min(samples_ns) < SPREAD_MIN_NS:
         return ""
     ratio = max(samples_ns) / min(samples_ns)
     cv = statistics.stdev(samples_ns) / statistics.fmean(samples_ns)
@@ -204,7 +209,9 @@ def cpu_info() -> str:
 def _inject(cfg: BenchConfig, where: str) -> None:
     """Test-only faults, honoured only when FITBENCH_ALLOW_INJECT=1: `segfault@<where>`,
     `sleep@<where>` (sleep 60 s), `hang@<where>` (sleep, ignoring SIGTERM), `exit@<where>`;
-    where = load | test<N> | after<N>."""
+    where = load | test<N> | after<N>. And `stop@rep<N>` / `stoponce@rep<N>`: the worker
+    SIGSTOPs itself inside the timed part of repetition N (every run / the first run only),
+    for whoever watches it to SIGCONT, as a stopped or swapped-out process would be."""
     if not cfg.inject or os.environ.get(INJECT_ENV) != "1":
         return
     action, _, at = cfg.inject.partition("@")
@@ -225,6 +232,24 @@ def _inject(cfg: BenchConfig, where: str) -> None:
         os._exit(1)
 
 
+class _RepFault:
+    """`stop@rep<N>` / `stoponce@rep<N>` (see _inject)."""
+
+    def __init__(self, cfg: BenchConfig) -> None:
+        self.rep = -1
+        self.once = False
+        if cfg.inject and os.environ.get(INJECT_ENV) == "1":
+            action, _, at = cfg.inject.partition("@")
+            if action in ("stop", "stoponce") and at.startswith("rep") and at[3:].isdigit():
+                self.rep, self.once = int(at[3:]), action == "stoponce"
+
+    def __call__(self, rep: int) -> None:
+        if rep == self.rep:
+            if self.once:
+                self.rep = -1
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+
 class Worker:
     def __init__(self, cfg: BenchConfig) -> None:
         from fitbench.core.bench import llama_lowlevel as ll
@@ -241,6 +266,7 @@ class Worker:
         self.has_gpu = False
         self.known: Known = {}  # the record's build, model and effective parts, once learnt
         self.depth_state: tuple[int, bytes] | None = None  # llama-bench's cstate
+        self.rep_fault = _RepFault(cfg)
 
     # -- loading --
 
@@ -451,11 +477,12 @@ class Worker:
         samples: list[int] = []
         itl: list[int] = []
         ttft: list[int] = []
-        for _ in range(cfg.reps):
+        for rep in range(cfg.reps):
             ctx.clear()
             if spec.n_depth:
                 self._fill_depth(ctx, spec.n_depth)
             t0 = clock()
+            self.rep_fault(rep)
             if n_prompt:
                 self._prompt(ctx, n_prompt, spec.n_depth)
                 if spec.kind == "ttft":
