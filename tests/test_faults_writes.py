@@ -320,9 +320,10 @@ def test_a_sigkilled_bench_leaves_its_run_interrupted_at_the_next_start(
     with open_store() as db:  # the next start (a bench, the GUI) finds it
         (run,) = db.list_runs()
     assert run.status == "interrupted"
-    assert "ended without finishing it" in sqlite3.connect(paths.results_db()).execute(
-        "SELECT note FROM runs"
-    ).fetchone()[0]
+    assert (
+        "ended without finishing it"
+        in sqlite3.connect(paths.results_db()).execute("SELECT note FROM runs").fetchone()[0]
+    )
 
 
 def test_a_run_of_a_live_process_is_left_running(tmp_path: Path) -> None:

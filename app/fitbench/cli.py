@@ -106,7 +106,7 @@ def _where(exc: BaseException) -> str:
     found = ""
     for frame in traceback.extract_tb(exc.__traceback__):
         path = Path(frame.filename)
-        if path.is_relative_to(package):
+        if path.is_relative_to(package) and path.name != "cli.py":  # this file is always there
             found = f"{path.relative_to(package.parent)}:{frame.lineno}"
     return found
 

@@ -240,7 +240,5 @@ class OomWatch:
             found.append(f"the kernel's OOM-kill counter went from {b} to {a}")
         room = self.before.available_bytes
         if peak_rss and room and peak_rss >= 0.9 * room:
-            found.append(
-                f"peak RSS {peak_rss / 2**30:.2f} GiB of {room / 2**30:.2f} GiB available"
-            )
+            found.append(f"peak RSS {peak_rss / 2**30:.2f} GiB of {room / 2**30:.2f} GiB available")
         return "; ".join(found)
