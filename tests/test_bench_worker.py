@@ -46,7 +46,11 @@ def test_pp_and_tg_records_follow_llama_bench(tmp_path: Path, tiny_dense_twin: P
     cfg = config(tiny_dense_twin, standard_tests([32], [8]), model_id="tiny-dense")
     rc, records, events, stderr = run_worker(tmp_path, cfg)
     assert rc == 0, stderr
-    assert [e["event"] for e in events] == [
+    # warm and rep are the runner's heartbeat: one warm-up and two repetitions per test
+    beats = [e for e in events if e["event"] in ("warm", "rep")]
+    assert [e["event"] for e in beats] == ["warm", "rep", "rep"] * 2
+    assert all(e["ns"] > 0 and e["tokens"] > 0 for e in beats)
+    assert [e["event"] for e in events if e not in beats] == [
         "loading",
         "loaded",
         "test_start",
@@ -199,7 +203,21 @@ def test_expert_offload_moves_the_expert_bytes_from_gpu_to_cpu_buffers(
 @pytest.mark.parametrize(
     ("outcome", "status", "words"),
     [
-        (WorkerExit(-signal.SIGKILL, "tg4"), "oom", "killed (SIGKILL) during tg4: most likely"),
+        (
+            WorkerExit(-signal.SIGKILL, "tg4"),
+            "killed",
+            "killed (SIGKILL) during tg4 with no sign of memory pressure",
+        ),
+        (
+            WorkerExit(-signal.SIGKILL, "tg4", oom_evidence="the cgroup's OOM-kill counter went"),
+            "oom",
+            "killed (SIGKILL) during tg4 by the out-of-memory killer (the cgroup's",
+        ),
+        (
+            WorkerExit(-signal.SIGKILL, "tg4", timeout_s=60.0, stopped=True),
+            "timeout",
+            "nothing happened for 60 s (waiting for tg4 to finish): the worker process was stopped",
+        ),
         (
             WorkerExit(-signal.SIGSEGV, "tg4", "ggml.c:12"),
             "crash",

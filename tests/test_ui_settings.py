@@ -38,7 +38,8 @@ def test_corrupt_file_gives_defaults_and_a_reason() -> None:
     core_settings.settings_file().write_text("{not json")
     loaded, problems = core_settings.load()
     assert loaded == Settings()
-    assert "cannot be read" in problems[0] and "settings.json" in problems[0]
+    assert "not JSON" in problems[0] and "settings.json" in problems[0]
+    assert "kept as" in problems[0] and "settings.json.bad-" in problems[0]
 
 
 def test_invalid_settings_are_refused_before_writing() -> None:

@@ -340,6 +340,8 @@ def run(args: argparse.Namespace) -> int:
                 pass
             print("cancelled; the finished tests are stored", file=sys.stderr)
             return 130
+        finally:
+            sweep.close()  # SIGTERM/SIGHUP (cli.Terminated): the run ends `interrupted` here
     assert finished is not None
     if args.json:
         print_json(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -132,13 +133,33 @@ def load(path: Path | None = None) -> tuple[Settings, list[str]]:
     if not path.is_file():
         return Settings(), []
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return Settings(), [f"{path}: cannot be read ({exc}); using default settings"]
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return Settings(), [f"{path}: cannot be read ({exc.strerror or exc}); using defaults"]
+    except UnicodeDecodeError:
+        return Settings(), [_set_aside(path, "not UTF-8 text")]
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Settings(), [_set_aside(path, f"not JSON: {exc}")]
+    except RecursionError:  # a hand-made or corrupted file nested thousands deep
+        return Settings(), [_set_aside(path, "nested too deeply to be settings")]
     if not isinstance(data, dict):
-        return Settings(), [f"{path}: expected a JSON object; using default settings"]
+        return Settings(), [_set_aside(path, "expected a JSON object")]
     settings, problems = from_dict(data)
     return settings, [f"{path}: {p}" for p in problems]
+
+
+def _set_aside(path: Path, why: str) -> str:
+    """Move a settings file that cannot be used to settings.json.bad-<time> (so the next save
+    does not overwrite what the user may want back) and say where it went."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"{path.name}.bad-{stamp}")
+    try:
+        os.replace(path, aside)
+    except OSError as exc:
+        return f"{path}: {why}; using default settings (could not move it aside: {exc})"
+    return f"{path}: {why}; using default settings, the file is kept as {aside}"
 
 
 def save(settings: Settings, path: Path | None = None) -> Path:

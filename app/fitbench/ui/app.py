@@ -2,15 +2,104 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QLibraryInfo, Qt, QTimer
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette
 from PySide6.QtWidgets import QApplication, QStyleFactory
 
 from fitbench.core import paths
 
 ICON_SIZES = (16, 24, 32, 48, 64, 128, 256, 512)
+
+# What Qt's xcb platform plugin loads, and the Debian/Ubuntu package of each (as .ci/run installs
+# them). Without one, Qt prints "could not load the Qt platform plugin" and aborts (exit 134).
+XCB_LIBRARIES: dict[str, str] = {
+    "libxcb.so.1": "libxcb1",
+    "libxcb-cursor.so.0": "libxcb-cursor0",
+    "libxcb-icccm.so.4": "libxcb-icccm4",
+    "libxcb-keysyms.so.1": "libxcb-keysyms1",
+    "libxcb-shape.so.0": "libxcb-shape0",
+    "libxcb-render-util.so.0": "libxcb-render-util0",
+    "libxcb-image.so.0": "libxcb-image0",
+    "libxcb-randr.so.0": "libxcb-randr0",
+    "libxcb-xfixes.so.0": "libxcb-xfixes0",
+    "libxcb-sync.so.1": "libxcb-sync1",
+    "libxcb-xkb.so.1": "libxcb-xkb1",
+    "libxkbcommon.so.0": "libxkbcommon0",
+    "libxkbcommon-x11.so.0": "libxkbcommon-x11-0",
+    "libX11-xcb.so.1": "libx11-xcb1",
+    "libfontconfig.so.1": "libfontconfig1",
+    "libdbus-1.so.3": "libdbus-1-3",
+    "libEGL.so.1": "libegl1",
+    "libGL.so.1": "libgl1",
+}
+
+
+def _uses_xcb() -> bool:
+    """Whether QApplication will pick Qt's X11 platform plugin."""
+    if not sys.platform.startswith("linux"):
+        return False
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform:
+        return platform.split(":")[0].split(";")[0] == "xcb"
+    return not os.environ.get("WAYLAND_DISPLAY")
+
+
+def _package_of(soname: str) -> str:
+    if soname in XCB_LIBRARIES:
+        return XCB_LIBRARIES[soname]
+    stem, _, version = soname.removeprefix("lib").partition(".so.")
+    return f"lib{stem.lower()}{'-' if stem[-1:].isdigit() else ''}{version}"
+
+
+def missing_xcb_libraries(libraries: dict[str, str] | None = None) -> dict[str, str]:
+    """Libraries the xcb plugin needs that cannot be loaded here: {soname: package}. Checks
+    each listed soname with the dynamic loader, and the plugin itself with ldd where present
+    (which also catches what a newer Qt added)."""
+    libraries = XCB_LIBRARIES if libraries is None else libraries
+    missing: dict[str, str] = {}
+    for soname, package in libraries.items():
+        try:
+            ctypes.CDLL(soname)
+        except OSError:
+            missing[soname] = package
+    plugin = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath)) / "platforms/libqxcb.so"
+    ldd = shutil.which("ldd")
+    if libraries is XCB_LIBRARIES and ldd and plugin.is_file():
+        try:
+            out = subprocess.run(
+                [ldd, str(plugin)], capture_output=True, text=True, timeout=10
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        for line in out.splitlines():
+            name, _, where = line.strip().partition(" => ")
+            if where.strip() == "not found":
+                missing.setdefault(name, _package_of(name))
+    return missing
+
+
+def xcb_problem() -> str:
+    """What to install before Qt's xcb plugin would abort, or "" when nothing is missing."""
+    if not _uses_xcb():
+        return ""
+    missing = missing_xcb_libraries()
+    if not missing:
+        return ""
+    packages = " ".join(sorted(set(missing.values())))
+    return (
+        "fitbench: the desktop app cannot start: Qt's X11 (xcb) platform needs "
+        f"{', '.join(sorted(missing))}, not found on this system.\n"
+        f"  Debian/Ubuntu: sudo apt-get install {packages}\n"
+        "  (other systems: the packages providing those libraries; on a Wayland desktop, "
+        "QT_QPA_PLATFORM=wayland may work without them; the command-line tools work as is)"
+    )
 
 
 def app_icon() -> QIcon:
@@ -89,6 +178,10 @@ def run_app(quit_after_paint: bool = False) -> int:
 
     from fitbench.ui.main_window import MainWindow
 
+    problem = xcb_problem()
+    if problem and not isinstance(QApplication.instance(), QApplication):
+        print(problem, file=sys.stderr)
+        return 1
     app = create_app()
     pg.setConfigOptions(antialias=True)
     window = MainWindow()

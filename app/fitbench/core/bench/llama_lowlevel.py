@@ -302,7 +302,9 @@ class Model:
         array = overrides.build()
         if array is not None:
             params.tensor_buft_overrides = ctypes.cast(array, ctypes.c_void_p)
-        self.ptr = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+        # os.fsencode: the path's own bytes, also where they are not UTF-8 (a surrogate-escaped
+        # str from os.fsdecode); str.encode() failed there and the model was never measured
+        self.ptr = llama_cpp.llama_model_load_from_file(os.fsencode(path), params)
         if not self.ptr:
             raise LlamaError(f"llama.cpp could not load {path}")
         vocab = llama_cpp.llama_model_get_vocab(self.ptr)

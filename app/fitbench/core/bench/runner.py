@@ -7,8 +7,12 @@ drives it on a worker thread and forwards the events as signals; the CLI prints 
   that config's outcome: a record with status crash|oom|error is stored for each test it did not
   finish, and the sweep goes on with the next config.
 - `cancel` stops the running worker (terminate, then kill after 1 s) and ends the sweep.
-- A worker that makes no progress (no model loaded, no test finished) for `test_timeout_s` is
-  stopped the same way; that test is recorded as `timeout` and the sweep goes on.
+- A worker that makes no progress is stopped the same way; that test is recorded as `timeout`
+  and the sweep goes on. Progress is the worker's heartbeat (model loaded, test started,
+  warm-up and every repetition done, each with its duration and tokens); once the worker has
+  timed some tokens, a stall is STALL_FACTOR times the time the next repetition should take at
+  the slowest rate seen, at least `stall_floor_s`; before that (and at most) `test_timeout_s`.
+- A SIGKILL is `oom` only with evidence (sampler.OomWatch), else `killed`.
 - Each finished record goes to the SQLite store (and `out_jsonl`) before the next test starts:
   the worker streams records as soon as a test ends and the runner commits them as they arrive.
 """
@@ -31,6 +35,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any, cast
 
+import psutil
+
 from fitbench.core.bench.config import DEFAULT_TEST_TIMEOUT_S, BenchConfig
 from fitbench.core.bench.events import (
     ConfigFailed,
@@ -41,7 +47,7 @@ from fitbench.core.bench.events import (
     SweepFinished,
     SweepStarted,
 )
-from fitbench.core.bench.sampler import DEFAULT_INTERVAL_S, MemorySampler, Peaks
+from fitbench.core.bench.sampler import DEFAULT_INTERVAL_S, MemorySampler, OomWatch, Peaks
 from fitbench.core.bench.worker import MARK, WorkerExit
 from fitbench.core.results.schema import Known, Measured, build_record, validate, write_jsonl
 from fitbench.core.results.store import Store
@@ -49,6 +55,8 @@ from fitbench.core.results.store import Store
 log = logging.getLogger(__name__)
 
 POLL_S = 0.25  # an idle runner checks cancel and forwards samples this often (GUI traces: 2 Hz)
+STALL_FACTOR = 10.0  # a repetition this many times slower than expected is a stall
+STALL_FLOOR_S = 60.0  # never call a stall sooner (a busy machine, a slow first context)
 TERMINATE_GRACE_S = 1.0
 STDERR_TAIL_CHARS = 1500  # of llama.cpp's last words, quoted in a failure's error
 
@@ -70,6 +78,11 @@ class _Attempt:
     timed_out: bool = False
     vram_base_per_gpu: list[int] | None = None  # NVML before the load, per GPU
     last_progress: float = field(default_factory=time.monotonic)
+    ns_per_token: float | None = None  # the slowest rate a timed repetition showed
+    warm_ns_per_token: float | None = None  # the running test's warm-up rate, until then
+    rep_tokens: int = 0  # the most tokens one repetition of the running test may process
+    stall_s: float | None = None  # the bound that ended it, when it stalled
+    stopped: bool = False  # the process was in the stopped state when it stalled
 
     def memory_fields(self, peaks: Peaks) -> Measured:
         """The memory a record reports: the sampler's peaks and the VRAM before the load."""
@@ -107,11 +120,16 @@ class _WorkerProcess:
             start_new_session=True,  # the terminal's Ctrl-C reaches the runner, which stops it
         )
         self.lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
-        self._send(cfg.to_json())
-        for name, stream in (("out", self.proc.stdout), ("err", self.proc.stderr)):
-            threading.Thread(
-                target=self._pump, args=(name, stream), name=f"worker-{name}", daemon=True
-            ).start()
+        try:
+            self._send(cfg.to_json())
+            for name, stream in (("out", self.proc.stdout), ("err", self.proc.stderr)):
+                threading.Thread(
+                    target=self._pump, args=(name, stream), name=f"worker-{name}", daemon=True
+                ).start()
+        except BaseException:  # SIGTERM between the start and the caller's try: no orphan
+            self.proc.kill()
+            self.proc.wait()
+            raise
 
     def _pump(self, name: str, stream: IO[str] | None) -> None:
         assert stream is not None
@@ -167,6 +185,7 @@ class SweepRunner:
         python: str,
         sample_interval_s: float,
         test_timeout_s: float | None,
+        stall_floor_s: float = STALL_FLOOR_S,
     ) -> None:
         self.configs = configs
         self.store = store
@@ -177,6 +196,7 @@ class SweepRunner:
         self.settings = dict(settings or {})
         self.python = python
         self.test_timeout_s = test_timeout_s or None
+        self.stall_floor_s = stall_floor_s
         self.t0 = time.monotonic()
         self.sampler = MemorySampler(origin=self.t0, interval_s=sample_interval_s)
         self.run_id = ""
@@ -188,13 +208,30 @@ class SweepRunner:
         record = validate(
             {**record, "run_id": self.run_id, "hardware_fingerprint": self.fingerprint}
         )
-        self.store.add_record(self.run_id, record)
+        self.store.add_record(self.run_id, record)  # queues, never drops, when the db is busy
         if self.out_jsonl is not None:
-            write_jsonl([record], self.out_jsonl)
+            try:
+                write_jsonl([record], self.out_jsonl)  # the line is whole or absent
+            except OSError as exc:
+                # the database has the record; a full disk must not end the sweep
+                log.error(
+                    "could not append to %s (%s); the record is in the database: "
+                    "`fitbench bench --export-run %s --out FILE` writes the file later",
+                    self.out_jsonl,
+                    exc.strerror or exc,
+                    self.run_id,
+                )
+        if record.get("disturbed"):
+            log.warning(
+                "%s %s: the run was disturbed (%s); stored flagged `disturbed`",
+                record["model_id"],
+                record["test"],
+                record["disturbed"],
+            )
         self.n_records += 1
         return record
 
-    def events(self) -> Iterator[Event]:
+    def events(self) -> Generator[Event, None, None]:
         self.run_id = self.store.add_run(
             settings={**self.settings, "configs": [c.to_dict() for c in self.configs]},
             hardware=self.hardware,
@@ -270,9 +307,24 @@ class SweepRunner:
             self.n_failed += 1
             yield ConfigFailed(cfg.config_id, cfg.label, failed[0]["status"], failed[0]["error"])
 
-    def _stalled(self, attempt: _Attempt) -> bool:
+    def stall_limit(self, attempt: _Attempt) -> float | None:
+        """How long the worker may go without a heartbeat (see the module doc)."""
         limit = self.test_timeout_s
-        return limit is not None and time.monotonic() - attempt.last_progress > limit
+        rate = attempt.ns_per_token or attempt.warm_ns_per_token
+        if rate is not None and attempt.rep_tokens:
+            expected = rate * attempt.rep_tokens / 1e9
+            derived = max(self.stall_floor_s, STALL_FACTOR * expected)
+            limit = derived if limit is None else min(limit, derived)
+        return limit
+
+    def _stalled(self, attempt: _Attempt, pid: int) -> bool:
+        limit = self.stall_limit(attempt)
+        if limit is None or time.monotonic() - attempt.last_progress <= limit:
+            return False
+        attempt.stall_s = limit
+        with contextlib.suppress(psutil.Error):
+            attempt.stopped = psutil.Process(pid).status() == psutil.STATUS_STOPPED
+        return True
 
     def _samples(self, config_id: str) -> Iterator[Event]:
         for p in self.sampler.drain():
@@ -283,17 +335,18 @@ class SweepRunner:
         attempt = _Attempt()
         base = self.sampler.vram_now()
         attempt.vram_base_per_gpu = list(base) if base else None
+        oom_watch = OomWatch()
         worker = _WorkerProcess(cfg, self.python)
-        self.sampler.start(worker.pid)
         open_streams = 2
-        try:
+        try:  # from here on, whatever unwinds (cancel, SIGTERM, a closed generator) stops it
+            self.sampler.start(worker.pid)
             while open_streams:
                 if self.cancel.is_set():
                     worker.stop()
                     attempt.cancelled = True
                     break
-                if self._stalled(attempt):
-                    log.warning("%s: no progress in %.0f s", cfg.label, self.test_timeout_s)
+                if self._stalled(attempt, worker.pid):
+                    log.warning("%s: no progress in %.0f s", cfg.label, attempt.stall_s)
                     worker.stop()
                     attempt.timed_out = True
                     break
@@ -317,12 +370,15 @@ class SweepRunner:
             except subprocess.TimeoutExpired:  # output closed but the process lingers
                 worker.stop()
                 returncode = worker.proc.returncode
+            killed = returncode == -9 and not attempt.timed_out and not attempt.cancelled
             attempt.outcome = WorkerExit(
                 returncode=returncode or 0,
                 test=cfg.tests[attempt.current].name if attempt.current is not None else "",
                 stderr_tail="\n".join(attempt.stderr_tail)[-STDERR_TAIL_CHARS:],
-                timeout_s=self.test_timeout_s if attempt.timed_out else None,
+                timeout_s=attempt.stall_s if attempt.timed_out else None,
                 cancelled=attempt.cancelled,
+                oom_evidence=oom_watch.evidence(self.sampler.max_ram()) if killed else "",
+                stopped=attempt.stopped,
             )
         finally:
             if worker.proc.poll() is None:  # the consumer stopped iterating: never leave a worker
@@ -373,10 +429,29 @@ class SweepRunner:
             return False
         log.debug("worker event: %s", event)
         kind = event.get("event")
-        if kind in ("test_start", "loaded"):
+        if kind in ("test_start", "loaded", "warm", "rep", "rerun"):
             attempt.last_progress = time.monotonic()
+        if kind in ("warm", "rep"):
+            ns, tokens = event.get("ns"), event.get("tokens")
+            if isinstance(ns, int) and isinstance(tokens, int) and tokens > 0:
+                rate = ns / tokens
+                if kind == "rep":  # the slowest rate any timed repetition showed
+                    attempt.ns_per_token = max(attempt.ns_per_token or 0.0, rate)
+                else:  # a warm-up's fixed costs make its rate an overestimate: a fallback
+                    attempt.warm_ns_per_token = rate
+        if kind == "rerun":
+            log.warning(
+                "%s: the repetitions disagree (%s, t/s %s); running it once more",
+                event.get("test"),
+                event.get("reason"),
+                ", ".join(f"{x:.1f}" for x in event.get("samples_ts") or []),
+            )
         if kind == "test_start":
             attempt.current = int(event["index"])
+            attempt.warm_ns_per_token = None
+            # a repetition's tokens, the depth it first fills included: the stall bound's scale
+            tokens = event.get("tokens", event.get("n_ctx", 0))
+            attempt.rep_tokens = tokens if isinstance(tokens, int) else 0
             self.sampler.reset_peaks()
             self.sampler.sample_once()
             return True
@@ -399,9 +474,11 @@ def run_sweep(
     python: str | None = None,
     sample_interval_s: float = DEFAULT_INTERVAL_S,
     test_timeout_s: float | None = DEFAULT_TEST_TIMEOUT_S,
-) -> Iterator[Event]:
+    stall_floor_s: float = STALL_FLOOR_S,
+) -> Generator[Event, None, None]:
     """Run every config in its own worker process; yields events (see module doc).
-    `test_timeout_s`: None or 0 waits for ever."""
+    `test_timeout_s`: the longest a worker may go without progress (None or 0: no fixed limit;
+    the stall bound derived from its heartbeats still applies)."""
     runner = SweepRunner(
         list(configs),
         store=store,
@@ -413,5 +490,6 @@ def run_sweep(
         python=python or sys.executable,
         sample_interval_s=sample_interval_s,
         test_timeout_s=test_timeout_s,
+        stall_floor_s=stall_floor_s,
     )
     return runner.events()

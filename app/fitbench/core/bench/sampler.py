@@ -12,9 +12,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
+
+from fitbench.core.hardware.cgroup import read_cgroup_memory
 
 # 10 Hz, the least the issue allows: every wake-up of the parent takes a core from llama.cpp's
 # threads when they use all cores (20 Hz cost 1.2% of tg on 2 cores, 10 Hz 0.5%: docs/bench.md)
@@ -87,6 +90,7 @@ class MemorySampler:
         self._peak_ram = 0
         self._peak_vram: list[int] = []
         self._seen = False
+        self._max_ram = 0  # over the whole worker, across tests (reset_peaks keeps it)
 
     def vram_now(self) -> list[int]:
         return self.nvml.used()
@@ -99,6 +103,8 @@ class MemorySampler:
             self._proc = None
         self._stop.clear()
         self.reset_peaks()
+        with self._lock:
+            self._max_ram = 0
         self._thread = threading.Thread(
             target=self._loop, name=f"memory-sampler-{pid}", daemon=True
         )
@@ -141,6 +147,7 @@ class MemorySampler:
             self._points.append(point)
             self._seen = True
             self._peak_ram = max(self._peak_ram, ram)
+            self._max_ram = max(self._max_ram, ram)
             if vram:
                 if len(self._peak_vram) != len(vram):
                     self._peak_vram = list(vram)
@@ -163,8 +170,75 @@ class MemorySampler:
             vram = list(self._peak_vram) if self._peak_vram else None
             return Peaks(self._peak_ram or None, sum(vram) if vram else None, vram)
 
+    def max_ram(self) -> int | None:
+        """The worker's peak RSS since start(), all tests together."""
+        with self._lock:
+            return self._max_ram or None
+
     def drain(self) -> list[MemoryPoint]:
         with self._lock:
             points = list(self._points)
             self._points.clear()
         return points
+
+
+def _counter(path: Path, key: str) -> int | None:
+    """`key N` from a flat keyed file (memory.events, memory.oom_control, /proc/vmstat)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            try:
+                return int(value.strip())
+            except ValueError:
+                return None
+    return None
+
+
+@dataclass(frozen=True)
+class OomCounters:
+    cgroup: int | None  # the worker's cgroup: memory.events (v2) or memory.oom_control (v1)
+    kernel: int | None  # every OOM kill on the machine since boot (/proc/vmstat, Linux 4.13+)
+    available_bytes: int  # RAM free for the worker when it started (the cgroup's room if less)
+
+
+class OomWatch:
+    """Evidence for telling an out-of-memory kill from any other SIGKILL, readable without
+    privileges (the kernel's log is not): OOM-kill counters before and after the worker, and
+    its peak RSS against the memory that was available when it started."""
+
+    def __init__(self, root: Path = Path("/")) -> None:
+        self.root = root
+        self.before = self.read()
+
+    def read(self) -> OomCounters:
+        cgroup = read_cgroup_memory(self.root)
+        count = None
+        available = int(psutil.virtual_memory().available) if self.root == Path("/") else 0
+        if cgroup is not None:
+            directory = Path(cgroup.directory)
+            events = "memory.events" if cgroup.version == 2 else "memory.oom_control"
+            count = _counter(directory / events, "oom_kill")
+            if cgroup.limit_bytes is not None and cgroup.working_set_bytes is not None:
+                room = max(0, cgroup.limit_bytes - cgroup.working_set_bytes)
+                available = min(available, room) if available else room
+        kernel = _counter(self.root / "proc/vmstat", "oom_kill")
+        return OomCounters(count, kernel, available)
+
+    def evidence(self, peak_rss: int | None) -> str:
+        """What says memory ran out since the watch began; "" when nothing does."""
+        after = self.read()
+        found = []
+        b, a = self.before.cgroup, after.cgroup
+        if b is not None and a is not None and a > b:
+            found.append(f"the cgroup's OOM-kill counter went from {b} to {a}")
+        b, a = self.before.kernel, after.kernel
+        if b is not None and a is not None and a > b:
+            found.append(f"the kernel's OOM-kill counter went from {b} to {a}")
+        room = self.before.available_bytes
+        if peak_rss and room and peak_rss >= 0.9 * room:
+            found.append(f"peak RSS {peak_rss / 2**30:.2f} GiB of {room / 2**30:.2f} GiB available")
+        return "; ".join(found)

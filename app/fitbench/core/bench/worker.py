@@ -6,8 +6,10 @@ CONFIG.json: a BenchConfig as JSON; "-" reads it from the first line of stdin. W
 runner's mode) the worker waits for an "ok" line on stdin after every event and record (Acks).
 
 stdout: one validated result record per finished test, as a JSON line, flushed at once.
-stderr: progress as `@fitbench {json}` lines (events: loading, loaded, test_start, test_end),
-        plus llama.cpp's warnings and errors (everything with `verbose`).
+stderr: progress as `@fitbench {json}` lines (events: loading, loaded, test_start, warm, rep,
+        rerun, test_end), plus llama.cpp's warnings and errors (everything with `verbose`).
+        `warm` and `rep` come after the warm-up and each repetition with its duration and token
+        count: the runner's heartbeat, from which it derives how long a stall may last.
 Exit 0 when every test ran (failed tests are records with a status), 2 for a bad config, 3 when
 the model could not be loaded (a failure record per test is written first).
 
@@ -68,6 +70,28 @@ def classify_failure(text: str) -> str:
     return "oom" if _OOM_WORDS.search(text) else "error"
 
 
+# A run whose repetitions differ this much was disturbed (stopped, swapped, another job on the
+# cores): quiet reps of one test on one machine stay within a few percent of each other
+SPREAD_MAX_RATIO = 3.0
+SPREAD_MAX_CV = 0.5
+# ...by more than this: repetitions of a few milliseconds (tiny twins, a fast GPU) jitter by
+# several times on a busy machine without anything worth a re-run having happened
+SPREAD_MIN_NS = 100_000_000
+
+
+def sample_spread(samples_ns: list[int]) -> str:
+    """Why these repetition times look disturbed, or "" when they agree."""
+    if len(samples_ns) < 2 or min(samples_ns) <= 0:
+        return ""
+    if max(samples_ns) - min(samples_ns) < SPREAD_MIN_NS:
+        return ""
+    ratio = max(samples_ns) / min(samples_ns)
+    cv = statistics.stdev(samples_ns) / statistics.fmean(samples_ns)
+    if ratio > SPREAD_MAX_RATIO or cv > SPREAD_MAX_CV:
+        return f"repetitions differ {ratio:.1f}x (slowest/fastest), CV {cv:.2f}"
+    return ""
+
+
 # signals of a crash inside the process (llama.cpp, a driver), as opposed to being stopped
 CRASH_SIGNALS = frozenset(
     {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
@@ -89,6 +113,10 @@ class WorkerExit:
     stderr_tail: str = ""
     timeout_s: float | None = None
     cancelled: bool = False
+    # what says memory ran out (sampler.OomWatch: the cgroup's or the kernel's OOM-kill
+    # counter moved, or the peak RSS reached what was available); "" when nothing does
+    oom_evidence: str = ""
+    stopped: bool = False  # the process was seen stopped (SIGSTOP, a debugger) when it stalled
 
     @property
     def signal(self) -> int | None:
@@ -122,7 +150,8 @@ class WorkerExit:
         if self.timeout_s is not None:
             return "timeout"
         if self.signal == signal.SIGKILL:
-            return "oom"  # nothing but the kernel kills a worker unasked
+            # the OOM killer, a user, a scheduler or a watchdog: only evidence says which
+            return "oom" if self.oom_evidence else "killed"
         if self.signal is not None:
             oom = self.signal == signal.SIGABRT and classify_failure(self.stderr_tail) == "oom"
             return "oom" if oom else "crash"
@@ -135,6 +164,12 @@ class WorkerExit:
             return "cancelled by the user"
         if self.timeout_s is not None:
             step = f"{self.test} to finish" if self.test else "the model to load"
+            if self.stopped:
+                return (
+                    f"nothing happened for {self.timeout_s:.0f} s (waiting for {step}): the "
+                    "worker process was stopped (SIGSTOP or a debugger), so the runner ended it; "
+                    "nothing it measured across the stop is kept"
+                )
             return (
                 f"nothing happened for {self.timeout_s:.0f} s (waiting for {step}); the worker "
                 "was stopped. A placement that streams weights from disk or a GPU driver that "
@@ -142,10 +177,16 @@ class WorkerExit:
             )
         where = f" during {self.test}" if self.test else ""
         tail = f"\n{self.stderr_tail}" if self.stderr_tail else ""
+        if self.signal == signal.SIGKILL and self.oom_evidence:
+            return (
+                f"the worker was killed (SIGKILL){where} by the out-of-memory killer "
+                f"({self.oom_evidence}): the placement needs more RAM than is free"
+            )
         if self.signal == signal.SIGKILL:
             return (
-                f"the worker was killed (SIGKILL){where}: most likely the kernel's out-of-memory "
-                "killer, the placement needs more RAM than is free"
+                f"the worker was killed (SIGKILL){where} with no sign of memory pressure (no "
+                "OOM kill counted, peak RSS well below the free RAM): a user, a job scheduler "
+                "or a watchdog, not the placement"
             )
         if self.signal is not None:
             return f"llama.cpp crashed ({self.signal_name}){where}{tail}"
@@ -168,7 +209,9 @@ def cpu_info() -> str:
 def _inject(cfg: BenchConfig, where: str) -> None:
     """Test-only faults, honoured only when FITBENCH_ALLOW_INJECT=1: `segfault@<where>`,
     `sleep@<where>` (sleep 60 s), `hang@<where>` (sleep, ignoring SIGTERM), `exit@<where>`;
-    where = load | test<N> | after<N>."""
+    where = load | test<N> | after<N>. And `stop@rep<N>` / `stoponce@rep<N>`: the worker
+    SIGSTOPs itself inside the timed part of repetition N (every run / the first run only),
+    for whoever watches it to SIGCONT, as a stopped or swapped-out process would be."""
     if not cfg.inject or os.environ.get(INJECT_ENV) != "1":
         return
     action, _, at = cfg.inject.partition("@")
@@ -189,6 +232,24 @@ def _inject(cfg: BenchConfig, where: str) -> None:
         os._exit(1)
 
 
+class _RepFault:
+    """`stop@rep<N>` / `stoponce@rep<N>` (see _inject)."""
+
+    def __init__(self, cfg: BenchConfig) -> None:
+        self.rep = -1
+        self.once = False
+        if cfg.inject and os.environ.get(INJECT_ENV) == "1":
+            action, _, at = cfg.inject.partition("@")
+            if action in ("stop", "stoponce") and at.startswith("rep") and at[3:].isdigit():
+                self.rep, self.once = int(at[3:]), action == "stoponce"
+
+    def __call__(self, rep: int) -> None:
+        if rep == self.rep:
+            if self.once:
+                self.rep = -1
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+
 class Worker:
     def __init__(self, cfg: BenchConfig) -> None:
         from fitbench.core.bench import llama_lowlevel as ll
@@ -205,6 +266,7 @@ class Worker:
         self.has_gpu = False
         self.known: Known = {}  # the record's build, model and effective parts, once learnt
         self.depth_state: tuple[int, bytes] | None = None  # llama-bench's cstate
+        self.rep_fault = _RepFault(cfg)
 
     # -- loading --
 
@@ -359,6 +421,20 @@ class Worker:
         self.depth_state = (depth, ctx.state_get())
 
     def run_test(self, spec: BenchTest) -> dict[str, Any]:
+        """One test; a run whose repetitions disagree (sample_spread) runs once more, and a
+        second disturbed run is stored with `disturbed` saying why."""
+        record = self._run_once(spec)
+        why = sample_spread(record["samples_ns"] or [])
+        if not why:
+            return record
+        emit("rerun", test=spec.name, reason=why, samples_ts=record["samples_ts"])
+        record = self._run_once(spec)
+        again = sample_spread(record["samples_ns"] or [])
+        if again:
+            record["disturbed"] = f"{again}, and {why} in a first run"
+        return record
+
+    def _run_once(self, spec: BenchTest) -> dict[str, Any]:
         ctx = self._context(spec)
         try:
             run: Callable[[Any, BenchTest], tuple[list[int], list[int], list[int]]]
@@ -390,20 +466,23 @@ class Worker:
         cfg = self.cfg
         n_prompt = spec.n_prompt
         n_gen = spec.n_gen
+        clock = time.perf_counter_ns
         if cfg.warmup:
+            t_warm = clock()
             if n_prompt:
                 self._prompt(ctx, n_prompt, 0)
             if n_gen:
                 self._gen(ctx, 1, None)
+            emit("warm", ns=clock() - t_warm, tokens=n_prompt + min(n_gen, 1))
         samples: list[int] = []
         itl: list[int] = []
         ttft: list[int] = []
-        clock = time.perf_counter_ns
-        for _ in range(cfg.reps):
+        for rep in range(cfg.reps):
             ctx.clear()
             if spec.n_depth:
                 self._fill_depth(ctx, spec.n_depth)
             t0 = clock()
+            self.rep_fault(rep)
             if n_prompt:
                 self._prompt(ctx, n_prompt, spec.n_depth)
                 if spec.kind == "ttft":
@@ -412,6 +491,7 @@ class Worker:
             if n_gen:
                 self._gen(ctx, n_gen, itl)
             samples.append(clock() - t0)
+            emit("rep", ns=samples[-1], tokens=n_prompt + n_gen)
         if spec.kind == "tg":
             ttft = []
         return samples, itl, ttft
@@ -422,12 +502,14 @@ class Worker:
         cfg = self.cfg
         n_seq = spec.n_parallel
         ctx.prepare_parallel(n_seq)
+        clock = time.perf_counter_ns
         if cfg.warmup:
+            t_warm = clock()
             ctx.decode_parallel(self._tokens(n_seq, bos_first=False), 0)
             ctx.synchronize()
+            emit("warm", ns=clock() - t_warm, tokens=n_seq)
         samples: list[int] = []
         itl: list[int] = []
-        clock = time.perf_counter_ns
         for _ in range(cfg.reps):
             ctx.clear()
             start = 0
@@ -447,6 +529,7 @@ class Worker:
                 itl.append(now - last)
                 last = now
             samples.append(clock() - t0)
+            emit("rep", ns=samples[-1], tokens=n_seq * spec.n_gen)
         return samples, itl, []
 
 
@@ -504,7 +587,8 @@ def run(cfg: BenchConfig, acks: Acks | None = None) -> int:
             acks.wait()
         return EXIT_LOAD_FAILED
     for index, spec in enumerate(cfg.tests):
-        emit("test_start", index=index, test=spec.name, n_ctx=spec.n_ctx)
+        tokens = spec.n_depth + spec.n_prompt + spec.n_gen * spec.n_parallel
+        emit("test_start", index=index, test=spec.name, n_ctx=spec.n_ctx, tokens=tokens)
         acks.wait()
         _inject(cfg, f"test{index}")
         t0 = time.perf_counter()

@@ -18,7 +18,7 @@ from fitbench.core.report.model import Basis, ReportError, basis_of_source
 Record = dict[str, Any]
 
 # worst first: the status a configuration shows when its tests ended differently
-STATUS_SEVERITY = ("crash", "oom", "error", "timeout", "cancelled", "ok")
+STATUS_SEVERITY = ("crash", "oom", "killed", "error", "timeout", "cancelled", "ok")
 
 
 @dataclass

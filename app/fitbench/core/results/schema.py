@@ -12,8 +12,12 @@ all speak this schema and nothing else.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import logging
 import math
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +29,8 @@ from fitbench import __version__
 from fitbench.core.results.build_info import llama_build
 
 SCHEMA_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 Origin = Literal["llama-bench", "fitbench"]
 # Where a field's value comes from:
@@ -49,7 +55,7 @@ PARTS: tuple[Part, ...] = (
     "outcome",
 )
 SOURCES = ("real", "twin", "scaled-twin")
-STATUSES = ("ok", "oom", "crash", "error", "timeout", "cancelled")
+STATUSES = ("ok", "oom", "killed", "crash", "error", "timeout", "cancelled")
 TESTS = ("pp", "tg", "ttft", "batch", "depth")
 ERROR_MAX_CHARS = 2000  # the tail of a failure's text: llama.cpp's last words matter most
 
@@ -197,7 +203,21 @@ FIELDS: tuple[Field, ...] = (
     _fb("hardware_fingerprint", "run", str, "hash of the machine's relevant hardware", ""),
     _fb("llama_cpp_python_version", "build", str, "llama-cpp-python version", ""),
     _fb("fitbench_version", "build", str, "FitBench version", ""),
-    _fb("status", "outcome", str, "ok | oom | crash | error | timeout | cancelled", "ok"),
+    _fb(
+        "disturbed",
+        "measured",
+        str,
+        "why the repetitions disagree (run twice, disturbed both times); empty when they agree",
+        "",
+    ),
+    _fb(
+        "status",
+        "outcome",
+        str,
+        "ok | oom | killed (SIGKILL without evidence of memory pressure) | crash | error | "
+        "timeout | cancelled",
+        "ok",
+    ),
     _fb("error", "outcome", str, "why a test did not finish", ""),
 )
 
@@ -461,11 +481,74 @@ def to_json(record: Mapping[str, Any]) -> str:
     return json.dumps(validate(record), separators=(",", ":"), sort_keys=False)
 
 
+def _line_bytes(record: Mapping[str, Any]) -> bytes:
+    # to_json escapes everything outside ASCII, so a path with undecodable bytes (a surrogate
+    # from os.fsdecode) travels as \udcXX and the line is always valid UTF-8
+    return (to_json(record) + "\n").encode("ascii")
+
+
+def _drop_torn_tail(fd: int, path: Path) -> None:
+    """A file that does not end in a newline ends in half a record (a write that failed
+    before FitBench wrote lines whole): appending after it would glue the next record to it
+    and poison the line for every reader, so the torn bytes go, with a warning."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    start = max(0, size - (1 << 20))
+    tail = os.pread(fd, size - start, start)
+    cut = tail.rfind(b"\n")
+    keep = start + cut + 1 if cut >= 0 else (0 if start == 0 else size)
+    if keep == size:
+        return  # a last line longer than 1 MiB: not ours to judge
+    torn = tail[keep - start :]
+    try:
+        whole = json.loads(torn)
+    except ValueError:
+        whole = None
+    if isinstance(whole, dict):  # a complete record missing its newline (a hand edit)
+        os.write(fd, b"\n")
+        return
+    os.ftruncate(fd, keep)
+    log.warning(
+        "%s: dropped a torn last line (%d bytes of an interrupted write) before appending",
+        path,
+        size - keep,
+    )
+
+
+def _append_whole(fd: int, data: bytes) -> None:
+    """One O_APPEND write per line: whole or absent. A short or failed write (ENOSPC, EFBIG,
+    EDQUOT) is cut back to where the line began, so no half line stays behind."""
+    written = 0
+    try:
+        while written < len(data):
+            n = os.write(fd, data[written:])
+            if n <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            written += n
+    except OSError:
+        if written:
+            end = os.lseek(fd, 0, os.SEEK_CUR)  # O_APPEND: the end of this line's bytes
+            # only when nobody appended after us; otherwise the torn line is left for readers
+            # (and the next writer) to report
+            if os.fstat(fd).st_size == end:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, end - written)
+        raise
+
+
 def write_jsonl(records: Iterable[Mapping[str, Any]], path: Path) -> None:
-    with path.open("a", encoding="utf-8") as fh:
-        for record in records:
-            fh.write(to_json(record) + "\n")
-            fh.flush()
+    """Append records, each as one line written whole or not at all (see _append_whole);
+    processes appending to the same file never interleave within a line."""
+    lines = [_line_bytes(record) for record in records]  # validate all before writing any
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, 0o644)  # read too: the torn-tail check looks at the last bytes
+    try:
+        _drop_torn_tail(fd, path)
+        for line in lines:
+            _append_whole(fd, line)
+    finally:
+        os.close(fd)
 
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -577,7 +660,7 @@ def _read_sqlite(path: Path) -> list[dict[str, Any]]:
         db.close()
 
 
-def read_results(path: Path) -> list[dict[str, Any]]:
+def read_results(path: Path, notes: list[str] | None = None) -> list[dict[str, Any]]:
     """Records of a results file, by its content: FitBench or llama-bench JSONL, a JSON array
     (llama-bench -o json), or SQLite (FitBench's database, llama-bench's -o sql loaded into one).
     llama-bench records get a run_id naming the file's content (llama-bench-<sha256[:12]>)."""
@@ -594,28 +677,42 @@ def read_results(path: Path) -> list[dict[str, Any]]:
         run_id = _file_run_id(data)
         records = [_one(item, f"{path}: item {i + 1}", run_id) for i, item in enumerate(items)]
     else:
-        records = list(iter_jsonl(path))
+        records = list(iter_jsonl(path, notes))
     if not records:
         raise ResultError(f"{path}: no result records in the file")
     return records
 
 
-def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Records of a JSONL results file; a corrupt line is an error naming file and line."""
+def iter_jsonl(path: Path, notes: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Records of a JSONL results file (FitBench's or llama-bench's); a corrupt line is an error
+    naming file and line, except a torn last line (no newline: a write that was interrupted),
+    which is skipped and reported in `notes` and the log."""
     if not path.is_file():
         raise ResultError(f"results file not found: {path}")
     run_id = _file_run_id(path.read_bytes())
-    with path.open("r", encoding="utf-8", errors="strict") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
+    with path.open("rb") as fh:
+        lineno = 0
+        for raw_line in fh:
+            lineno += 1
+            if not raw_line.strip():
                 continue
             try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ResultError(f"{path}:{lineno}: not a JSON line ({exc.msg})") from None
+                raw = json.loads(raw_line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                if not raw_line.endswith(b"\n"):
+                    note = (
+                        f"{path}:{lineno}: skipped a torn last line ({len(raw_line)} bytes of "
+                        "an interrupted write)"
+                    )
+                    log.warning("%s", note)
+                    if notes is not None:
+                        notes.append(note)
+                    return
+                what = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+                raise ResultError(f"{path}:{lineno}: not a JSON line ({what})") from None
             yield _one(raw, f"{path}:{lineno}", run_id)
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_jsonl(path: Path, notes: list[str] | None = None) -> list[dict[str, Any]]:
     """Records of a results file; any format read_results reads (the name is historical)."""
-    return read_results(path)
+    return read_results(path, notes)
