@@ -122,7 +122,7 @@ _LB_INSERT = (
 
 
 def _llama_bench_row(record_id: int, rec: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (record_id, *(rec[c] for c in _LB_COLUMNS))
+    return (record_id, *(_sql_text(rec[c]) for c in _LB_COLUMNS))
 
 
 def _now() -> str:
@@ -221,7 +221,8 @@ class Store:
             if version != SCHEMA_VERSION:
                 with self._db:
                     self._db.executescript(_SCHEMA + _LB_TABLE_SQL)
-                    if version == 1:
+                    columns = {r[1] for r in self._db.execute("PRAGMA table_info(runs)")}
+                    if "owner" not in columns:  # schema 1
                         self._db.execute(
                             "ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT ''"
                         )
