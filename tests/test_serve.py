@@ -24,6 +24,9 @@ from fitbench.core.serve.server import (
 
 STANDIN = Path(__file__).with_name("llama_server_standin.py")
 REPO_APP = str(Path(__file__).resolve().parents[1] / "app")
+# Looked up at import, before conftest points the cache dir at each test's tmp: the real user's
+# cached build (`make test` builds it), $FITBENCH_LLAMA_SERVER or PATH.
+REAL_SERVER = find_llama_server()
 
 
 def _free_port() -> int:
@@ -117,7 +120,7 @@ def test_serve_and_load_end_to_end_on_a_tiny_twin(
     tiny_dense_twin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The real llama-server on this CPU: skipped where none is installed or built."""
-    binary = find_llama_server()
+    binary = REAL_SERVER
     if binary is None:
         pytest.skip(f"no llama-server: set ${ENV_VAR}, put one on PATH or run "
                     "scripts/build-llama-server")  # fmt: skip

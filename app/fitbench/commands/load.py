@@ -56,6 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--seed", type=int, default=0, help="seed of the Poisson arrival schedule")
     add("--out", type=Path, default=None, metavar="F.jsonl", help="append one record per level")
+    add(
+        "--no-store",
+        action="store_true",
+        help="do not keep the levels in FitBench's load store (read by recommend and the report)",
+    )
     add("--json", action="store_true", help="machine-readable output")
 
 
@@ -82,6 +87,7 @@ def format_level(level: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     from fitbench.core.serve.client import Endpoint
     from fitbench.core.serve.loadgen import LoadConfig, parse_levels, run_load, validate
+    from fitbench.core.serve.records import deployment_for, level_context, load_results_path
 
     api_key = ""
     if args.api_key_env:
@@ -115,8 +121,26 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(format_level(level), flush=True)
 
+    # a server `fitbench serve` started here: its deployment labels every level (the advice needs
+    # to know which model and placement a level measured)
+    deployment = deployment_for(args.url)
+    outs = [p for p in (args.out, None if args.no_store else load_results_path()) if p]
+    if deployment and not args.json:
+        print(
+            f"deployment: {deployment.get('model_id')} {deployment.get('quant')}, "
+            f"{deployment.get('placement_words', '')}, {deployment.get('parallel')} slots",
+            file=sys.stderr,
+        )
     try:
-        result = asyncio.run(run_load(endpoint, config, out_jsonl=args.out, on_level=show))
+        result = asyncio.run(
+            run_load(
+                endpoint,
+                config,
+                out_jsonl=outs,
+                on_level=show,
+                context=level_context(deployment),
+            )
+        )
     except KeyboardInterrupt:
         print("cancelled; finished levels are in --out if given", file=sys.stderr)
         return 130

@@ -44,6 +44,12 @@ def run(args: argparse.Namespace) -> int:
     from fitbench.core import paths
     from fitbench.core.bench.models import ModelSpecError, resolve
     from fitbench.core.model.catalog import CatalogError
+    from fitbench.core.hardware.detect import detect
+    from fitbench.core.serve.records import (
+        deployment_of,
+        register_deployment,
+        unregister_deployment,
+    )
     from fitbench.core.serve.server import LlamaServer, ServeOptions, ServerError, find_llama_server
 
     binary = find_llama_server()
@@ -80,6 +86,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"model: {model.path} ({model.source}); log: {log_path}", file=sys.stderr)
         server.start()
         server.wait_ready(args.ready_timeout)
+        # `fitbench load` on this port labels its levels with this deployment
+        register_deployment(
+            args.port,
+            deployment_of(
+                options,
+                model_id=model.model_id,
+                quant=model.quant,
+                source=model.source,
+                n_layer=model.n_layer_model,
+                hardware_fingerprint=detect(probe_bandwidth=False, llama=False).fingerprint,
+            ),
+        )
         print(f"ready: {server.base_url} (Ctrl-C stops it)", flush=True)
         assert server.process is not None
         exit_code = server.process.wait()
@@ -94,4 +112,5 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     finally:
         server.stop()
+        unregister_deployment(args.port)
         signal.signal(signal.SIGTERM, previous)

@@ -11,7 +11,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,26 +156,30 @@ async def run_load(
     endpoint: Endpoint,
     config: LoadConfig,
     *,
-    out_jsonl: Path | None = None,
+    out_jsonl: Path | Sequence[Path] | None = None,
     on_level: Callable[[dict[str, Any]], None] | None = None,
     context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every level in turn; each level is appended to out_jsonl (with the run's context) and
-    passed to on_level as soon as it finishes, so an interrupted sweep keeps what it measured."""
+    """Every level in turn; each level is appended to out_jsonl (one path or several; with the
+    run's context) and passed to on_level as soon as it finishes, so an interrupted sweep keeps
+    what it measured."""
     if not endpoint.model:
         found = await discover_model(endpoint)
         if found:
             endpoint = Endpoint(
                 endpoint.base_url, endpoint.kind, found, endpoint.api_key, endpoint.ignore_eos
             )
+    outs = [out_jsonl] if isinstance(out_jsonl, Path) else list(out_jsonl or ())
+    for path in outs:
+        path.parent.mkdir(parents=True, exist_ok=True)
     plan = await calibrate_prompt(endpoint, config.prompt_tokens)
     run_context = describe_run(endpoint, config, plan) | (context or {})
     levels: list[dict[str, Any]] = []
     for concurrency in config.concurrency:
         level = await run_level(endpoint, config, concurrency, plan)
         levels.append(level)
-        if out_jsonl is not None:
-            with out_jsonl.open("a", encoding="utf-8") as fh:
+        for path in outs:
+            with path.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(run_context | {"level": level}) + "\n")
         if on_level is not None:
             on_level(level)

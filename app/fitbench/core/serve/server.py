@@ -40,7 +40,10 @@ class ServerBinary:
         where = {
             "env": f"${ENV_VAR}",
             "path": "found on PATH",
-            "cache": "FitBench's build of the llama-cpp-python source",
+            "cache": (
+                f"FitBench's build of llama-cpp-python {llama_cpp_python_version()}'s llama.cpp "
+                "source, the same kernels `fitbench bench` measures"
+            ),
         }
         return f"{self.path} ({where.get(self.source, self.source)})"
 
@@ -80,7 +83,11 @@ def detect_summary() -> dict[str, str | None]:
     if binary is None:
         env = os.environ.get(ENV_VAR)
         note = f"${ENV_VAR}={env} is not executable" if env else "not found"
-        return {"path": None, "source": None, "note": f"{note}; run scripts/build-llama-server"}
+        return {
+            "path": None,
+            "source": None,
+            "note": f"{note}; `make run` or scripts/build-llama-server builds it",
+        }
     return {"path": str(binary.path), "source": binary.source, "note": binary.describe()}
 
 
