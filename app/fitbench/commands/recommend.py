@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--results", type=Path, required=True, help="results JSONL (fitbench bench --out)"
     )
-    parser.add_argument("--goal", choices=("interactive", "throughput"), default="interactive")
+    parser.add_argument(
+        "--goal", choices=("interactive", "throughput", "serving"), default="interactive"
+    )
     parser.add_argument(
         "--hardware",
         type=Path,
@@ -31,6 +33,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ttft-max-ms", type=float, default=3000.0, help="interactive: TTFT limit")
     parser.add_argument(
         "--itl-p95-max-ms", type=float, default=200.0, help="throughput: p95 inter-token limit"
+    )
+    parser.add_argument(
+        "--ttft-p99-max-ms", type=float, default=5000.0, help="serving: p99 TTFT limit"
+    )
+    parser.add_argument("--users", type=int, help="serving: users to serve (beyond one machine)")
+    parser.add_argument(
+        "--load-results",
+        type=Path,
+        help="serving: `fitbench load --out` levels (default: FitBench's load store)",
     )
     parser.add_argument(
         "--max-ppl-increase",
@@ -89,6 +100,10 @@ def _print_human(d: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.goal == "serving":  # its own advice: users within latency limits (advise/serving.py)
+        from fitbench.commands.serving_advice import run_serving
+
+        return run_serving(args)
     try:
         records = results.read_jsonl(args.results)
         hardware = _hardware(args.hardware)
