@@ -43,8 +43,8 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def run(args: argparse.Namespace) -> int:
     from fitbench.core import paths
     from fitbench.core.bench.models import ModelSpecError, resolve
-    from fitbench.core.model.catalog import CatalogError
     from fitbench.core.hardware.detect import detect
+    from fitbench.core.model.catalog import CatalogError
     from fitbench.core.serve.records import (
         deployment_of,
         register_deployment,

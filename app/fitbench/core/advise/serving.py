@@ -467,7 +467,8 @@ def _label(d: Deployment) -> str:
 def _verdict(
     choice: Deployment | None, deployments: Sequence[Deployment], limits: Mapping[str, Any]
 ) -> str:
-    lim = f"p95 ITL <= {limits['itl_p95_max_ms']:g} ms and p99 TTFT <= {limits['ttft_p99_max_ms']:g} ms"
+    itl, ttft = limits["itl_p95_max_ms"], limits["ttft_p99_max_ms"]
+    lim = f"p95 ITL <= {itl:g} ms and p99 TTFT <= {ttft:g} ms"
     if choice is None:
         if not deployments:
             return "No deployment fits this machine's memory: nothing can be served here."
