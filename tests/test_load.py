@@ -180,3 +180,30 @@ def test_percentile_interpolates_like_numpy() -> None:
     assert percentile(values, 50) == 2.5
     assert percentile(values, 99) == pytest.approx(3.97)
     assert percentile([], 50) is None
+
+
+def test_levels_are_stored_labelled_with_the_deployment_serve_started(
+    standin: Standin, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fitbench.core.serve.records import read_levels, register_deployment
+
+    url = standin({"ttft_ms": 20, "itl_ms": 5})
+    port = int(url.rsplit(":", 1)[1])
+    code, _, _ = _load(capsys, "--url", url, "--concurrency", "1", "--requests", "2",
+                       "--max-tokens", "3", "--prompt-tokens", "4")  # fmt: skip
+    assert code == 0
+    (first,) = read_levels()
+    assert (first["basis"], first["deployment"]) == ("measured", None)  # nobody said what it runs
+    register_deployment(port, {"model_id": "llama-2-70b-chat", "quant": "Q4_K_M",
+                               "source": "twin", "parallel": 4})  # fmt: skip
+    code, _, _ = _load(capsys, "--url", url, "--concurrency", "2", "--requests", "2",
+                       "--max-tokens", "3", "--prompt-tokens", "4",
+                       "--requests-per-user", "3")  # fmt: skip
+    assert code == 0
+    second = read_levels()[1]
+    assert second["basis"] == "measured-twin"
+    assert second["deployment"]["model_id"] == "llama-2-70b-chat"
+    assert second["level"]["ok"] == 6  # 3 per user at 2 users, more than --requests 2
+    code, _, _ = _load(capsys, "--url", url, "--concurrency", "1", "--requests", "1",
+                       "--max-tokens", "2", "--no-store")  # fmt: skip
+    assert len(read_levels()) == 2

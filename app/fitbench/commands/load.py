@@ -37,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--endpoint", choices=("chat", "completions"), default="chat", help="default chat")
     add("--concurrency", default="1,4,16", metavar="LIST", help="levels, e.g. 1,4,16 (default)")
     add("--requests", type=int, default=32, metavar="N", help="requests per level (default 32)")
+    add(
+        "--requests-per-user",
+        type=int,
+        default=0,
+        metavar="K",
+        help="a level sends at least K x its concurrency requests (default: --requests only)",
+    )
     add("--prompt-tokens", type=int, default=128, metavar="P", help="prompt length (default 128)")
     add("--max-tokens", type=int, default=64, metavar="T", help="tokens to generate (default 64)")
     add("--arrival", choices=("closed", "poisson"), default="closed", help="default closed")
@@ -99,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         config = LoadConfig(
             concurrency=parse_levels(args.concurrency),
             requests=args.requests,
+            requests_per_user=args.requests_per_user,
             prompt_tokens=args.prompt_tokens,
             max_tokens=args.max_tokens,
             arrival=args.arrival,

@@ -29,6 +29,7 @@ _LAG_TICK_S = 0.005
 class LoadConfig:
     concurrency: tuple[int, ...] = (1, 4, 16)
     requests: int = 32  # per level
+    requests_per_user: int = 0  # > 0: a level sends max(requests, this x its concurrency)
     prompt_tokens: int = 128
     max_tokens: int = 64
     arrival: str = "closed"  # closed | poisson
@@ -109,6 +110,7 @@ async def run_level(
 ) -> dict[str, Any]:
     """One concurrency level; the summary dict of stats.level_summary."""
     overhead = ClientOverhead()
+    n_requests = level_requests(config, concurrency)
     results: list[RequestResult] = []
     next_index = 0
     stop = asyncio.Event()
@@ -131,7 +133,7 @@ async def run_level(
                 async with slots:
                     await one(index)
 
-            for index in range(config.requests):
+            for index in range(n_requests):
                 if index:
                     await asyncio.sleep(rng.expovariate(config.rate))
                 tasks.append(asyncio.create_task(gated(index)))
@@ -140,7 +142,7 @@ async def run_level(
 
             async def worker() -> None:
                 nonlocal next_index
-                while next_index < config.requests:
+                while next_index < n_requests:
                     index, next_index = next_index, next_index + 1
                     await one(index)
 
@@ -186,6 +188,12 @@ async def run_load(
     return {"levels": levels} | run_context
 
 
+def level_requests(config: LoadConfig, concurrency: int) -> int:
+    """Requests sent at one level: enough that each user sends several when asked, so the p99
+    of a high level rests on more than one request per user."""
+    return max(config.requests, config.requests_per_user * concurrency)
+
+
 def describe_run(endpoint: Endpoint, config: LoadConfig, plan: PromptPlan) -> dict[str, Any]:
     """What was measured and how; never the API key."""
     return {
@@ -195,6 +203,7 @@ def describe_run(endpoint: Endpoint, config: LoadConfig, plan: PromptPlan) -> di
         "arrival": config.arrival,
         "rate": config.rate if config.arrival == "poisson" else None,
         "requests_per_level": config.requests,
+        "requests_per_user": config.requests_per_user or None,
         "prompt_tokens": config.prompt_tokens,
         "prompt_words": plan.n_words,
         "prompt_tokens_method": plan.method,
@@ -224,6 +233,8 @@ def parse_levels(text: str) -> tuple[int, ...]:
 def validate(config: LoadConfig) -> None:
     if config.requests < 1:
         raise ValueError("--requests must be >= 1")
+    if config.requests_per_user < 0:
+        raise ValueError("--requests-per-user must be >= 0")
     if config.max_tokens < 1:
         raise ValueError("--max-tokens must be >= 1")
     if config.prompt_tokens < 0:
