@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -126,6 +127,10 @@ class ServerError(RuntimeError):
     pass
 
 
+class ServerCancelled(ServerError):
+    pass
+
+
 class LlamaServer:
     """One llama-server process: start(), wait_ready(), stop(); a context manager."""
 
@@ -153,13 +158,18 @@ class LlamaServer:
         )
         _RUNNING.add(self)
 
-    def wait_ready(self, timeout_s: float = 600.0) -> None:
+    def wait_ready(
+        self, timeout_s: float = 600.0, cancelled: Callable[[], bool] | None = None
+    ) -> None:
         """Poll /health until 200 (503 while the model loads); a ServerError with the log's tail
-        when the process dies or the time runs out."""
+        when the process dies or the time runs out, ServerCancelled when cancelled() says so."""
         assert self.process is not None, "start() first"
         deadline = time.monotonic() + timeout_s
         with httpx2.Client(timeout=2.0, trust_env=False) as client:
             while time.monotonic() < deadline:
+                if cancelled is not None and cancelled():
+                    self.stop()
+                    raise ServerCancelled("cancelled while llama-server was loading")
                 if self.process.poll() is not None:
                     raise ServerError(
                         f"llama-server exited with {self.process.returncode}:\n{self.log_tail()}"
