@@ -3,6 +3,8 @@
 Run as a script (a separate process, so its timing does not share the GIL with the client):
     python tests/serve_standin.py '{"ttft_ms": 50, "itl_ms": 20, "faults": {"3": "http_500"}}'
 It prints its port on the first line of stdout, then serves until killed. Only the stdlib.
+Started with llama-server's flags instead (`... --port P ...`), it listens on P, answers
+/health, and reads its config from $FITBENCH_STANDIN_CONFIG: a stand-in for `fitbench serve`.
 
 Tokens are sent at absolute times start + ttft + k * itl, so the true TTFT and ITL are exact on
 average whatever each write costs. faults maps a request's arrival index (0-based, as a string)
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -58,6 +61,8 @@ class StandIn:
             content = json.loads(body)["content"]
             tokens = list(range(len(content.split())))
             return self.reply(writer, 200, json.dumps({"tokens": tokens}).encode())
+        if path == "/health":
+            return self.reply(writer, 200, b'{"status": "ok"}')
         if path == "/v1/models":
             return self.reply(writer, 200, b'{"data": [{"id": "standin"}]}')
         if method != "POST" or not path.startswith("/v1/"):
@@ -105,13 +110,17 @@ class StandIn:
         return True
 
 
-async def main(config: dict[str, Any]) -> None:
+async def main(config: dict[str, Any], port: int = 0) -> None:
     standin = StandIn(config)
-    server = await asyncio.start_server(standin.handle, "127.0.0.1", 0)
+    server = await asyncio.start_server(standin.handle, "127.0.0.1", port)
     print(server.sockets[0].getsockname()[1], flush=True)
     async with server:
         await server.serve_forever()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}))
+    if "--port" in sys.argv:  # started as llama-server would be: its flags, config from the env
+        port = int(sys.argv[sys.argv.index("--port") + 1])
+        asyncio.run(main(json.loads(os.environ.get("FITBENCH_STANDIN_CONFIG", "{}")), port))
+    else:
+        asyncio.run(main(json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}))
