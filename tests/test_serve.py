@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from fitbench.cli import main
+from fitbench.core.serve.records import deployment_for
 from fitbench.core.serve.server import (
     ENV_VAR,
     LlamaServer,
@@ -99,12 +100,20 @@ def test_serve_command_until_sigterm(
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.startswith(f"ready: http://127.0.0.1:{port}"), line
+    deployment = deployment_for(f"http://localhost:{port}/v1")  # what `fitbench load` labels
+    assert deployment is not None
+    assert (deployment["source"], deployment["parallel"], deployment["ctx_size"]) == (
+        "twin",
+        4,
+        1024,
+    )
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "stopped llama-server" in err
     assert not _port_open(port)
     assert "-c 1024 -np 4 --metrics" in log.read_text()
+    assert deployment_for(f"http://127.0.0.1:{port}") is None  # gone with the server
 
 
 def test_serve_without_any_llama_server_says_how_to_get_one(
