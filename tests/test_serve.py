@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fitbench.cli import main
-from fitbench.core.serve.records import deployment_for
+from fitbench.core.serve.records import deployment_for, read_levels
 from fitbench.core.serve.server import (
     ENV_VAR,
     LlamaServer,
@@ -128,23 +129,41 @@ def test_serve_without_any_llama_server_says_how_to_get_one(
 def test_serve_and_load_end_to_end_on_a_tiny_twin(
     tiny_dense_twin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The real llama-server on this CPU: skipped where none is installed or built."""
-    binary = REAL_SERVER
-    if binary is None:
+    """`fitbench serve` (the command, with the real llama-server on this CPU) + `fitbench load`;
+    skipped where no llama-server is installed or built (`make test` builds one)."""
+    if REAL_SERVER is None:
         pytest.skip(f"no llama-server: set ${ENV_VAR}, put one on PATH or run "
                     "scripts/build-llama-server")  # fmt: skip
     port = _free_port()
-    options = ServeOptions(tiny_dense_twin, port=port, ctx_size=2048, parallel=4, threads=2,
-                           n_gpu_layers=0)  # fmt: skip
-    with LlamaServer(binary.path, options, tmp_path / "llama-server.log") as server:
-        server.wait_ready(120)
-        code = main(["load", "--url", server.base_url, "--concurrency", "1,4", "--requests",
-                     "4", "--max-tokens", "8", "--prompt-tokens", "32", "--json"])  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fitbench", "serve", "-m", str(tiny_dense_twin), "--port",
+         str(port), "-np", "4", "-c", "2048", "-t", "2", "-ngl", "0", "--log",
+         str(tmp_path / "llama-server.log"), "--ready-timeout", "120"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=os.environ | {"PYTHONPATH": REPO_APP, ENV_VAR: str(REAL_SERVER.path)},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 150)
+        line = proc.stdout.readline() if ready else ""
+        assert line.startswith(f"ready: http://127.0.0.1:{port}"), (line, proc.poll())
+        code = main(["load", "--url", f"http://127.0.0.1:{port}", "--concurrency", "1,4",
+                     "--requests", "4", "--max-tokens", "8", "--prompt-tokens", "32",
+                     "--json"])  # fmt: skip
         data = json.loads(capsys.readouterr().out)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
     assert code == 0
     assert data["prompt_tokens_method"] == "/tokenize"
+    assert abs(data["prompt_tokens_measured"] - 32) <= 4
     for level in data["levels"]:
         assert (level["ok"], level["failed"]) == (4, 0), level
+        assert level["output_tokens"] == 4 * 8  # ignore_eos: every request made max_tokens
         assert level["output_tokens_per_s"] > 0
         assert 0 < level["ttft_ms"]["p50"] <= level["e2e_ms"]["p50"]
+    stored = read_levels()
+    assert [line["basis"] for line in stored] == ["measured-twin"] * 2
+    assert stored[0]["deployment"]["parallel"] == 4
     assert not _port_open(port)
