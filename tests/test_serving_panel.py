@@ -67,11 +67,14 @@ def test_levels_are_drawn_as_they_finish(
 def test_stop_ends_the_load_and_the_server(
     qtbot: QtBot, standin_server: None, tiny_dense_twin: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FITBENCH_STANDIN_CONFIG", json.dumps({"ttft_ms": 50, "itl_ms": 400}))
+    monkeypatch.setenv("FITBENCH_STANDIN_CONFIG", json.dumps({"ttft_ms": 50, "itl_ms": 150}))
     panel = _panel(qtbot, tiny_dense_twin, "1,2")
-    panel.max_tokens_spin.setValue(50)  # 20 s per request: only Stop ends it in time
+    panel.max_tokens_spin.setValue(10)  # 1.4 s per request, 4 of them in the first level
     panel.start_button.click()
-    qtbot.waitUntil(lambda: panel.status.text().startswith("load:"), timeout=30_000)
+    # live: the running level's percentiles appear before it ends
+    qtbot.waitUntil(lambda: panel.table.rowCount() == 1, timeout=30_000)
+    assert panel.table.item(0, 0).text() == "1 (running)"
+    assert float(panel.table.item(0, COLUMNS.index("ITL p50")).text()) == pytest.approx(150, 0.2)
     assert len(server_module._RUNNING) == 1
     panel.stop_button.click()
     qtbot.waitUntil(lambda: panel.status.text().startswith("stopped"), timeout=15_000)

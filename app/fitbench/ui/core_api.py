@@ -379,6 +379,7 @@ def serve_and_load(
     cancel: threading.Event,
     on_level: Callable[[dict[str, Any]], None],
     on_status: Callable[[str], None],
+    on_partial: Callable[[dict[str, Any]], None] | None = None,
     quant: str | None = None,
 ) -> dict[str, Any]:
     """Start llama-server on `spec` (a catalog id or a GGUF path) with -ngl n_gpu_layers, run
@@ -411,6 +412,7 @@ def serve_and_load(
         log_path=paths.log_dir() / "llama-server-gui.log",
         hardware_fingerprint=fingerprint,
         on_level=on_level,
+        on_partial=on_partial,
         on_status=on_status,
         cancel=cancel,
     )

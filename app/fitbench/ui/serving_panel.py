@@ -2,7 +2,8 @@
 percentiles and throughput per concurrency level as each level finishes.
 
 The work is a Job (ui/jobs) calling core_api.serve_and_load on a pool thread; its progress
-events are queued and a GUI-thread timer draws them, so a burst of events never repaints more
+events (each finished level, and the running level's percentiles so far, twice a second) are
+queued and a GUI-thread timer draws them, so a burst of events never repaints more
 than the timer allows. Stop cancels the job, which stops the load and then the server; the server
 is also stopped when the app quits (core/serve/server's atexit, and aboutToQuit here).
 """
@@ -78,6 +79,7 @@ class ServingPanel(QWidget):
         self.job: Job | None = None
         self.levels: list[dict[str, Any]] = []
         self._pending: list[tuple[str, Any]] = []
+        self.partial: dict[str, Any] | None = None  # the level running now, so far
 
         self.model_edit = QLineEdit("mixtral-8x7b-instruct")
         self.model_edit.setToolTip("a catalog id or the path of a GGUF file")
@@ -178,6 +180,7 @@ class ServingPanel(QWidget):
                 n_gpu_layers=999 if ngl < 0 else ngl,
                 cancel=ctx.cancel,
                 on_level=lambda level: ctx.progress(("level", level)),
+                on_partial=lambda level: ctx.progress(("partial", level), droppable=True),
                 on_status=lambda text: ctx.progress(("status", text)),
             )
 
@@ -212,6 +215,10 @@ class ServingPanel(QWidget):
         for kind, value in events:
             if kind == "level":
                 self.levels.append(value)
+                self.partial = None
+                changed = True
+            elif kind == "partial":
+                self.partial = value
                 changed = True
             elif kind == "status":
                 self.status.setText(str(value))
@@ -222,6 +229,8 @@ class ServingPanel(QWidget):
 
     def _finished(self, kind: str, value: Any) -> None:
         self.timer.stop()
+        self.partial = None
+        self._draw()
         self.start_button.setEnabled(True)
         self.stop_button.setEnabled(False)
         if kind == "done":
@@ -238,9 +247,14 @@ class ServingPanel(QWidget):
             self.status.setText("stopped; the levels above were measured and stored")
 
     def _draw(self) -> None:
-        self.table.setRowCount(len(self.levels))
-        for row, level in enumerate(self.levels):
-            for col, text in enumerate(level_row(level)):
+        rows = [level_row(level) for level in self.levels]
+        if self.partial is not None:  # live: the requests of the running level finished so far
+            running = level_row(self.partial)
+            running[0] += " (running)"
+            rows.append(running)
+        self.table.setRowCount(len(rows))
+        for row, cells in enumerate(rows):
+            for col, text in enumerate(cells):
                 self.table.setItem(row, col, QTableWidgetItem(text))
         xs = [float(lv["concurrency"]) for lv in self.levels]
 

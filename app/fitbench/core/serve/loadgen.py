@@ -23,6 +23,7 @@ from fitbench.core.serve.prompt import prompt_text
 from fitbench.core.serve.stats import ClientOverhead, RequestResult, level_summary
 
 _LAG_TICK_S = 0.005
+PARTIAL_EVERY_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -106,9 +107,14 @@ async def _watch_loop_lag(samples: list[float], stop: asyncio.Event) -> None:
 
 
 async def run_level(
-    endpoint: Endpoint, config: LoadConfig, concurrency: int, plan: PromptPlan
+    endpoint: Endpoint,
+    config: LoadConfig,
+    concurrency: int,
+    plan: PromptPlan,
+    on_partial: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """One concurrency level; the summary dict of stats.level_summary."""
+    """One concurrency level; the summary dict of stats.level_summary. on_partial gets the
+    summary of the requests finished so far (at most every PARTIAL_EVERY_S), for live views."""
     overhead = ClientOverhead()
     n_requests = level_requests(config, concurrency)
     results: list[RequestResult] = []
@@ -116,13 +122,19 @@ async def run_level(
     stop = asyncio.Event()
     lag_task = asyncio.create_task(_watch_loop_lag(overhead.loop_lag_s, stop))
     cpu0, wall0 = time.process_time(), time.perf_counter()
+    last_partial = 0.0
     async with _client(endpoint, config, concurrency) as client:
 
         async def one(index: int) -> None:
+            nonlocal last_partial
             prompt = prompt_text(plan.n_words, index)
             results.append(
                 await stream_request(client, endpoint, prompt, config.max_tokens, overhead)
             )
+            now = time.perf_counter()
+            if on_partial is not None and now - last_partial >= PARTIAL_EVERY_S:
+                last_partial = now
+                on_partial(level_summary(concurrency, results, now - wall0, ClientOverhead()))
 
         if config.arrival == "poisson":
             rng = random.Random(config.seed)
@@ -160,6 +172,7 @@ async def run_load(
     *,
     out_jsonl: Path | Sequence[Path] | None = None,
     on_level: Callable[[dict[str, Any]], None] | None = None,
+    on_partial: Callable[[dict[str, Any]], None] | None = None,
     context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every level in turn; each level is appended to out_jsonl (one path or several; with the
@@ -178,7 +191,7 @@ async def run_load(
     run_context = describe_run(endpoint, config, plan) | (context or {})
     levels: list[dict[str, Any]] = []
     for concurrency in config.concurrency:
-        level = await run_level(endpoint, config, concurrency, plan)
+        level = await run_level(endpoint, config, concurrency, plan, on_partial)
         levels.append(level)
         for path in outs:
             with path.open("a", encoding="utf-8") as fh:

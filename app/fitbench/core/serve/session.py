@@ -73,6 +73,7 @@ def serve_and_load(
     hardware_fingerprint: str = "",
     out_jsonl: Path | None = None,
     on_level: Callable[[dict[str, Any]], None] | None = None,
+    on_partial: Callable[[dict[str, Any]], None] | None = None,
     on_status: Callable[[str], None] | None = None,
     cancel: threading.Event | None = None,
     max_level_s: float = 120.0,
@@ -120,7 +121,7 @@ def serve_and_load(
             say(f"load: {concurrency} users")
             started = time.monotonic()
             one = replace(config, concurrency=(concurrency,))
-            result = _run(endpoint, one, outs, deployment, cancel)
+            result = _run(endpoint, one, outs, deployment, cancel, on_partial)
             levels += result["levels"]
             if on_level is not None:
                 on_level(result["levels"][0])
@@ -136,10 +137,17 @@ def _run(
     outs: Sequence[Path],
     deployment: dict[str, Any],
     cancel: threading.Event | None,
+    on_partial: Callable[[dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
     async def main() -> dict[str, Any]:
         task = asyncio.create_task(
-            run_load(endpoint, config, out_jsonl=outs, context=level_context(deployment))
+            run_load(
+                endpoint,
+                config,
+                out_jsonl=outs,
+                on_partial=on_partial,
+                context=level_context(deployment),
+            )
         )
         while not task.done():
             if cancel is not None and cancel.is_set():
