@@ -67,6 +67,8 @@ def test_placement_flags_reach_the_server() -> None:
     options = ServeOptions(Path("m.gguf"), port=9, n_gpu_layers=99, n_cpu_moe=4, ctx_size=4096,
                            parallel=8, flash_attn="on", threads=2, extra=["--metrics"])  # fmt: skip
     argv = options.argv(Path("/bin/llama-server"))
+    assert "--no-repack" not in argv
+    assert ServeOptions(Path("m"), repack=False).argv(Path("s"))[-1] == "--no-repack"
     assert argv[1:] == ["-m", "m.gguf", "--host", "127.0.0.1", "--port", "9", "-ngl", "99",
                         "--n-cpu-moe", "4", "-c", "4096", "-np", "8", "-fa", "on", "-t", "2",
                         "--metrics"]  # fmt: skip
@@ -135,9 +137,10 @@ def test_serve_and_load_end_to_end_on_a_tiny_twin(
         pytest.skip(f"no llama-server: set ${ENV_VAR}, put one on PATH or run "
                     "scripts/build-llama-server")  # fmt: skip
     port = _free_port()
+    # --no-repack: llama.cpp's AMX buffers crash in batched matmuls on some VMs (twin_fixtures)
     proc = subprocess.Popen(
         [sys.executable, "-m", "fitbench", "serve", "-m", str(tiny_dense_twin), "--port",
-         str(port), "-np", "4", "-c", "2048", "-t", "2", "-ngl", "0", "--log",
+         str(port), "-np", "4", "-c", "2048", "-t", "2", "-ngl", "0", "--no-repack", "--log",
          str(tmp_path / "llama-server.log"), "--ready-timeout", "120"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=os.environ | {"PYTHONPATH": REPO_APP, ENV_VAR: str(REAL_SERVER.path)},

@@ -117,6 +117,7 @@ def _serve_step(records: list[Any], fingerprint: str, threads: int | None, out: 
         n_gpu_layers=int(best.get("n_gpu_layers") or 0),
         n_cpu_moe=int(best.get("n_cpu_moe") or 0),
         threads=threads,
+        repack=False if any(r.get("repack") is False for r in records) else None,
     )
     _say(f"quick: serving {target.model_id} under load (1, 2, 4, 8 users)")
     log = paths.log_dir() / f"llama-server-quick-{target.model_id}.log"

@@ -29,6 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("-np", "--parallel", type=int, default=None, help="server slots (concurrent sequences)")
     add("-fa", "--flash-attn", dest="fa", choices=("on", "off", "auto"), default=None)
     add("-t", "--threads", type=int, default=None)
+    add(
+        "--repack",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="weight repacking for the CPU (llama.cpp's default on); --no-repack where "
+        "llama.cpp's AMX kernels crash",
+    )
     add("--host", default="127.0.0.1")
     add("--port", type=int, default=8080)
     add("--log", type=Path, default=None, metavar="FILE", help="server log (default: log dir)")
@@ -76,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         parallel=args.parallel,
         flash_attn=args.fa,
         threads=args.threads,
+        repack=args.repack,
         extra=extra,
     )
     log_path = args.log or paths.log_dir() / f"llama-server-{time.strftime('%Y%m%d-%H%M%S')}.log"

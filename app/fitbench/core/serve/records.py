@@ -76,6 +76,7 @@ def deployment_of(
         "parallel": options.parallel,
         "ctx_size": options.ctx_size,
         "flash_attn": options.flash_attn,
+        "repack": options.repack,
         "hardware_fingerprint": hardware_fingerprint,
         "url": f"http://{options.host}:{options.port}",
     }

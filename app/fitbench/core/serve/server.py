@@ -105,6 +105,9 @@ class ServeOptions:
     parallel: int | None = None
     flash_attn: str | None = None  # on | off | auto
     threads: int | None = None
+    # False: -nr, no repacking into the CPU's extra buffer types (AMX), as `bench` does after
+    # llama.cpp's AMX kernels crashed on a machine
+    repack: bool | None = None
     extra: list[str] = field(default_factory=list)
 
     def argv(self, binary: Path) -> list[str]:
@@ -120,6 +123,8 @@ class ServeOptions:
         ):
             if value is not None:
                 argv += [flag, str(value)]
+        if self.repack is False:
+            argv.append("--no-repack")
         return argv + self.extra
 
 

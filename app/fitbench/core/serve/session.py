@@ -57,6 +57,7 @@ class ServeTarget:
     n_gpu_layers: int = 0
     n_cpu_moe: int = 0
     threads: int | None = None
+    repack: bool | None = None  # False where the sweep found llama.cpp's AMX kernels crash
 
 
 def free_port() -> int:
@@ -95,6 +96,7 @@ def serve_and_load(
         ctx_size=slots * (config.prompt_tokens + config.max_tokens + 128),
         parallel=slots,
         threads=target.threads,
+        repack=target.repack,
     )
     deployment = deployment_of(
         options,
