@@ -9,7 +9,8 @@ Started with llama-server's flags instead (`... --port P ...`), it listens on P,
 Tokens are sent at absolute times start + ttft + k * itl, so the true TTFT and ITL are exact on
 average whatever each write costs. faults maps a request's arrival index (0-based, as a string)
 or "every_N" to one of: http_500, echo_500 (a 500 whose body echoes the request headers), break
-(closes the stream half-way without [DONE]), stall (stops sending mid-stream).
+(closes the stream half-way without [DONE]), stall (stops sending mid-stream), stale (closes the
+connection without a reply, as a server closing a kept-alive connection does).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class StandIn:
         self.ttft = float(config.get("ttft_ms", 50)) / 1000.0
         self.itl = float(config.get("itl_ms", 20)) / 1000.0
         self.faults: dict[str, str] = dict(config.get("faults", {}))
+        self.prompt_log = str(config.get("prompt_log", ""))  # append every prompt to this file
         self.count = 0
 
     def fault_for(self, index: int) -> str:
@@ -73,7 +75,13 @@ class StandIn:
             return self.reply(writer, 500, b'{"error": "injected"}')
         if fault == "echo_500":
             return self.reply(writer, 500, json.dumps({"headers": headers}).encode())
+        if fault == "stale":  # a kept-alive connection closed as the request arrives: no reply
+            return False
         request = json.loads(body)
+        if self.prompt_log:
+            text = request.get("prompt") or request["messages"][-1]["content"]
+            with open(self.prompt_log, "a", encoding="utf-8") as fh:
+                fh.write(text + "\n")
         chat = path.endswith("/chat/completions")
         n = int(request.get("max_tokens", 16))
         writer.write(

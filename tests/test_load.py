@@ -207,3 +207,30 @@ def test_levels_are_stored_labelled_with_the_deployment_serve_started(
     code, _, _ = _load(capsys, "--url", url, "--concurrency", "1", "--requests", "1",
                        "--max-tokens", "2", "--no-store")  # fmt: skip
     assert len(read_levels()) == 2
+
+
+def test_no_prompt_repeats_across_levels_or_runs(
+    standin: Standin, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A server's prefix cache must never answer a request: every prompt starts differently."""
+    log = tmp_path / "prompts.txt"
+    url = standin({"ttft_ms": 5, "itl_ms": 1, "prompt_log": str(log)})
+    for _ in range(2):
+        code, data, _ = _load(capsys, "--url", url, "--concurrency", "1,2", "--requests", "3",
+                              "--max-tokens", "2", "--prompt-tokens", "20")  # fmt: skip
+        assert code == 0 and data["prompt_tokens_measured"] == 20
+    prompts = log.read_text().splitlines()
+    assert len(prompts) == 12
+    assert len({" ".join(p.split()[:1]) for p in prompts}) == 12  # distinct from the first word
+
+
+def test_a_stale_kept_alive_connection_is_retried_not_failed(
+    standin: Standin, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = standin({"ttft_ms": 5, "itl_ms": 1, "faults": {"2": "stale"}})
+    code, data, _ = _load(capsys, "--url", url, "--concurrency", "1", "--requests", "4",
+                          "--max-tokens", "3")  # fmt: skip
+    assert code == 0
+    (level,) = data["levels"]
+    assert (level["ok"], level["failed"]) == (4, 0)
+    assert level["client_overhead"]["stale_connection_retries"] == 1

@@ -12,9 +12,10 @@ import pytest
 
 from fitbench.commands.quick import _serve_step
 from fitbench.core.serve.records import read_levels
-from fitbench.core.serve.server import ENV_VAR
+from fitbench.core.serve.server import ENV_VAR, find_llama_server
 
 STANDIN = Path(__file__).with_name("serve_standin.py")
+REAL_SERVER = find_llama_server()  # at import: the real cache dir, before conftest isolates it
 
 
 def _record(path: Path, ngl: int, tg: float, source: str = "twin") -> dict[str, Any]:
@@ -57,3 +58,20 @@ def test_no_server_is_a_note_not_a_failure(
     _serve_step([_record(tiny_dense_twin, 0, 5.0, source="scaled-twin")], "fp", None,
                 tmp_path / "r.jsonl")  # fmt: skip
     assert "no full-size file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_serving_step_with_the_real_llama_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_dense_twin: Path,
+) -> None:  # fmt: skip
+    """quick --serve's step through the real llama-server on this CPU (skipped without one)."""
+    if REAL_SERVER is None:
+        pytest.skip("no llama-server (`make test` builds one)")
+    monkeypatch.setenv(ENV_VAR, str(REAL_SERVER.path))
+    record = _record(tiny_dense_twin, 0, 50.0) | {"repack": False}  # AMX crashes on some VMs
+    _serve_step([record], "fp-real", 2, tmp_path / "run.jsonl")
+    stored = read_levels()
+    assert [line["level"]["concurrency"] for line in stored] == [1, 2, 4, 8]
+    for line in stored:
+        assert line["level"]["failed"] == 0 and line["level"]["ok"] >= 4
+        assert line["deployment"]["repack"] is False and line["basis"] == "measured-twin"

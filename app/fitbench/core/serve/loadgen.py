@@ -12,14 +12,14 @@ import json
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import httpx2
 
 from fitbench.core.serve.client import Endpoint, stream_request
-from fitbench.core.serve.prompt import prompt_text
+from fitbench.core.serve.prompt import prompt_text, run_tag
 from fitbench.core.serve.stats import ClientOverhead, RequestResult, level_summary
 
 _LAG_TICK_S = 0.005
@@ -44,6 +44,8 @@ class PromptPlan:
     n_words: int
     method: str  # how prompt_tokens was met: "approx: 1 word ~ 1 token" or "/tokenize"
     measured_tokens: int | None = None
+    tag: str = ""  # this run's prompt tag (prompt.run_tag)
+    first_index: int = 0  # the request index a level starts at: no two levels share a prompt
 
 
 def _client(endpoint: Endpoint, config: LoadConfig, concurrency: int) -> httpx2.AsyncClient:
@@ -54,10 +56,12 @@ def _client(endpoint: Endpoint, config: LoadConfig, concurrency: int) -> httpx2.
     )
 
 
-async def calibrate_prompt(endpoint: Endpoint, prompt_tokens: int) -> PromptPlan:
-    """Word count for about prompt_tokens tokens: measured with llama-server's /tokenize when the
-    server has it, else the one-word-one-token approximation."""
-    approx = PromptPlan(prompt_tokens, "approx: 1 word ~ 1 token")
+async def calibrate_prompt(endpoint: Endpoint, prompt_tokens: int, tag: str = "") -> PromptPlan:
+    """Word count for about prompt_tokens tokens (the run's tag included): measured with
+    llama-server's /tokenize when the server has it, else the one-word-one-token approximation
+    (the tag then counts as one word)."""
+    approx = PromptPlan(max(1, prompt_tokens - (1 if tag else 0)), "approx: 1 word ~ 1 token",
+                        tag=tag)  # fmt: skip
     if prompt_tokens <= 0:
         return approx
     base = endpoint.url().split("/v1/")[0]
@@ -67,7 +71,7 @@ async def calibrate_prompt(endpoint: Endpoint, prompt_tokens: int) -> PromptPlan
             try:
                 response = await client.post(
                     base + "/tokenize",
-                    json={"content": prompt_text(n_words)},
+                    json={"content": prompt_text(n_words, 100, tag)},
                     headers=endpoint.headers(),
                 )
                 tokens = response.json().get("tokens") if response.status_code == 200 else None
@@ -78,10 +82,23 @@ async def calibrate_prompt(endpoint: Endpoint, prompt_tokens: int) -> PromptPlan
         measured = await count(prompt_tokens)
         if not measured:
             return approx
-        n_words = max(1, round(prompt_tokens * prompt_tokens / measured))
-        if n_words != prompt_tokens:
+        # tokens = fixed (template, the tag) + per_word x words: fitted on two counts
+        half = max(1, prompt_tokens // 2)
+        other = await count(half) if half != prompt_tokens else None
+        if other is not None and measured > other:
+            per_word = (measured - other) / (prompt_tokens - half)
+            fixed = measured - per_word * prompt_tokens
+        else:
+            per_word, fixed = measured / prompt_tokens, 0.0
+        n_words = max(1, round((prompt_tokens - fixed) / per_word))
+        measured = await count(n_words) or measured
+        for _ in range(2):  # words differ in length: correct on the count of this very prompt
+            step = round((prompt_tokens - measured) / per_word)
+            if step == 0:
+                break
+            n_words = max(1, n_words + step)
             measured = await count(n_words) or measured
-        return PromptPlan(n_words, "/tokenize", measured)
+        return PromptPlan(n_words, "/tokenize", measured, tag=tag)
 
 
 async def discover_model(endpoint: Endpoint) -> str:
@@ -127,7 +144,7 @@ async def run_level(
 
         async def one(index: int) -> None:
             nonlocal last_partial
-            prompt = prompt_text(plan.n_words, index)
+            prompt = prompt_text(plan.n_words, plan.first_index + index, plan.tag)
             results.append(
                 await stream_request(client, endpoint, prompt, config.max_tokens, overhead)
             )
@@ -187,11 +204,12 @@ async def run_load(
     outs = [out_jsonl] if isinstance(out_jsonl, Path) else list(out_jsonl or ())
     for path in outs:
         path.parent.mkdir(parents=True, exist_ok=True)
-    plan = await calibrate_prompt(endpoint, config.prompt_tokens)
+    plan = await calibrate_prompt(endpoint, config.prompt_tokens, run_tag())
     run_context = describe_run(endpoint, config, plan) | (context or {})
     levels: list[dict[str, Any]] = []
     for concurrency in config.concurrency:
         level = await run_level(endpoint, config, concurrency, plan, on_partial)
+        plan = replace(plan, first_index=plan.first_index + level_requests(config, concurrency))
         levels.append(level)
         for path in outs:
             with path.open("a", encoding="utf-8") as fh:
