@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # llama.cpp's llama-server (fitbench serve; the serving tests), built once per llama-cpp-python
-# version from its own llama.cpp source into the user cache dir (~6-8 min on 2 cores; CMAKE_ARGS
-# as for the wheel). Its stamp makes every later run a no-op of about a second.
+# version from its own llama.cpp source into the user cache dir (once: ~15-25 min on 2 cores, see
+# docs/serving.md; CMAKE_ARGS as for the wheel). Its stamp makes every later run about a second.
 llama-server: $(STAMP)
 	@PYTHON=$(BIN)/python scripts/build-llama-server
 
