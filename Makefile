@@ -7,7 +7,7 @@ STAMP := $(VENV)/.fitbench-installed
 # A CUDA build: CMAKE_ARGS="-DGGML_CUDA=on" make run   (see README)
 export CMAKE_ARGS
 
-.PHONY: run test lint typecheck install clean package package-smoke gpu-check screenshot
+.PHONY: run test lint typecheck install clean package package-smoke gpu-check screenshot llama-server
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# llama.cpp's llama-server (fitbench serve; the serving tests), built once per llama-cpp-python
+# version from its own llama.cpp source into the user cache dir (once: ~15-25 min on 2 cores, see
+# docs/serving.md; CMAKE_ARGS as for the wheel). Its stamp makes every later run about a second.
+llama-server: $(STAMP)
+	@PYTHON=$(BIN)/python scripts/build-llama-server
+
+# serving is optional for the app: a failed server build is reported, never stops `make run`
 run: $(STAMP)
+	@PYTHON=$(BIN)/python scripts/build-llama-server || \
+	  echo "llama-server not built (see above): fitbench serve and quick --serve are unavailable"
 	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
 	  $(BIN)/fitbench gui; \
 	else \
@@ -34,7 +43,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP)
+test: $(STAMP) llama-server
 	$(BIN)/ruff check app tests benchmarks scripts
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy

@@ -3,17 +3,21 @@
 Run as a script (a separate process, so its timing does not share the GIL with the client):
     python tests/serve_standin.py '{"ttft_ms": 50, "itl_ms": 20, "faults": {"3": "http_500"}}'
 It prints its port on the first line of stdout, then serves until killed. Only the stdlib.
+Started with llama-server's flags instead (`... --port P ...`), it listens on P, answers
+/health, and reads its config from $FITBENCH_STANDIN_CONFIG: a stand-in for `fitbench serve`.
 
 Tokens are sent at absolute times start + ttft + k * itl, so the true TTFT and ITL are exact on
 average whatever each write costs. faults maps a request's arrival index (0-based, as a string)
 or "every_N" to one of: http_500, echo_500 (a 500 whose body echoes the request headers), break
-(closes the stream half-way without [DONE]), stall (stops sending mid-stream).
+(closes the stream half-way without [DONE]), stall (stops sending mid-stream), stale (closes the
+connection without a reply, as a server closing a kept-alive connection does).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -24,6 +28,7 @@ class StandIn:
         self.ttft = float(config.get("ttft_ms", 50)) / 1000.0
         self.itl = float(config.get("itl_ms", 20)) / 1000.0
         self.faults: dict[str, str] = dict(config.get("faults", {}))
+        self.prompt_log = str(config.get("prompt_log", ""))  # append every prompt to this file
         self.count = 0
 
     def fault_for(self, index: int) -> str:
@@ -58,6 +63,8 @@ class StandIn:
             content = json.loads(body)["content"]
             tokens = list(range(len(content.split())))
             return self.reply(writer, 200, json.dumps({"tokens": tokens}).encode())
+        if path == "/health":
+            return self.reply(writer, 200, b'{"status": "ok"}')
         if path == "/v1/models":
             return self.reply(writer, 200, b'{"data": [{"id": "standin"}]}')
         if method != "POST" or not path.startswith("/v1/"):
@@ -68,7 +75,13 @@ class StandIn:
             return self.reply(writer, 500, b'{"error": "injected"}')
         if fault == "echo_500":
             return self.reply(writer, 500, json.dumps({"headers": headers}).encode())
+        if fault == "stale":  # a kept-alive connection closed as the request arrives: no reply
+            return False
         request = json.loads(body)
+        if self.prompt_log:
+            text = request.get("prompt") or request["messages"][-1]["content"]
+            with open(self.prompt_log, "a", encoding="utf-8") as fh:
+                fh.write(text + "\n")
         chat = path.endswith("/chat/completions")
         n = int(request.get("max_tokens", 16))
         writer.write(
@@ -105,13 +118,17 @@ class StandIn:
         return True
 
 
-async def main(config: dict[str, Any]) -> None:
+async def main(config: dict[str, Any], port: int = 0) -> None:
     standin = StandIn(config)
-    server = await asyncio.start_server(standin.handle, "127.0.0.1", 0)
+    server = await asyncio.start_server(standin.handle, "127.0.0.1", port)
     print(server.sockets[0].getsockname()[1], flush=True)
     async with server:
         await server.serve_forever()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}))
+    if "--port" in sys.argv:  # started as llama-server would be: its flags, config from the env
+        port = int(sys.argv[sys.argv.index("--port") + 1])
+        asyncio.run(main(json.loads(os.environ.get("FITBENCH_STANDIN_CONFIG", "{}")), port))
+    else:
+        asyncio.run(main(json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}))

@@ -51,6 +51,7 @@ def test_json_structure(detect_json: dict) -> None:
     ram = detect_json["ram"]
     assert {"total_bytes", "available_bytes", "cgroup_limit_bytes", "swap_total_bytes"} <= set(ram)
     assert {"path", "free_bytes", "total_bytes"} <= set(detect_json["disk"])
+    assert set(detect_json["llama_server"]) == {"path", "source", "note"}
     llama = detect_json["llama_cpp"]
     assert {"version", "gpu_offload", "system_info", "devices"} <= set(llama)
     for device in llama["devices"]:
@@ -98,7 +99,9 @@ def test_gui_api_returns_the_same_structure(detect_json: dict) -> None:
             return [shape(v) for v in value[:1]]
         return None
 
-    assert shape(data) == shape({k: v for k, v in detect_json.items() if k != "_hf_home"})
+    # llama_server is the CLI's addition (which llama-server `fitbench serve` would start)
+    cli_only = ("_hf_home", "llama_server")
+    assert shape(data) == shape({k: v for k, v in detect_json.items() if k not in cli_only})
 
 
 def test_human_table(capsys: pytest.CaptureFixture[str]) -> None:

@@ -180,3 +180,57 @@ def test_percentile_interpolates_like_numpy() -> None:
     assert percentile(values, 50) == 2.5
     assert percentile(values, 99) == pytest.approx(3.97)
     assert percentile([], 50) is None
+
+
+def test_levels_are_stored_labelled_with_the_deployment_serve_started(
+    standin: Standin, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fitbench.core.serve.records import read_levels, register_deployment
+
+    url = standin({"ttft_ms": 20, "itl_ms": 5})
+    port = int(url.rsplit(":", 1)[1])
+    code, _, _ = _load(capsys, "--url", url, "--concurrency", "1", "--requests", "2",
+                       "--max-tokens", "3", "--prompt-tokens", "4")  # fmt: skip
+    assert code == 0
+    (first,) = read_levels()
+    assert (first["basis"], first["deployment"]) == ("measured", None)  # nobody said what it runs
+    register_deployment(port, {"model_id": "llama-2-70b-chat", "quant": "Q4_K_M",
+                               "source": "twin", "parallel": 4})  # fmt: skip
+    code, _, _ = _load(capsys, "--url", url, "--concurrency", "2", "--requests", "2",
+                       "--max-tokens", "3", "--prompt-tokens", "4",
+                       "--requests-per-user", "3")  # fmt: skip
+    assert code == 0
+    second = read_levels()[1]
+    assert second["basis"] == "measured-twin"
+    assert second["deployment"]["model_id"] == "llama-2-70b-chat"
+    assert second["level"]["ok"] == 6  # 3 per user at 2 users, more than --requests 2
+    code, _, _ = _load(capsys, "--url", url, "--concurrency", "1", "--requests", "1",
+                       "--max-tokens", "2", "--no-store")  # fmt: skip
+    assert len(read_levels()) == 2
+
+
+def test_no_prompt_repeats_across_levels_or_runs(
+    standin: Standin, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A server's prefix cache must never answer a request: every prompt starts differently."""
+    log = tmp_path / "prompts.txt"
+    url = standin({"ttft_ms": 5, "itl_ms": 1, "prompt_log": str(log)})
+    for _ in range(2):
+        code, data, _ = _load(capsys, "--url", url, "--concurrency", "1,2", "--requests", "3",
+                              "--max-tokens", "2", "--prompt-tokens", "20")  # fmt: skip
+        assert code == 0 and data["prompt_tokens_measured"] == 20
+    prompts = log.read_text().splitlines()
+    assert len(prompts) == 12
+    assert len({" ".join(p.split()[:1]) for p in prompts}) == 12  # distinct from the first word
+
+
+def test_a_stale_kept_alive_connection_is_retried_not_failed(
+    standin: Standin, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = standin({"ttft_ms": 5, "itl_ms": 1, "faults": {"2": "stale"}})
+    code, data, _ = _load(capsys, "--url", url, "--concurrency", "1", "--requests", "4",
+                          "--max-tokens", "3")  # fmt: skip
+    assert code == 0
+    (level,) = data["levels"]
+    assert (level["ok"], level["failed"]) == (4, 0)
+    assert level["client_overhead"]["stale_connection_retries"] == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from fitbench.cli import main
+from fitbench.core.serve.records import deployment_for, read_levels
 from fitbench.core.serve.server import (
     ENV_VAR,
     LlamaServer,
@@ -24,6 +26,9 @@ from fitbench.core.serve.server import (
 
 STANDIN = Path(__file__).with_name("llama_server_standin.py")
 REPO_APP = str(Path(__file__).resolve().parents[1] / "app")
+# Looked up at import, before conftest points the cache dir at each test's tmp: the real user's
+# cached build (`make test` builds it), $FITBENCH_LLAMA_SERVER or PATH.
+REAL_SERVER = find_llama_server()
 
 
 def _free_port() -> int:
@@ -62,6 +67,8 @@ def test_placement_flags_reach_the_server() -> None:
     options = ServeOptions(Path("m.gguf"), port=9, n_gpu_layers=99, n_cpu_moe=4, ctx_size=4096,
                            parallel=8, flash_attn="on", threads=2, extra=["--metrics"])  # fmt: skip
     argv = options.argv(Path("/bin/llama-server"))
+    assert "--no-repack" not in argv
+    assert ServeOptions(Path("m"), repack=False).argv(Path("s"))[-1] == "--no-repack"
     assert argv[1:] == ["-m", "m.gguf", "--host", "127.0.0.1", "--port", "9", "-ngl", "99",
                         "--n-cpu-moe", "4", "-c", "4096", "-np", "8", "-fa", "on", "-t", "2",
                         "--metrics"]  # fmt: skip
@@ -96,12 +103,20 @@ def test_serve_command_until_sigterm(
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.startswith(f"ready: http://127.0.0.1:{port}"), line
+    deployment = deployment_for(f"http://localhost:{port}/v1")  # what `fitbench load` labels
+    assert deployment is not None
+    assert (deployment["source"], deployment["parallel"], deployment["ctx_size"]) == (
+        "twin",
+        4,
+        1024,
+    )
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "stopped llama-server" in err
     assert not _port_open(port)
     assert "-c 1024 -np 4 --metrics" in log.read_text()
+    assert deployment_for(f"http://127.0.0.1:{port}") is None  # gone with the server
 
 
 def test_serve_without_any_llama_server_says_how_to_get_one(
@@ -116,23 +131,42 @@ def test_serve_without_any_llama_server_says_how_to_get_one(
 def test_serve_and_load_end_to_end_on_a_tiny_twin(
     tiny_dense_twin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The real llama-server on this CPU: skipped where none is installed or built."""
-    binary = find_llama_server()
-    if binary is None:
+    """`fitbench serve` (the command, with the real llama-server on this CPU) + `fitbench load`;
+    skipped where no llama-server is installed or built (`make test` builds one)."""
+    if REAL_SERVER is None:
         pytest.skip(f"no llama-server: set ${ENV_VAR}, put one on PATH or run "
                     "scripts/build-llama-server")  # fmt: skip
     port = _free_port()
-    options = ServeOptions(tiny_dense_twin, port=port, ctx_size=2048, parallel=4, threads=2,
-                           n_gpu_layers=0)  # fmt: skip
-    with LlamaServer(binary.path, options, tmp_path / "llama-server.log") as server:
-        server.wait_ready(120)
-        code = main(["load", "--url", server.base_url, "--concurrency", "1,4", "--requests",
-                     "4", "--max-tokens", "8", "--prompt-tokens", "32", "--json"])  # fmt: skip
+    # --no-repack: llama.cpp's AMX buffers crash in batched matmuls on some VMs (twin_fixtures)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fitbench", "serve", "-m", str(tiny_dense_twin), "--port",
+         str(port), "-np", "4", "-c", "2048", "-t", "2", "-ngl", "0", "--no-repack", "--log",
+         str(tmp_path / "llama-server.log"), "--ready-timeout", "120"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=os.environ | {"PYTHONPATH": REPO_APP, ENV_VAR: str(REAL_SERVER.path)},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 150)
+        line = proc.stdout.readline() if ready else ""
+        assert line.startswith(f"ready: http://127.0.0.1:{port}"), (line, proc.poll())
+        code = main(["load", "--url", f"http://127.0.0.1:{port}", "--concurrency", "1,4",
+                     "--requests", "4", "--max-tokens", "8", "--prompt-tokens", "32",
+                     "--json"])  # fmt: skip
         data = json.loads(capsys.readouterr().out)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
     assert code == 0
     assert data["prompt_tokens_method"] == "/tokenize"
+    assert abs(data["prompt_tokens_measured"] - 32) <= 4
     for level in data["levels"]:
         assert (level["ok"], level["failed"]) == (4, 0), level
+        assert level["output_tokens"] == 4 * 8  # ignore_eos: every request made max_tokens
         assert level["output_tokens_per_s"] > 0
         assert 0 < level["ttft_ms"]["p50"] <= level["e2e_ms"]["p50"]
+    stored = read_levels()
+    assert [line["basis"] for line in stored] == ["measured-twin"] * 2
+    assert stored[0]["deployment"]["parallel"] == 4
     assert not _port_open(port)

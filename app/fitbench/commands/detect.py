@@ -37,9 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fitbench.core.hardware.detect import detect
+    from fitbench.core.serve.server import detect_summary
 
     report = detect(probe_bandwidth=not args.no_bandwidth)
     data = report.to_dict()
+    # which llama-server `fitbench serve` would start (not hardware, but part of what runs here)
+    data["llama_server"] = detect_summary()
     if args.json:
         print_json(data)
     else:
@@ -140,6 +143,9 @@ def format_table(data: dict[str, Any]) -> str:
         )
     else:
         rows.append(("llama.cpp", "not available (see notes)"))
+    server = data.get("llama_server")
+    if server:
+        rows.append(("llama-server", str(server["note"])))
     width = max(len(label) for label, _ in rows)
     lines = [f"Machine fingerprint {data['fingerprint']}"]
     lines += [f"  {label.ljust(width)}  {value}" for label, value in rows]

@@ -37,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--endpoint", choices=("chat", "completions"), default="chat", help="default chat")
     add("--concurrency", default="1,4,16", metavar="LIST", help="levels, e.g. 1,4,16 (default)")
     add("--requests", type=int, default=32, metavar="N", help="requests per level (default 32)")
+    add(
+        "--requests-per-user",
+        type=int,
+        default=0,
+        metavar="K",
+        help="a level sends at least K x its concurrency requests (default: --requests only)",
+    )
     add("--prompt-tokens", type=int, default=128, metavar="P", help="prompt length (default 128)")
     add("--max-tokens", type=int, default=64, metavar="T", help="tokens to generate (default 64)")
     add("--arrival", choices=("closed", "poisson"), default="closed", help="default closed")
@@ -56,6 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--seed", type=int, default=0, help="seed of the Poisson arrival schedule")
     add("--out", type=Path, default=None, metavar="F.jsonl", help="append one record per level")
+    add(
+        "--no-store",
+        action="store_true",
+        help="do not keep the levels in FitBench's load store (read by recommend and the report)",
+    )
     add("--json", action="store_true", help="machine-readable output")
 
 
@@ -82,6 +94,7 @@ def format_level(level: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     from fitbench.core.serve.client import Endpoint
     from fitbench.core.serve.loadgen import LoadConfig, parse_levels, run_load, validate
+    from fitbench.core.serve.records import deployment_for, level_context, load_results_path
 
     api_key = ""
     if args.api_key_env:
@@ -93,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         config = LoadConfig(
             concurrency=parse_levels(args.concurrency),
             requests=args.requests,
+            requests_per_user=args.requests_per_user,
             prompt_tokens=args.prompt_tokens,
             max_tokens=args.max_tokens,
             arrival=args.arrival,
@@ -115,8 +129,26 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(format_level(level), flush=True)
 
+    # a server `fitbench serve` started here: its deployment labels every level (the advice needs
+    # to know which model and placement a level measured)
+    deployment = deployment_for(args.url)
+    outs = [p for p in (args.out, None if args.no_store else load_results_path()) if p]
+    if deployment and not args.json:
+        print(
+            f"deployment: {deployment.get('model_id')} {deployment.get('quant')}, "
+            f"{deployment.get('placement_words', '')}, {deployment.get('parallel')} slots",
+            file=sys.stderr,
+        )
     try:
-        result = asyncio.run(run_load(endpoint, config, out_jsonl=args.out, on_level=show))
+        result = asyncio.run(
+            run_load(
+                endpoint,
+                config,
+                out_jsonl=outs,
+                on_level=show,
+                context=level_context(deployment),
+            )
+        )
     except KeyboardInterrupt:
         print("cancelled; finished levels are in --out if given", file=sys.stderr)
         return 130

@@ -43,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model", action="append", default=None, metavar="ID", help="only these catalog ids"
     )
     parser.add_argument("-t", "--threads", type=int, default=None, help="CPU threads")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="after each model's sweep, serve its best placement with llama-server and measure "
+        "1, 2, 4 and 8 users (fitbench load; short and bounded); the report gains a section",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable summary")
 
 
@@ -81,6 +87,55 @@ def _sweep(
             pass
         raise
     return records
+
+
+def _serve_step(records: list[Any], fingerprint: str, threads: int | None, out: Path) -> None:
+    """quick --serve for one model: its fastest full-depth placement under load; every failure
+    is a note, never the end of the run."""
+    from fitbench.commands.load import format_level
+    from fitbench.core import paths
+    from fitbench.core.serve.server import ServerError
+    from fitbench.core.serve.session import Cancelled, ServeTarget, serve_and_load
+
+    full = [
+        r
+        for r in records
+        if r.get("status") == "ok"
+        and r.get("source") in ("real", "twin")
+        and r.get("test") in ("tg", "batch")
+        and Path(str(r.get("model_filename") or "")).is_file()
+    ]
+    if not full:
+        _say("quick: serving skipped: no full-size file of this model was measured here")
+        return
+    best = max(full, key=lambda r: float(r.get("avg_ts") or 0) / int(r.get("n_parallel") or 1))
+    target = ServeTarget(
+        model_path=Path(str(best["model_filename"])),
+        model_id=str(best["model_id"]),
+        quant=str(best["quant"]),
+        source=str(best["source"]),
+        n_layer=int(best.get("n_layer_model") or 0),
+        n_gpu_layers=int(best.get("n_gpu_layers") or 0),
+        n_cpu_moe=int(best.get("n_cpu_moe") or 0),
+        threads=threads,
+        repack=False if any(r.get("repack") is False for r in records) else None,
+    )
+    _say(f"quick: serving {target.model_id} under load (1, 2, 4, 8 users)")
+    log = paths.log_dir() / f"llama-server-quick-{target.model_id}.log"
+    try:
+        result = serve_and_load(
+            target,
+            log_path=log,
+            hardware_fingerprint=fingerprint,
+            out_jsonl=out.with_suffix(".load.jsonl"),
+            on_level=lambda level: _say("  " + format_level(level)),
+            on_status=lambda text: _say(f"  {text}"),
+        )
+    except (ServerError, Cancelled, OSError) as exc:
+        _say(f"quick: serving {target.model_id} failed, the run goes on: {exc}")
+        return
+    if result["skipped"]:
+        _say(f"  skipped {result['skipped']} users: the previous level took over 2 minutes")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,7 +177,10 @@ def run(args: argparse.Namespace) -> int:
                     c.with_(repack=False, config_id=c.config_id, label=c.label) for c in configs
                 ]
             _say(f"quick: 3/5 benchmarking {model.name}: {len(configs)} placements")
-            records.extend(_sweep(configs, store, out, hw, report.fingerprint, list(args.argv)))
+            swept = _sweep(configs, store, out, hw, report.fingerprint, list(args.argv))
+            records.extend(swept)
+            if args.serve:  # now: the next model's twin may take this one's disk space
+                _serve_step(swept, report.fingerprint, args.threads, out)
     if not records:
         _say("quick: nothing was measured; no recommendation or report")
         return EXIT_FAILURE

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="results: fitbench bench's JSONL, or llama-bench's -o jsonl/json output or a "
         "SQLite database (llama-bench -o sql | sqlite3, or FitBench's own)",
     )
-    add_goal_arguments(parser)
+    add_goal_arguments(parser, serving=True)
     parser.add_argument(
         "--hardware",
         type=Path,
@@ -43,6 +43,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ttft-max-ms", type=float, default=3000.0, help="interactive: TTFT limit")
     parser.add_argument(
         "--itl-p95-max-ms", type=float, default=200.0, help="throughput: p95 inter-token limit"
+    )
+    parser.add_argument(
+        "--ttft-p99-max-ms", type=float, default=5000.0, help="serving: p99 TTFT limit"
+    )
+    parser.add_argument("--users", type=int, help="serving: users to serve (beyond one machine)")
+    parser.add_argument(
+        "--load-results",
+        type=Path,
+        help="serving: `fitbench load --out` levels (default: FitBench's load store)",
     )
     parser.add_argument(
         "--max-ppl-increase",
@@ -55,14 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def add_goal_arguments(parser: argparse.ArgumentParser) -> None:
-    """--goal and its parameter (shared with `fitbench quick`)."""
-    parser.add_argument(
-        "--goal",
-        choices=settings.GOALS,
-        default="interactive",
-        help="; ".join(f"{g}: {settings.GOAL_HELP[g]}" for g in settings.GOALS),
-    )
+def add_goal_arguments(parser: argparse.ArgumentParser, *, serving: bool = False) -> None:
+    """--goal and its parameter (shared with `fitbench quick`; `recommend` also has serving)."""
+    goals = (*settings.GOALS, "serving") if serving else settings.GOALS
+    helps = [f"{g}: {settings.GOAL_HELP[g]}" for g in settings.GOALS]
+    if serving:
+        helps.append("serving: the most users within the latency limits (load results)")
+    parser.add_argument("--goal", choices=goals, default="interactive", help="; ".join(helps))
     parser.add_argument(
         "--min-tps",
         type=float,
@@ -138,6 +146,10 @@ def _to_history(records: list[dict[str, Any]], path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.goal == "serving":  # its own advice: users within latency limits (advise/serving.py)
+        from fitbench.commands.serving_advice import run_serving
+
+        return run_serving(args)
     try:
         records = results.read_results(args.results)
         _to_history(records, args.results)

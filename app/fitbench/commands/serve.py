@@ -29,6 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("-np", "--parallel", type=int, default=None, help="server slots (concurrent sequences)")
     add("-fa", "--flash-attn", dest="fa", choices=("on", "off", "auto"), default=None)
     add("-t", "--threads", type=int, default=None)
+    add(
+        "--repack",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="weight repacking for the CPU (llama.cpp's default on); --no-repack where "
+        "llama.cpp's AMX kernels crash",
+    )
     add("--host", default="127.0.0.1")
     add("--port", type=int, default=8080)
     add("--log", type=Path, default=None, metavar="FILE", help="server log (default: log dir)")
@@ -43,7 +50,13 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def run(args: argparse.Namespace) -> int:
     from fitbench.core import paths
     from fitbench.core.bench.models import ModelSpecError, resolve
+    from fitbench.core.hardware.detect import detect
     from fitbench.core.model.catalog import CatalogError
+    from fitbench.core.serve.records import (
+        deployment_of,
+        register_deployment,
+        unregister_deployment,
+    )
     from fitbench.core.serve.server import LlamaServer, ServeOptions, ServerError, find_llama_server
 
     binary = find_llama_server()
@@ -70,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         parallel=args.parallel,
         flash_attn=args.fa,
         threads=args.threads,
+        repack=args.repack,
         extra=extra,
     )
     log_path = args.log or paths.log_dir() / f"llama-server-{time.strftime('%Y%m%d-%H%M%S')}.log"
@@ -80,6 +94,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"model: {model.path} ({model.source}); log: {log_path}", file=sys.stderr)
         server.start()
         server.wait_ready(args.ready_timeout)
+        # `fitbench load` on this port labels its levels with this deployment
+        register_deployment(
+            args.port,
+            deployment_of(
+                options,
+                model_id=model.model_id,
+                quant=model.quant,
+                source=model.source,
+                n_layer=model.n_layer_model,
+                hardware_fingerprint=detect(probe_bandwidth=False, llama=False).fingerprint,
+            ),
+        )
         print(f"ready: {server.base_url} (Ctrl-C stops it)", flush=True)
         assert server.process is not None
         exit_code = server.process.wait()
@@ -94,4 +120,5 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     finally:
         server.stop()
+        unregister_deployment(args.port)
         signal.signal(signal.SIGTERM, previous)

@@ -377,3 +377,53 @@ def list_runs() -> list[dict[str, Any]]:
 
 def run_records(run_id: str) -> list[dict[str, Any]]:
     return [dict(r) for r in core_store.records(run_id)]
+
+
+# -- serving (the Serving view) ----------------------------------------------------------------
+def serve_and_load(
+    spec: str,
+    *,
+    levels: Sequence[int],
+    prompt_tokens: int,
+    max_tokens: int,
+    n_gpu_layers: int,
+    cancel: threading.Event,
+    on_level: Callable[[dict[str, Any]], None],
+    on_status: Callable[[str], None],
+    on_partial: Callable[[dict[str, Any]], None] | None = None,
+    quant: str | None = None,
+) -> dict[str, Any]:
+    """Start llama-server on `spec` (a catalog id or a GGUF path) with -ngl n_gpu_layers, run
+    the load levels, stop it; each level is stored and passed to on_level as it ends."""
+    from fitbench.core.bench.models import resolve as resolve_model
+    from fitbench.core.serve import session
+    from fitbench.core.serve.loadgen import LoadConfig
+
+    model = resolve_model(spec, quant)
+    config = LoadConfig(
+        concurrency=tuple(levels),
+        requests=4,
+        requests_per_user=2,
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens,
+        timeout_s=120.0,
+    )
+    target = session.ServeTarget(
+        model_path=model.path,
+        model_id=model.model_id,
+        quant=model.quant,
+        source=model.source,
+        n_layer=model.n_layer_model,
+        n_gpu_layers=n_gpu_layers,
+    )
+    fingerprint = core_hardware.detect(probe_bandwidth=False, llama=False).fingerprint
+    return session.serve_and_load(
+        target,
+        config,
+        log_path=paths.log_dir() / "llama-server-gui.log",
+        hardware_fingerprint=fingerprint,
+        on_level=on_level,
+        on_partial=on_partial,
+        on_status=on_status,
+        cancel=cancel,
+    )

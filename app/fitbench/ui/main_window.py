@@ -19,6 +19,7 @@ from fitbench.ui.controller import Controller
 from fitbench.ui.history_panel import HistoryPanel
 from fitbench.ui.machine_panel import MachinePanel
 from fitbench.ui.models_panel import ModelsPanel
+from fitbench.ui.serving_panel import ServingPanel
 from fitbench.ui.settings_bar import SettingsBar
 from fitbench.ui.sweep_model import SweepModel
 
@@ -58,6 +59,7 @@ class MainWindow(QMainWindow):
             strict=True,
         ):
             self.tabs.addTab(panel, title)
+        self.tabs.addTab(ServingPanel(), "Ser&ving")
         layout.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
         self.status_label = QLabel("")

@@ -28,6 +28,7 @@ from fitbench.core.report.model import (
     Table,
 )
 from fitbench.core.report.results_section import results_section
+from fitbench.core.report.serving_section import serving_section
 from fitbench.core.report.verdict_section import verdict_section
 
 
@@ -65,6 +66,7 @@ def build_report(
         machine_section(records, hardware, report.fingerprint),
         run_section(records, configs, names, run_meta or {}),
         results_section(records, configs, names, advice, samples),
+        *serving_section(report.fingerprint, names, advice),
         predicted_section(advice, names),
         caveats_section(records, configs, names, advice, hardware, samples),
         appendix_section(records, advice, run_meta or {}, raw_filename, raw_sha256),

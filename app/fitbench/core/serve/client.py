@@ -24,6 +24,8 @@ import httpx2
 from fitbench.core.serve.stats import ClientOverhead, RequestResult
 
 _MAX_DETAIL = 200
+# h11's words for a connection that closed before any byte of the response (a stale keep-alive)
+_STALE = "without sending a response"
 
 
 @dataclass(frozen=True)
@@ -87,29 +89,38 @@ async def stream_request(
         if name.endswith("send_request_headers.started"):
             result.sent = time.perf_counter()
 
-    try:
-        async with client.stream(
-            "POST",
-            endpoint.url(),
-            json=endpoint.body(prompt, max_tokens),
-            headers=endpoint.headers(),
-            extensions={"trace": trace},
-        ) as response:
-            if response.status_code != 200:
-                # redact the whole body before cutting it: a cut key would slip past redact()
-                body = endpoint.redact((await response.aread()).decode("utf-8", "replace"))
-                result.error = f"http_{response.status_code}"
-                result.detail = body.strip()[:_MAX_DETAIL]
-            else:
-                await _read_events(response, result, overhead)
-    except httpx2.TimeoutException:
-        result.error, result.detail = "timeout", "no data within the timeout"
-    except (httpx2.RemoteProtocolError, httpx2.ReadError) as exc:
-        result.error, result.detail = "broken_stream", str(exc)
-    except httpx2.ConnectError as exc:
-        result.error, result.detail = "connect", str(exc)
-    except httpx2.HTTPError as exc:
-        result.error, result.detail = "http_error", f"{type(exc).__name__}: {exc}"
+    for attempt in range(2):
+        try:
+            async with client.stream(
+                "POST",
+                endpoint.url(),
+                json=endpoint.body(prompt, max_tokens),
+                headers=endpoint.headers(),
+                extensions={"trace": trace},
+            ) as response:
+                if response.status_code != 200:
+                    # redact the whole body before cutting it: a cut key would slip past redact()
+                    body = endpoint.redact((await response.aread()).decode("utf-8", "replace"))
+                    result.error = f"http_{response.status_code}"
+                    result.detail = body.strip()[:_MAX_DETAIL]
+                else:
+                    await _read_events(response, result, overhead)
+        except httpx2.RemoteProtocolError as exc:
+            if attempt == 0 and _STALE in str(exc) and not result.token_times:
+                # a kept-alive connection the server closed as this request went out: it never
+                # reached the server (no byte came back), so it is sent again on a fresh one
+                overhead.stale_retries += 1
+                continue
+            result.error, result.detail = "broken_stream", str(exc)
+        except httpx2.TimeoutException:
+            result.error, result.detail = "timeout", "no data within the timeout"
+        except httpx2.ReadError as exc:
+            result.error, result.detail = "broken_stream", str(exc)
+        except httpx2.ConnectError as exc:
+            result.error, result.detail = "connect", str(exc)
+        except httpx2.HTTPError as exc:
+            result.error, result.detail = "http_error", f"{type(exc).__name__}: {exc}"
+        break
     result.end = time.perf_counter()
     overhead.send_delay_s.append(result.sent - result.start if result.sent else 0.0)
     result.detail = endpoint.redact(result.detail)[:_MAX_DETAIL]

@@ -11,24 +11,26 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import httpx2
 
 from fitbench.core.serve.client import Endpoint, stream_request
-from fitbench.core.serve.prompt import prompt_text
+from fitbench.core.serve.prompt import prompt_text, run_tag
 from fitbench.core.serve.stats import ClientOverhead, RequestResult, level_summary
 
 _LAG_TICK_S = 0.005
+PARTIAL_EVERY_S = 0.5
 
 
 @dataclass(frozen=True)
 class LoadConfig:
     concurrency: tuple[int, ...] = (1, 4, 16)
     requests: int = 32  # per level
+    requests_per_user: int = 0  # > 0: a level sends max(requests, this x its concurrency)
     prompt_tokens: int = 128
     max_tokens: int = 64
     arrival: str = "closed"  # closed | poisson
@@ -42,6 +44,8 @@ class PromptPlan:
     n_words: int
     method: str  # how prompt_tokens was met: "approx: 1 word ~ 1 token" or "/tokenize"
     measured_tokens: int | None = None
+    tag: str = ""  # this run's prompt tag (prompt.run_tag)
+    first_index: int = 0  # the request index a level starts at: no two levels share a prompt
 
 
 def _client(endpoint: Endpoint, config: LoadConfig, concurrency: int) -> httpx2.AsyncClient:
@@ -52,10 +56,12 @@ def _client(endpoint: Endpoint, config: LoadConfig, concurrency: int) -> httpx2.
     )
 
 
-async def calibrate_prompt(endpoint: Endpoint, prompt_tokens: int) -> PromptPlan:
-    """Word count for about prompt_tokens tokens: measured with llama-server's /tokenize when the
-    server has it, else the one-word-one-token approximation."""
-    approx = PromptPlan(prompt_tokens, "approx: 1 word ~ 1 token")
+async def calibrate_prompt(endpoint: Endpoint, prompt_tokens: int, tag: str = "") -> PromptPlan:
+    """Word count for about prompt_tokens tokens (the run's tag included): measured with
+    llama-server's /tokenize when the server has it, else the one-word-one-token approximation
+    (the tag then counts as one word)."""
+    approx = PromptPlan(max(1, prompt_tokens - (1 if tag else 0)), "approx: 1 word ~ 1 token",
+                        tag=tag)  # fmt: skip
     if prompt_tokens <= 0:
         return approx
     base = endpoint.url().split("/v1/")[0]
@@ -65,7 +71,7 @@ async def calibrate_prompt(endpoint: Endpoint, prompt_tokens: int) -> PromptPlan
             try:
                 response = await client.post(
                     base + "/tokenize",
-                    json={"content": prompt_text(n_words)},
+                    json={"content": prompt_text(n_words, 100, tag)},
                     headers=endpoint.headers(),
                 )
                 tokens = response.json().get("tokens") if response.status_code == 200 else None
@@ -76,10 +82,23 @@ async def calibrate_prompt(endpoint: Endpoint, prompt_tokens: int) -> PromptPlan
         measured = await count(prompt_tokens)
         if not measured:
             return approx
-        n_words = max(1, round(prompt_tokens * prompt_tokens / measured))
-        if n_words != prompt_tokens:
+        # tokens = fixed (template, the tag) + per_word x words: fitted on two counts
+        half = max(1, prompt_tokens // 2)
+        other = await count(half) if half != prompt_tokens else None
+        if other is not None and measured > other:
+            per_word = (measured - other) / (prompt_tokens - half)
+            fixed = measured - per_word * prompt_tokens
+        else:
+            per_word, fixed = measured / prompt_tokens, 0.0
+        n_words = max(1, round((prompt_tokens - fixed) / per_word))
+        measured = await count(n_words) or measured
+        for _ in range(2):  # words differ in length: correct on the count of this very prompt
+            step = round((prompt_tokens - measured) / per_word)
+            if step == 0:
+                break
+            n_words = max(1, n_words + step)
             measured = await count(n_words) or measured
-        return PromptPlan(n_words, "/tokenize", measured)
+        return PromptPlan(n_words, "/tokenize", measured, tag=tag)
 
 
 async def discover_model(endpoint: Endpoint) -> str:
@@ -105,22 +124,34 @@ async def _watch_loop_lag(samples: list[float], stop: asyncio.Event) -> None:
 
 
 async def run_level(
-    endpoint: Endpoint, config: LoadConfig, concurrency: int, plan: PromptPlan
+    endpoint: Endpoint,
+    config: LoadConfig,
+    concurrency: int,
+    plan: PromptPlan,
+    on_partial: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """One concurrency level; the summary dict of stats.level_summary."""
+    """One concurrency level; the summary dict of stats.level_summary. on_partial gets the
+    summary of the requests finished so far (at most every PARTIAL_EVERY_S), for live views."""
     overhead = ClientOverhead()
+    n_requests = level_requests(config, concurrency)
     results: list[RequestResult] = []
     next_index = 0
     stop = asyncio.Event()
     lag_task = asyncio.create_task(_watch_loop_lag(overhead.loop_lag_s, stop))
     cpu0, wall0 = time.process_time(), time.perf_counter()
+    last_partial = 0.0
     async with _client(endpoint, config, concurrency) as client:
 
         async def one(index: int) -> None:
-            prompt = prompt_text(plan.n_words, index)
+            nonlocal last_partial
+            prompt = prompt_text(plan.n_words, plan.first_index + index, plan.tag)
             results.append(
                 await stream_request(client, endpoint, prompt, config.max_tokens, overhead)
             )
+            now = time.perf_counter()
+            if on_partial is not None and now - last_partial >= PARTIAL_EVERY_S:
+                last_partial = now
+                on_partial(level_summary(concurrency, results, now - wall0, ClientOverhead()))
 
         if config.arrival == "poisson":
             rng = random.Random(config.seed)
@@ -131,7 +162,7 @@ async def run_level(
                 async with slots:
                     await one(index)
 
-            for index in range(config.requests):
+            for index in range(n_requests):
                 if index:
                     await asyncio.sleep(rng.expovariate(config.rate))
                 tasks.append(asyncio.create_task(gated(index)))
@@ -140,7 +171,7 @@ async def run_level(
 
             async def worker() -> None:
                 nonlocal next_index
-                while next_index < config.requests:
+                while next_index < n_requests:
                     index, next_index = next_index, next_index + 1
                     await one(index)
 
@@ -156,30 +187,42 @@ async def run_load(
     endpoint: Endpoint,
     config: LoadConfig,
     *,
-    out_jsonl: Path | None = None,
+    out_jsonl: Path | Sequence[Path] | None = None,
     on_level: Callable[[dict[str, Any]], None] | None = None,
+    on_partial: Callable[[dict[str, Any]], None] | None = None,
     context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every level in turn; each level is appended to out_jsonl (with the run's context) and
-    passed to on_level as soon as it finishes, so an interrupted sweep keeps what it measured."""
+    """Every level in turn; each level is appended to out_jsonl (one path or several; with the
+    run's context) and passed to on_level as soon as it finishes, so an interrupted sweep keeps
+    what it measured."""
     if not endpoint.model:
         found = await discover_model(endpoint)
         if found:
             endpoint = Endpoint(
                 endpoint.base_url, endpoint.kind, found, endpoint.api_key, endpoint.ignore_eos
             )
-    plan = await calibrate_prompt(endpoint, config.prompt_tokens)
+    outs = [out_jsonl] if isinstance(out_jsonl, Path) else list(out_jsonl or ())
+    for path in outs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    plan = await calibrate_prompt(endpoint, config.prompt_tokens, run_tag())
     run_context = describe_run(endpoint, config, plan) | (context or {})
     levels: list[dict[str, Any]] = []
     for concurrency in config.concurrency:
-        level = await run_level(endpoint, config, concurrency, plan)
+        level = await run_level(endpoint, config, concurrency, plan, on_partial)
+        plan = replace(plan, first_index=plan.first_index + level_requests(config, concurrency))
         levels.append(level)
-        if out_jsonl is not None:
-            with out_jsonl.open("a", encoding="utf-8") as fh:
+        for path in outs:
+            with path.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(run_context | {"level": level}) + "\n")
         if on_level is not None:
             on_level(level)
     return {"levels": levels} | run_context
+
+
+def level_requests(config: LoadConfig, concurrency: int) -> int:
+    """Requests sent at one level: enough that each user sends several when asked, so the p99
+    of a high level rests on more than one request per user."""
+    return max(config.requests, config.requests_per_user * concurrency)
 
 
 def describe_run(endpoint: Endpoint, config: LoadConfig, plan: PromptPlan) -> dict[str, Any]:
@@ -191,6 +234,7 @@ def describe_run(endpoint: Endpoint, config: LoadConfig, plan: PromptPlan) -> di
         "arrival": config.arrival,
         "rate": config.rate if config.arrival == "poisson" else None,
         "requests_per_level": config.requests,
+        "requests_per_user": config.requests_per_user or None,
         "prompt_tokens": config.prompt_tokens,
         "prompt_words": plan.n_words,
         "prompt_tokens_method": plan.method,
@@ -220,6 +264,8 @@ def parse_levels(text: str) -> tuple[int, ...]:
 def validate(config: LoadConfig) -> None:
     if config.requests < 1:
         raise ValueError("--requests must be >= 1")
+    if config.requests_per_user < 0:
+        raise ValueError("--requests-per-user must be >= 0")
     if config.max_tokens < 1:
         raise ValueError("--max-tokens must be >= 1")
     if config.prompt_tokens < 0:

@@ -5,12 +5,17 @@ Llama, Mistral and GPT-style vocabularies, so W words are about W tokens. Where 
 llama-server, its /tokenize endpoint measures the real count and the word count is corrected
 (see loadgen.calibrate_prompt); the method used is reported with the results.
 
-Each request's prompt starts with words in a different order (a rotation by the request index),
-so a server's prefix cache cannot answer a later request from an earlier one: every request pays
-its full prompt processing, as distinct users' requests would.
+Each request's prompt starts with a tag unique to the run and the request ("<run>-<n>: "), then
+the words in a rotation by the request index, so a server's prefix cache cannot answer a request
+from an earlier one (of this level, an earlier level, or an earlier run against the same server):
+every request pays its full prompt processing, as distinct users' requests would. Without the
+tag, a level's prompts repeated the previous level's and llama-server answered them from its
+slots' cache (measured: TTFT of a cache hit, not of a prompt).
 """
 
 from __future__ import annotations
+
+import secrets
 
 _TEXT = (
     "the of and to in is it that for on was with as be at by this had not are but from or have "
@@ -25,9 +30,16 @@ _TEXT = (
 WORDS = tuple(_TEXT.split())
 
 
-def prompt_text(n_words: int, request_index: int = 0) -> str:
-    """n_words words; the rotation by request_index keeps prompts distinct from their start."""
+def prompt_text(n_words: int, request_index: int = 0, run_tag: str = "") -> str:
+    """n_words words, after "<run_tag>-<request_index>: " when run_tag is given; the rotation by
+    request_index keeps prompts distinct from their start."""
     if n_words <= 0:
         return ""
     start = (request_index * 7919) % len(WORDS)  # a prime stride: neighbours differ early
-    return " ".join(WORDS[(start + i) % len(WORDS)] for i in range(n_words))
+    words = " ".join(WORDS[(start + i) % len(WORDS)] for i in range(n_words))
+    return f"{run_tag}-{request_index}: {words}" if run_tag else words
+
+
+def run_tag() -> str:
+    """A tag for one load run: different in every run, so no run reuses another's prompts."""
+    return f"{secrets.randbelow(90000) + 10000}"

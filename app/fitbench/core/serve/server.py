@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -40,7 +41,10 @@ class ServerBinary:
         where = {
             "env": f"${ENV_VAR}",
             "path": "found on PATH",
-            "cache": "FitBench's build of the llama-cpp-python source",
+            "cache": (
+                f"FitBench's build of llama-cpp-python {llama_cpp_python_version()}'s llama.cpp "
+                "source, the same kernels `fitbench bench` measures"
+            ),
         }
         return f"{self.path} ({where.get(self.source, self.source)})"
 
@@ -80,7 +84,11 @@ def detect_summary() -> dict[str, str | None]:
     if binary is None:
         env = os.environ.get(ENV_VAR)
         note = f"${ENV_VAR}={env} is not executable" if env else "not found"
-        return {"path": None, "source": None, "note": f"{note}; run scripts/build-llama-server"}
+        return {
+            "path": None,
+            "source": None,
+            "note": f"{note}; `make run` or scripts/build-llama-server builds it",
+        }
     return {"path": str(binary.path), "source": binary.source, "note": binary.describe()}
 
 
@@ -97,6 +105,9 @@ class ServeOptions:
     parallel: int | None = None
     flash_attn: str | None = None  # on | off | auto
     threads: int | None = None
+    # False: -nr, no repacking into the CPU's extra buffer types (AMX), as `bench` does after
+    # llama.cpp's AMX kernels crashed on a machine
+    repack: bool | None = None
     extra: list[str] = field(default_factory=list)
 
     def argv(self, binary: Path) -> list[str]:
@@ -112,10 +123,16 @@ class ServeOptions:
         ):
             if value is not None:
                 argv += [flag, str(value)]
+        if self.repack is False:
+            argv.append("--no-repack")
         return argv + self.extra
 
 
 class ServerError(RuntimeError):
+    pass
+
+
+class ServerCancelled(ServerError):
     pass
 
 
@@ -146,13 +163,18 @@ class LlamaServer:
         )
         _RUNNING.add(self)
 
-    def wait_ready(self, timeout_s: float = 600.0) -> None:
+    def wait_ready(
+        self, timeout_s: float = 600.0, cancelled: Callable[[], bool] | None = None
+    ) -> None:
         """Poll /health until 200 (503 while the model loads); a ServerError with the log's tail
-        when the process dies or the time runs out."""
+        when the process dies or the time runs out, ServerCancelled when cancelled() says so."""
         assert self.process is not None, "start() first"
         deadline = time.monotonic() + timeout_s
         with httpx2.Client(timeout=2.0, trust_env=False) as client:
             while time.monotonic() < deadline:
+                if cancelled is not None and cancelled():
+                    self.stop()
+                    raise ServerCancelled("cancelled while llama-server was loading")
                 if self.process.poll() is not None:
                     raise ServerError(
                         f"llama-server exited with {self.process.returncode}:\n{self.log_tail()}"

@@ -71,6 +71,7 @@ class ClientOverhead:
     chunk_handling_s: list[float] = field(default_factory=list)  # receipt -> parsed and recorded
     loop_lag_s: list[float] = field(default_factory=list)  # event-loop wake-up delays
     send_delay_s: list[float] = field(default_factory=list)  # issued -> headers going out
+    stale_retries: int = 0  # requests sent again: their kept-alive connection had been closed
     cpu_s: float = 0.0  # this process's CPU time during the level
     wall_s: float = 0.0
 
@@ -92,6 +93,7 @@ class ClientOverhead:
                 "p99": _round(percentile(self.send_delay_s, 99), 1e3),
             },
             "cpu_share": round(self.cpu_s / self.wall_s, 3) if self.wall_s > 0 else None,
+            "stale_connection_retries": self.stale_retries,
         }
 
 
