@@ -17,6 +17,7 @@ from fitbench.core.advise.recipe import TOOLS, can_express
 from fitbench.core.advise.recommend import Advice, AdviceError, recommend
 from fitbench.core.model import catalog
 from fitbench.core.plan import memory
+from fitbench.core.plan.margin import DEFAULT_VRAM_MARGIN
 from fitbench.core.plan.placement import Placement
 from fitbench.core.results import schema as results
 from fitbench.core.twin.writer import manifest_for
@@ -80,7 +81,7 @@ def test_every_recipe_fits_its_plan(vram_gib: int) -> None:
     assert advice.choice is not None and advice.recipe is not None
     choice, recipe = advice.choice, advice.recipe
     n = choice.n_layer
-    usable = vram_gib * GIB * 0.95
+    usable = DEFAULT_VRAM_MARGIN.usable(int(vram_gib * GIB))
     for tool in TOOLS:
         entry = recipe["tools"][tool]
         p = Placement(entry["placement"]["n_gpu_layers"], entry["placement"]["n_cpu_moe"])

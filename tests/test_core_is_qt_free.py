@@ -52,7 +52,7 @@ from fitbench.core.twin.writer import manifest_for, tiny_arch, write_twin
 out = Path(tempfile.mkdtemp())
 twin = write_twin(manifest_for(tiny_arch(moe=True), "Q4_K_M"), out / "tiny.gguf").path
 manifest = gguf.read_header(twin)
-best = search.best_fitting(search.candidate_placements(manifest, [1 << 30], 8 << 30, 512))
+best = search.best_fitting(search.candidate_placements(manifest, [4 << 30], 8 << 30, 512))
 assert best is not None and best.fits
 fig = figures.tg_vs_offload(
     [figures.Series("tiny", (0.0, 100.0), (10.0, 40.0), "measured-twin")], "headless"

@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         metavar="PCT",
         help="%% of each GPU's VRAM kept free instead of the default margin "
-        f"({margin.DEFAULT_VRAM_MARGIN.words()} of the VRAM planned against; docs/memory.md)",
+        f"({margin.DEFAULT_VRAM_MARGIN.words().replace('%', '%%')} of the VRAM planned against; "
+        "docs/memory.md)",
     )
     parser.add_argument(
         "--ram-headroom-gb",
