@@ -90,11 +90,12 @@ class _Kept:
 
 
 def read_results(
-    path: Path, fingerprint: str | None = None, max_records: int = MAX_RECORDS
+    path: Path, fingerprint: str | None = None, max_records: int | None = None
 ) -> ResultsRead:
-    """One machine's records of the file, streamed (memory bounded by max_records), or a
-    ReportError naming the file."""
+    """One machine's records of the file, streamed (memory bounded by max_records, default
+    MAX_RECORDS), or a ReportError naming the file."""
     path = Path(path)
+    max_records = MAX_RECORDS if max_records is None else max_records
     if path.is_dir():
         raise ReportError(f"{path} is a folder, not a results file (JSON lines)")
     if path.exists() and not path.is_file():
