@@ -16,8 +16,8 @@ from PIL import Image, ImageChops
 
 import test_report_support as data
 from fitbench.cli import main
+from fitbench.core import outfile
 from fitbench.core.report import ReportError, report_from_results_file
-from fitbench.core.report import pdf as pdf_module
 from fitbench.core.report.pdf import WARNING_FILL
 from fitbench.core.results.schema import write_jsonl
 
@@ -133,10 +133,10 @@ def test_failed_write_leaves_no_partial_file_and_keeps_the_old_one(
     pdf = tmp_path / "r.pdf"
     pdf.write_bytes(b"%PDF- an earlier report")
 
-    def disk_full(src: str, dst: str) -> None:
+    def disk_full(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(pdf_module.os, "replace", disk_full)
+    monkeypatch.setattr(outfile.os, "replace", disk_full)
     with pytest.raises(ReportError, match="No space left on device"):
         report_from_results_file(results, pdf, compute=False)
     assert entries(tmp_path) == ["r.pdf", "run.jsonl"]

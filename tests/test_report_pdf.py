@@ -200,12 +200,13 @@ def test_first_page_renders(full_report: Built, tmp_path: Path) -> None:
 
 
 def test_letter_long_tables_and_failures(tmp_path: Path) -> None:
-    """Letter paper; a sweep with many placements, a long error and a long file name: tables
-    split across pages with their headings repeated, and nothing overflows."""
+    """Letter paper; a sweep with many placements, a long error and a long file name: the
+    per-configuration tables are capped with a note, and nothing overflows."""
     records = data.h200_records()
     extra = []
     for ngl in range(1, 33):
         extra.append(data._tg(data.MIXTRAL, ngl, 8.5 + ngl * 0.6, data.T0))
+        extra.append(data._tg(data.MIXTRAL, ngl, 7.5 + ngl * 0.6, data.T0, n_cpu_moe=8))
     failed = data._tg(data.LLAMA70, 81, 45.4, data.T0)
     failed.update(
         status="oom",
@@ -229,6 +230,23 @@ def test_letter_long_tables_and_failures(tmp_path: Path) -> None:
     text = flat(text_of(pdf))
     assert "Tests that did not finish" in text and "CUDA error: out of memory" in text
     assert "oom" in text
-    # the speed table is longer than a page: its heading row appears on more than one page
-    heading_pages = [p for p in range(1, pages + 1) if "pp (t/s) tg (t/s)" in flat(text_of(pdf, p))]
-    assert len(heading_pages) >= 2
+    # 64 + the H200 file's configurations: the 40 most relevant are shown, the note says so
+    assert re.search(r"The 40 most relevant of \d+ configurations", text)
+    # the recommended configuration is among them (the advice's choice ranks first)
+    choice = data.h200_advice()["choice"]
+    assert choice["quant"] in text
+
+
+def test_a_table_longer_than_a_page_repeats_its_heading(tmp_path: Path) -> None:
+    from fitbench.core.report.model import Report, Section, Table
+    from fitbench.core.report.pdf import write_pdf
+
+    rows = tuple((f"row {i}", f"{i * 1.5:.1f}") for i in range(150))
+    report = Report("t", "s", "2026-01-01T00:00:00+00:00", fingerprint="fp", verdict="v")
+    section = Section("Long")
+    section.add(Table(title="A long table", headers=("Name", "Value (t/s)"), rows=rows))
+    report.sections = [section]
+    written = write_pdf(report, tmp_path / "long.pdf", page_size="Letter")
+    pdf = written.pdf
+    heading_pages = [p for p in range(1, written.pages + 1) if "Value (t/s)" in text_of(pdf, p)]
+    assert len(heading_pages) >= 2 and words_outside_margins(pdf) == []

@@ -42,7 +42,7 @@ def test_cli_twin_of_a_catalog_model_json(
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     path = Path(out["path"])
-    assert path == tmp_path / "t.fitbench-twin.gguf" and path.is_file()
+    assert path == tmp_path / "t.gguf" and path.is_file()  # --out as given
     assert out["kind"] == "twin" and out["header"] == "built-in"
     assert out["size_bytes"] == path.stat().st_size == out["predicted_size_bytes"]
     assert out["layers_kept"] == [0, 1, 2, 3] and out["mb_per_s"] > 0
@@ -58,7 +58,7 @@ def test_cli_scaled_twin_of_a_local_file(
     assert rc == 0
     text = capsys.readouterr().out
     assert "scaled-twin" in text and "3 of 4 blocks" in text
-    marker = read_twin_marker(tmp_path / "s.fitbench-twin.gguf")
+    marker = read_twin_marker(tmp_path / "s")
     assert marker is not None and marker.layers_kept == (0, 2, 3)
 
 

@@ -30,7 +30,8 @@ def make_tiny_twin(
     kind = "moe" if moe else "dense"
     depth = f"-L{layers}" if layers else ""
     manifest = manifest_for(tiny_arch(moe=moe), quant, layers)
-    return write_twin(manifest, directory / f"tiny-{kind}-{quant}{depth}.gguf").path
+    # named as cached twins are (write_twin writes exactly the path it is given)
+    return write_twin(manifest, directory / f"tiny-{kind}-{quant}{depth}.fitbench-twin.gguf").path
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from fitbench.core.bench.runner import run_sweep
 from fitbench.core.hardware import detect as hardware
 from fitbench.core.model import catalog
 from fitbench.core.model.catalog import CatalogError
+from fitbench.core.outfile import OutputPathError, check_output
 from fitbench.core.results.store import StoreError, open_store
 
 HELP = "run llama.cpp benchmarks (llama-bench compatible flags)"
@@ -266,9 +267,11 @@ def run(args: argparse.Namespace) -> int:
             print("fitbench bench: --export-run needs --out FILE", file=sys.stderr)
             return EXIT_USAGE
         try:
+            # a device, FIFO, folder or symbolic link at --out is refused, never replaced
+            check_output(args.out, "the exported run", create_parent=True)
             with open_store() as db:
                 n = db.export_jsonl(args.export_run, args.out)
-        except StoreError as exc:
+        except (StoreError, OutputPathError) as exc:
             print(f"fitbench bench: {exc}", file=sys.stderr)
             return EXIT_FAILURE
         print(f"wrote {n} records to {args.out}")

@@ -45,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         metavar="PATH",
-        help="where to write it (the name gets .fitbench-twin.gguf); default: the twin cache",
+        help="write it to exactly this file (a new or regular file; never a device, folder or "
+        "symbolic link). The metadata inside marks it as a twin whatever its name; "
+        "default: the twin cache (*.fitbench-twin.gguf)",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fitbench.core.gguf.reader import GGUFError, regular_file_size
 from fitbench.core.model import catalog as catalog_mod
 from fitbench.core.model.catalog import Catalog, CatalogError
 from fitbench.core.twin.resolve import local_file
@@ -68,8 +69,12 @@ def quant_from_name(name: str) -> str:
 
 
 def resolve_path(path: Path, *, model_id: str = "", quant: str = "") -> ResolvedModel:
-    if not path.is_file():
+    if not path.exists():
         raise ModelSpecError(f"model file not found: {path}")
+    try:
+        regular_file_size(path)  # a FIFO or a device is refused before anything opens it
+    except GGUFError as exc:
+        raise ModelSpecError(str(exc)) from None
     try:
         source = twin_kind(path)
         n_file, n_model, n_expert = _file_layers(path)

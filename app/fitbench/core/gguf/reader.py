@@ -14,6 +14,7 @@ module, `remote` (HTTP ranges on the Hub, header cache) and `compat` (what llama
 from __future__ import annotations
 
 import re
+import stat
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -23,6 +24,7 @@ from typing import Any
 from gguf import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT, GGMLQuantizationType, GGUFValueType
 
 from fitbench.core.gguf.manifest import ModelManifest, TensorInfo, tensor_nbytes
+from fitbench.core.limits import hparam_problem
 
 GGUF_MAGIC = b"GGUF"
 # A real header is ~1 MB (32k vocab) to ~15 MB (150k vocab + merges); past this it is not a header.
@@ -242,6 +244,20 @@ def _tensor_info(cur: _Cursor, index: int, alignment: int) -> TensorInfo:
     return TensorInfo(name, tuple(int(d) for d in shape), int(ggml_type), offset, n_bytes)
 
 
+def _check_hparams(cur: _Cursor, kvs: list[KV]) -> None:
+    """The counts the planners loop over (blocks, experts, heads, vocabulary) must be what a real
+    model can have: one absurd block_count would otherwise become an endless plan."""
+    arch = next((kv.value for kv in kvs if kv.key == "general.architecture"), None)
+    if not isinstance(arch, str):
+        return
+    prefix = arch + "."
+    for kv in kvs:
+        if kv.key.startswith(prefix):
+            problem = hparam_problem(kv.key[len(prefix) :], kv.value)
+            if problem:
+                raise cur.fail(f"{kv.key} {problem}")
+
+
 def parse_layout(
     data: bytes | memoryview, where: str, file_size: int | None = None
 ) -> ParsedHeader:
@@ -280,6 +296,7 @@ def parse_layout(
         or alignment & (alignment - 1)
     ):
         raise cur.fail(f"general.alignment {alignment!r} is not a power of two")
+    _check_hparams(cur, kvs)
     tensors: list[TensorInfo] = []
     names: set[str] = set()
     for i in range(n_tensors):
@@ -357,7 +374,7 @@ def _read_local(path: Path, file_size: int | None = None) -> tuple[bytes, Parsed
     """(the raw header up to its data offset, its layout, the file size) of a local file;
     `file_size` overrides the size (split parts: the total of all parts)."""
     try:
-        size = path.stat().st_size if file_size is None else file_size
+        size = regular_file_size(path) if file_size is None else file_size
         with path.open("rb") as f:
 
             def fetch(n: int) -> bytes:
@@ -374,6 +391,35 @@ def _read_local(path: Path, file_size: int | None = None) -> tuple[bytes, Parsed
         raise GGUFError(f"{path}: is a directory, not a GGUF file") from None
     except OSError as exc:
         raise GGUFError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words (for errors)."""
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def regular_file_size(path: Path) -> int:
+    """The size of a regular file; a FIFO or a device is refused before open() (which would
+    block on a FIFO for ever). Raises GGUFError naming the file."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise GGUFError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise GGUFError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise GGUFError(f"{path}: is {file_kind(st.st_mode)}, not a GGUF file")
+    return st.st_size
 
 
 def _read_local_file(path: Path, file_size: int | None = None) -> ModelManifest:
@@ -464,9 +510,11 @@ def read_local_header(path: str | Path) -> ModelManifest:
         return merge_shards([_read_local_file(p) for p in shard_paths], str(path))
     parts = split_part_paths(path)
     if parts is not None:
-        total = sum(p.stat().st_size for p in parts)
-        manifest = _read_local_file(parts[0], file_size=total)
+        sizes = [regular_file_size(p) for p in parts]
+        manifest = _read_local_file(parts[0], file_size=sum(sizes))
         extra = dict(manifest.extra)
-        extra["parts"] = [{"source": str(p), "file_size": p.stat().st_size} for p in parts]
+        extra["parts"] = [
+            {"source": str(p), "file_size": n} for p, n in zip(parts, sizes, strict=True)
+        ]
         return replace(manifest, extra=extra)
     return _read_local_file(path)

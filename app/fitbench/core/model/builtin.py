@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from gguf import GGUF_DEFAULT_ALIGNMENT, GGUFValueType
 
+from fitbench.core import limits
 from fitbench.core.gguf.manifest import ModelManifest, TensorInfo, tensor_nbytes
 from fitbench.core.gguf.reader import KV
 from fitbench.core.gguf.writer import align, serialize_header
@@ -155,6 +156,18 @@ def build_manifest(
             "make a twin from the model's real GGUF header instead"
         )
     quant = normalise_quant(quant)
+    # a catalog entry is checked on load; an Arch built in code is checked here, since n_layer
+    # and n_vocab become loops and lists (limits.py: what a real model can have)
+    if not 1 <= arch.n_layer <= limits.MAX_LAYERS:
+        raise ManifestError(f"n_layer {arch.n_layer} is outside 1..{limits.MAX_LAYERS}")
+    if not arch.n_vocab <= limits.MAX_VOCAB:
+        raise ManifestError(f"n_vocab {arch.n_vocab} is more than {limits.MAX_VOCAB}")
+    if not (1 <= arch.n_head <= limits.MAX_HEADS and 1 <= arch.n_head_kv <= limits.MAX_HEADS):
+        raise ManifestError(
+            f"head counts {arch.n_head}/{arch.n_head_kv} are outside 1..{limits.MAX_HEADS}"
+        )
+    if not (0 <= arch.n_expert <= limits.MAX_EXPERTS):
+        raise ManifestError(f"n_expert {arch.n_expert} is outside 0..{limits.MAX_EXPERTS}")
     if arch.n_embd % arch.n_head:
         raise ManifestError(f"n_embd {arch.n_embd} is not a multiple of n_head {arch.n_head}")
     specs = _llama_tensor_specs(arch)

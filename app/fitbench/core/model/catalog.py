@@ -12,13 +12,15 @@ line is found by scanning the raw text within the offending entry.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from fitbench.core import paths
+from fitbench.core import limits, paths
 
 SCHEMA_VERSION = 1
 _SPLIT_PART = re.compile(r"\.gguf-split-[a-z]$")
@@ -173,6 +175,28 @@ _QUANT_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
     "parts": ((list,), False),
     "sha256": ((str,), False),
 }
+# what a real model can have (limits.py): an absurd n_layer or n_vocab would otherwise become a
+# plan or a built-in manifest that never finishes
+_ARCH_BOUNDS: dict[str, tuple[float, float]] = {
+    "n_layer": (1, limits.MAX_LAYERS),
+    "n_embd": (1, limits.MAX_EMBD),
+    "n_ff": (1, limits.MAX_FF),
+    "n_head": (1, limits.MAX_HEADS),
+    "n_head_kv": (1, limits.MAX_HEADS),
+    "n_vocab": (1, limits.MAX_VOCAB),
+    "n_expert": (0, limits.MAX_EXPERTS),
+    "n_expert_used": (0, limits.MAX_EXPERTS),
+    "rope_freq_base": (1e-3, 1e12),
+    "n_ctx_train": (1, limits.MAX_CONTEXT),
+}
+_MODEL_BOUNDS: dict[str, tuple[int, int]] = {
+    "params_total": (0, limits.MAX_PARAMS),
+    "params_active": (0, limits.MAX_PARAMS),
+}
+_QUANT_BOUNDS: dict[str, tuple[float, float]] = {
+    "size": (0, limits.MAX_MODEL_BYTES),
+    "size_gb": (0, limits.MAX_MODEL_BYTES / 1e9),
+}
 _TOP_KEYS = {"schema", "models"}
 _KINDS = {"moe", "dense"}
 
@@ -240,6 +264,10 @@ def _type_name(types: tuple[type, ...]) -> str:
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 
+def _span(low: float, high: float) -> str:
+    return f"{low:g}..{high:g}" if isinstance(high, float) else f"{low}..{high}"
+
+
 def _check_keys(
     raw: dict[str, Any],
     schema: dict[str, tuple[tuple[type, ...], bool]],
@@ -248,6 +276,7 @@ def _check_keys(
     model: int,
     section: str | None = None,
     index: int | None = None,
+    bounds: Mapping[str, tuple[float, float]] | None = None,
 ) -> None:
     for key, value in raw.items():
         if key not in schema:
@@ -259,6 +288,15 @@ def _check_keys(
         if not ok:
             line = loc.line(model, key, section, index)
             raise loc.error(line, f"{where}: {key!r} must be {_type_name(types)}, not {value!r}")
+        if bounds and key in bounds:
+            low, high = bounds[key]
+            if not (math.isfinite(value) and low <= value <= high):
+                line = loc.line(model, key, section, index)
+                raise loc.error(
+                    line,
+                    f"{where}: {key!r} is {value}, outside what a real model can have "
+                    f"({_span(low, high)})",
+                )
     for key, (_, required) in schema.items():
         if required and key not in raw:
             line = loc.line(model, None, section, index)
@@ -281,7 +319,7 @@ def check_remote_name(name: str) -> str | None:
 
 
 def _quant_from(raw: dict[str, Any], where: str, loc: _Locator, model: int, j: int) -> QuantFile:
-    _check_keys(raw, _QUANT_KEYS, where, loc, model, "quants", j)
+    _check_keys(raw, _QUANT_KEYS, where, loc, model, "quants", j, _QUANT_BOUNDS)
     names = [raw["file"], *raw.get("parts", [])]
     for name in names:
         if not isinstance(name, str):
@@ -327,7 +365,7 @@ def _model_from(raw: Any, loc: _Locator, i: int) -> Model:
     if not isinstance(raw, dict):
         raise loc.error(loc.line(i), f"[[models]] entry {i + 1} must be a table")
     where = f"model {raw.get('id', f'#{i + 1}')!r}"
-    _check_keys(raw, _MODEL_KEYS, where, loc, i)
+    _check_keys(raw, _MODEL_KEYS, where, loc, i, bounds=_MODEL_BOUNDS)
     if not _REPO_ID.match(raw["repo"]) or ".." in raw["repo"]:
         raise loc.error(
             loc.line(i, "repo"), f"{where}: 'repo' must look like 'owner/name', not {raw['repo']!r}"
@@ -337,8 +375,15 @@ def _model_from(raw: Any, loc: _Locator, i: int) -> Model:
         raise loc.error(
             loc.line(i, "kind"), f"{where}: 'kind' must be one of {kinds}, not {raw['kind']!r}"
         )
-    _check_keys(raw["arch"], _ARCH_KEYS, f"{where} [models.arch]", loc, i, "arch")
+    arch_where = f"{where} [models.arch]"
+    _check_keys(raw["arch"], _ARCH_KEYS, arch_where, loc, i, "arch", None, _ARCH_BOUNDS)
     arch_raw = dict(raw["arch"])
+    if arch_raw.get("n_expert_used", 0) > arch_raw.get("n_expert", 0):
+        raise loc.error(
+            loc.line(i, "n_expert_used", "arch"),
+            f"{where} [models.arch]: n_expert_used {arch_raw['n_expert_used']} is more than "
+            f"n_expert {arch_raw.get('n_expert', 0)}",
+        )
     if "rope_freq_base" in arch_raw:
         arch_raw["rope_freq_base"] = float(arch_raw["rope_freq_base"])
     arch = Arch(**arch_raw)

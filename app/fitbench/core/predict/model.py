@@ -152,21 +152,21 @@ def prompt_features(
     has_gpu: bool,
 ) -> np.ndarray:
     """A prompt of n_prompt tokens, processed in ubatches of n_ubatch (logits for the last only)."""
-    total = np.zeros(len(FEATURES))
-    done = 0
     ubatch = max(1, n_ubatch)
-    while done < n_prompt:
-        size = min(ubatch, n_prompt - done)
+    full, rest = divmod(max(0, n_prompt), ubatch)
+    total = np.zeros(len(FEATURES))
+    # step_features is linear in depth, so the full ubatches sum to `full` steps at their mean
+    # depth: the same numbers as one step per ubatch, in constant time for any prompt length
+    if full:
+        total += full * step_features(
+            costs, placement, n_tokens=ubatch, n_seqs=1, depth=depth + full * ubatch / 2,
+            n_outputs=1, has_gpu=has_gpu,
+        )  # fmt: skip
+    if rest:
         total += step_features(
-            costs,
-            placement,
-            n_tokens=size,
-            n_seqs=1,
-            depth=depth + done + size / 2,
-            n_outputs=1,
-            has_gpu=has_gpu,
-        )
-        done += size
+            costs, placement, n_tokens=rest, n_seqs=1, depth=depth + full * ubatch + rest / 2,
+            n_outputs=1, has_gpu=has_gpu,
+        )  # fmt: skip
     return total
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fitbench.core.report import fmt
+from fitbench.core.report.capped import MAX_LISTED, MAX_ROWS, listed
 from fitbench.core.report.closing_sections import (
     appendix_section,
     caveats_section,
@@ -43,8 +44,13 @@ def build_report(
     advice_problem: str = "",
     raw_filename: str = "results.jsonl",
     raw_sha256: str = "",
+    n_records: int | None = None,
 ) -> Report:
-    """The whole report. Raises ReportError for input that cannot describe one machine's run."""
+    """The whole report. Raises ReportError for input that cannot describe one machine's run.
+
+    n_records: the records in the results file, when `records` are the part of them the report
+    summarises (report.from_file keeps at most MAX_RECORDS); all are in the raw results.
+    """
     if not records:
         raise ReportError(f"{source_name}: no result records, nothing to report")
     fingerprint = _single_fingerprint(records, source_name)
@@ -64,12 +70,14 @@ def build_report(
     report.sections = [
         verdict_section(advice, configs, names, advice_problem),
         machine_section(records, hardware, report.fingerprint),
-        run_section(records, configs, names, run_meta or {}),
+        run_section(records, configs, names, run_meta or {}, n_records),
         results_section(records, configs, names, advice, samples),
         *serving_section(report.fingerprint, names, advice),
         predicted_section(advice, names),
         caveats_section(records, configs, names, advice, hardware, samples),
-        appendix_section(records, advice, run_meta or {}, raw_filename, raw_sha256),
+        appendix_section(
+            records, advice, run_meta or {}, raw_filename, raw_sha256, n_records or len(records)
+        ),
     ]
     return report
 
@@ -216,7 +224,11 @@ def _times(records: Sequence[Record]) -> list[datetime]:
 
 
 def run_section(
-    records: Sequence[Record], configs: Sequence[Config], names: Names, run_meta: dict[str, Any]
+    records: Sequence[Record],
+    configs: Sequence[Config],
+    names: Names,
+    run_meta: dict[str, Any],
+    n_records: int | None = None,
 ) -> Section:
     s = Section("3. What was run")
     times = _times(records)
@@ -225,10 +237,16 @@ def run_section(
         duration = (max(times) - min(times)).total_seconds()
     run_ids = sorted({r["run_id"] for r in records if r["run_id"]})
     failed = sum(1 for r in records if r["status"] != "ok")
+    tests = f"{len(records)} ({failed} did not finish)"
+    if n_records and n_records > len(records):
+        tests = (
+            f"{n_records} in the file; this report summarises the latest result of each test, "
+            f"{len(records)} records ({failed} did not finish); all are in the raw results"
+        )
     s.add(
         KeyValues(
             rows=(
-                ("Run", run_meta.get("run_id") or ", ".join(run_ids) or fmt.DASH),
+                ("Run", run_meta.get("run_id") or listed(run_ids) or fmt.DASH),
                 (
                     "Started",
                     str(run_meta.get("started") or (min(times).isoformat() if times else fmt.DASH)),
@@ -238,14 +256,15 @@ def run_section(
                     fmt.duration(duration)
                     + ("" if run_meta.get("duration_s") else " (first to last test)"),
                 ),
-                ("Tests", f"{len(records)} ({failed} did not finish)"),
+                ("Tests", tests),
                 ("Configurations", str(len(configs))),
             )
         )
     )
-    files = dict.fromkeys(
+    all_files = dict.fromkeys(
         (c.model_id, c.quant, c.source, c.file_sha256, c.model_filename) for c in configs
     )
+    files = list(all_files)[:MAX_ROWS]
     s.add(
         Table(
             title="Models and files",
@@ -262,20 +281,33 @@ def run_section(
             ),
             weights=(2.2, 1.0, 1.3, 2.6, 3.4),
             mono_columns=(3, 4),
+            note=(
+                f"The first {len(files)} of {len(all_files)} files; the others are named in the "
+                "raw results."
+                if len(all_files) > len(files)
+                else ""
+            ),
         )
     )
     by_model: dict[tuple[str, str], list[Config]] = {}
     for c in configs:
         by_model.setdefault((c.model_id, c.quant), []).append(c)
+    pairs = list(by_model.items())
     s.add(
         Table(
             title="Placements tried",
             headers=("Model", "Quant", "Placements"),
             rows=tuple(
                 (names.name(mid), quant, _placements_text(cs))
-                for (mid, quant), cs in by_model.items()
+                for (mid, quant), cs in pairs[:MAX_ROWS]
             ),
             weights=(2.2, 1.0, 6.8),
+            note=(
+                f"The first {MAX_ROWS} of {len(pairs)} model files; the others are in the raw "
+                "results."
+                if len(pairs) > MAX_ROWS
+                else ""
+            ),
         )
     )
     s.add(KeyValues(title="Test settings", rows=tuple(_settings_rows(records, run_meta))))
@@ -289,10 +321,10 @@ def _placements_text(configs: Sequence[Config]) -> str:
     parts = []
     if plain:
         total = f" of {n_layer + 1}" if n_layer else ""
-        counts = ("all" if n < 0 else str(n) for n in plain)  # -1: n_layer was not recorded
-        parts.append(f"{', '.join(counts)}{total} layers on GPU")
+        counts = ["all" if n < 0 else str(n) for n in plain]  # -1: n_layer was not recorded
+        parts.append(f"{listed(counts, 4 * MAX_LISTED)}{total} layers on GPU")
     parts.extend(c.placement_words for c in configs if c.n_cpu_moe)
-    return "; ".join(dict.fromkeys(parts))
+    return listed(list(dict.fromkeys(parts)), MAX_LISTED, "; ")
 
 
 def _source_words(source: str) -> str:
@@ -308,7 +340,7 @@ def _distinct(records: Sequence[Record], name: str, tests: Sequence[str] = ()) -
         {r[name] for r in records if (not tests or r["test"] in tests) and r[name] is not None},
         key=lambda v: (isinstance(v, str), v if not isinstance(v, str) else 0, str(v)),
     )
-    return ", ".join(fmt.value(name, v) for v in values) or fmt.DASH
+    return listed([fmt.value(name, v) for v in values]) or fmt.DASH
 
 
 def _settings_rows(records: Sequence[Record], run_meta: dict[str, Any]) -> list[tuple[str, str]]:
@@ -326,7 +358,7 @@ def _settings_rows(records: Sequence[Record], run_meta: dict[str, Any]) -> list[
         ("KV cache type K / V", f"{_distinct(records, 'type_k')} / {_distinct(records, 'type_v')}"),
         ("Flash attention", _distinct(records, "flash_attn")),
         ("Weights loading (load_mode)", _distinct(records, "load_mode")),
-        ("Repetitions per test", ", ".join(str(n) for n in reps) or fmt.DASH),
+        ("Repetitions per test", listed([str(n) for n in reps]) or fmt.DASH),
     ]
     settings = run_meta.get("settings")
     if isinstance(settings, dict):

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fitbench.core.report import figures, fmt
+from fitbench.core.report.capped import MAX_ROWS, listed, thin
 from fitbench.core.report.configs import Config, Names, Record
 from fitbench.core.report.model import (
     AttachmentNote,
@@ -41,7 +42,22 @@ def _residual_cell(key: str, value: Any) -> str:
     return fmt.num(value) if key.endswith("_ts") else fmt.value(key, value)
 
 
-def _residual_table(residuals: Sequence[dict[str, Any]]) -> Table:
+def _largest_errors(residuals: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """At most MAX_ROWS residuals, the largest errors, in their order."""
+    if len(residuals) <= MAX_ROWS:
+        return list(residuals)
+
+    def size(ir: tuple[int, dict[str, Any]]) -> float:
+        e = ir[1].get("error_pct")
+        return -abs(float(e)) if isinstance(e, int | float) else 0.0
+
+    largest = sorted(enumerate(residuals), key=size)[:MAX_ROWS]
+    return [r for _, r in sorted(largest, key=lambda ir: ir[0])]
+
+
+def _residual_table(all_residuals: Sequence[dict[str, Any]]) -> Table:
+    residuals = _largest_errors(all_residuals)
+    hidden = len(all_residuals) - len(residuals)
     keys = list(dict.fromkeys(k for r in residuals for k in r))
     # predicted columns shout, so no predicted number can be mistaken for a measurement
     headers = tuple(
@@ -60,7 +76,13 @@ def _residual_table(residuals: Sequence[dict[str, Any]]) -> Table:
         weights=weights,
         numeric=numeric,
         note="Error = (PREDICTED − measured) ÷ measured, for every point the predictor was "
-        "calibrated on.",
+        "calibrated on"
+        + (
+            f"; the {len(residuals)} largest errors of {len(all_residuals)} points are listed, "
+            "the figure below plots the others too."
+            if hidden
+            else "."
+        ),
     )
 
 
@@ -83,7 +105,7 @@ def _residual_points(residuals: Sequence[dict[str, Any]]) -> tuple[list[figures.
     units = sorted({str(r["unit"]) for r in residuals if r.get("unit")})
     if not units:
         units = ["t/s"] if pred.endswith("_ts") else []
-    return pts, " or ".join(units) or "value"
+    return thin(pts), " or ".join(units) or "value"
 
 
 def _constants(constants: dict[str, Any]) -> Table | KeyValues:
@@ -316,14 +338,13 @@ def appendix_section(
     run_meta: dict[str, Any],
     raw_filename: str,
     raw_sha256: str,
+    n_records: int | None = None,
 ) -> Section:
     s = Section("7. Appendix: settings, versions and raw results")
 
     def distinct(name: str) -> str:
-        return (
-            ", ".join(sorted({str(r[name]) for r in records if r[name] not in (None, "")}))
-            or fmt.DASH
-        )
+        values = sorted({str(r[name]) for r in records if r[name] not in (None, "")})
+        return listed(values) or fmt.DASH
 
     s.add(
         KeyValues(
@@ -348,5 +369,6 @@ def appendix_section(
     limits = (advice or {}).get("limits") or {}
     if isinstance(limits, dict) and limits:
         s.add(KeyValues(title="Limits the advice applied", rows=tuple(fmt.flatten(limits))))
-    s.add(AttachmentNote(filename=raw_filename, n_records=len(records), sha256=raw_sha256))
+    n = n_records if n_records is not None else len(records)
+    s.add(AttachmentNote(filename=raw_filename, n_records=n, sha256=raw_sha256))
     return s

@@ -6,10 +6,9 @@ report_from_results_file, so they produce the same document from the same inputs
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,28 +18,103 @@ from fitbench.core.advise import recommend as advise
 from fitbench.core.hardware.detect import detect
 from fitbench.core.model import catalog
 from fitbench.core.report.build import build_report
-from fitbench.core.report.configs import only_fingerprint, single_fingerprint
 from fitbench.core.report.model import ReportError
 from fitbench.core.report.pdf import WrittenReport, check_target, write_pdf
+from fitbench.core.report.raw import RawResults
 from fitbench.core.results import schema as results
 from fitbench.core.results import store
 
 log = logging.getLogger(__name__)
 
 
-def read_results(path: Path, fingerprint: str | None = None) -> tuple[list[dict[str, Any]], bytes]:
-    """The file's records (one machine's) and its exact bytes, or a ReportError naming the file."""
+# The records a report works from. A results file grows by appending sweeps for months; past
+# this many records the report keeps the latest result of each test (model, file, placement,
+# test shape, ok or not) and, if there are still more, the most recent ones: memory and time stay
+# bounded for any file, and every record is still in the attached raw results.
+MAX_RECORDS = 20_000
+
+
+@dataclass
+class ResultsRead:
+    records: list[dict[str, Any]]  # what the report summarises (at most max_records)
+    total: int  # records of this machine in the file
+    omitted: int  # records not summarised: repeated later, or the oldest beyond max_records
+    fingerprint: str
+
+
+def _slot(r: dict[str, Any]) -> tuple[Any, ...]:
+    """One test of one configuration: a later record of the same slot supersedes an earlier."""
+    return (
+        r["model_id"], r["quant"], r["source"], r["file_sha256"], r["n_gpu_layers"],
+        r["n_cpu_moe"], r["test"], r["n_parallel"], r["n_depth"], r["n_prompt"], r["n_gen"],
+        r["status"] == "ok",
+    )  # fmt: skip
+
+
+class _Kept:
+    """Every record until there are more than `cap`; from then on the latest per slot and, past
+    `cap` slots, the most recent ones."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.plain: list[tuple[int, dict[str, Any]]] = []
+        self.slots: dict[tuple[Any, ...], tuple[int, dict[str, Any]]] | None = None
+        self.seen = 0
+
+    def add(self, record: dict[str, Any]) -> None:
+        item = (self.seen, record)
+        self.seen += 1
+        if self.slots is None:
+            self.plain.append(item)
+            if len(self.plain) <= self.cap:
+                return
+            self.slots = {}
+            for old in self.plain:
+                self._put(old)
+            self.plain = []
+        else:
+            self._put(item)
+
+    def _put(self, item: tuple[int, dict[str, Any]]) -> None:
+        assert self.slots is not None
+        key = _slot(item[1])
+        self.slots.pop(key, None)  # re-inserted last: the dict stays ordered by recency
+        self.slots[key] = item
+        if len(self.slots) > self.cap:
+            self.slots.pop(next(iter(self.slots)))
+
+    def records(self) -> list[dict[str, Any]]:
+        if self.slots is None:
+            return [r for _, r in self.plain]
+        return [r for _, r in sorted(self.slots.values(), key=lambda item: item[0])]
+
+
+def read_results(
+    path: Path, fingerprint: str | None = None, max_records: int | None = None
+) -> ResultsRead:
+    """One machine's records of the file, streamed (memory bounded by max_records, default
+    MAX_RECORDS), or a ReportError naming the file."""
     path = Path(path)
+    max_records = MAX_RECORDS if max_records is None else max_records
+    if path.is_dir():
+        raise ReportError(f"{path} is a folder, not a results file (JSON lines)")
+    if path.exists() and not path.is_file():
+        raise ReportError(
+            f"{path} is not a regular file: give the JSONL file `fitbench bench` wrote"
+        )
+    kept = _Kept(max_records)
+    counts: dict[str, int] = {}
+    total = 0
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ReportError(f"results file not found: {path}") from None
-    except IsADirectoryError:
-        raise ReportError(f"{path} is a folder, not a results file (JSON lines)") from None
-    except OSError as exc:
-        raise ReportError(f"cannot read the results file {path}: {exc.strerror or exc}") from None
-    try:
-        records = results.read_results(path)
+        for record in results.iter_results(path):
+            fp = record.get("hardware_fingerprint") or ""
+            if fingerprint and fp != fingerprint:
+                counts[fp or "(none)"] = counts.get(fp or "(none)", 0) + 1
+                continue
+            if fp:
+                counts[fp] = counts.get(fp, 0) + 1
+            total += 1
+            kept.add(record)
     except UnicodeDecodeError:
         raise ReportError(f"{path} is not a text results file (JSON lines in UTF-8)") from None
     except results.ResultError as exc:
@@ -48,12 +122,30 @@ def read_results(path: Path, fingerprint: str | None = None) -> tuple[list[dict[
             f"{exc}. Give the JSONL file written by `fitbench bench`, or llama-bench's "
             "-o jsonl / -o json output (or its -o sql loaded into SQLite)."
         ) from None
+    except OSError as exc:
+        raise ReportError(f"cannot read the results file {path}: {exc.strerror or exc}") from None
+    if fingerprint and not total:
+        known = ", ".join(sorted(counts)) or "no records"
+        raise ReportError(
+            f"{path}: no records with hardware fingerprint {fingerprint!r} (the file has: {known})"
+        )
+    if not total and not counts:
+        raise ReportError(f"{path}: no result records in the file")
+    if not fingerprint and len(counts) > 1:
+        listed = ", ".join(f"{fp} ({n} records)" for fp, n in sorted(counts.items()))
+        raise ReportError(
+            f"{path} mixes results from {len(counts)} different machines (hardware "
+            f"fingerprints {listed}); a report describes one machine. Choose one with "
+            "--fingerprint FINGERPRINT, or split the file by its hardware_fingerprint field."
+        )
+    records = kept.records()
     import_to_history(records, path)
-    if fingerprint:
-        records = only_fingerprint(records, fingerprint, str(path))
-    else:
-        single_fingerprint(records, str(path))
-    return records, raw
+    return ResultsRead(
+        records=records,
+        total=total,
+        omitted=total - len(records),
+        fingerprint=fingerprint or next(iter(counts), ""),
+    )
 
 
 def import_to_history(records: list[dict[str, Any]], path: Path) -> None:
@@ -144,14 +236,6 @@ def _check_goal(goal: str | None) -> None:
         raise ReportError(f"unknown goal {goal!r}: choose one of {', '.join(advise.GOALS)}")
 
 
-def _on_machine(line: bytes, fingerprint: str) -> bool:
-    try:
-        data = json.loads(line)
-    except ValueError:
-        return False
-    return isinstance(data, dict) and data.get("hardware_fingerprint") == fingerprint
-
-
 def report_from_results_file(
     results_path: Path,
     out: Path,
@@ -177,8 +261,9 @@ def report_from_results_file(
     results_path = Path(results_path)
     check_target(Path(out), page_size)
     _check_goal(goal)
-    records, raw = read_results(results_path, fingerprint)
-    fp = single_fingerprint(records, str(results_path))
+    read = read_results(results_path, fingerprint)
+    records, fp = read.records, read.fingerprint
+    raw = RawResults.scan(results_path, fingerprint)
     stored_hardware, stored_meta = stored_run(records, fp)
     if hardware is None:
         hardware = stored_hardware or detected_hardware(fp)
@@ -187,9 +272,6 @@ def report_from_results_file(
     problem = advice_problem  # why the caller has no advice (the GUI's failed advice job)
     if advice is None and compute:
         advice, problem = compute_advice(records, goal, hardware)
-    if fingerprint:
-        # only this machine's lines go into the attachment, so it matches the report
-        raw = b"".join(line + b"\n" for line in raw.splitlines() if _on_machine(line, fingerprint))
     report = build_report(
         records,
         advice,
@@ -199,6 +281,7 @@ def report_from_results_file(
         source_name=str(results_path),
         advice_problem=problem,
         raw_filename=results_path.name if results_path.suffix == ".jsonl" else "results.jsonl",
-        raw_sha256=hashlib.sha256(raw).hexdigest(),
+        raw_sha256=raw.sha256,
+        n_records=read.total,
     )
-    return write_pdf(report, Path(out), page_size=page_size, raw_jsonl=raw)
+    return write_pdf(report, Path(out), page_size=page_size, raw_file=raw)

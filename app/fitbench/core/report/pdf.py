@@ -5,7 +5,8 @@ where Qt is absent), fpdf2 embeds TrueType subsets, lays out real tables with wr
 repeated headings across pages, and can attach the raw JSONL inside the PDF (embed_file).
 DejaVu Sans comes from matplotlib's own package data, so the font exists wherever the figures
 can be drawn. The file is written to a temporary file in the target folder and renamed, so a
-failure never leaves a partial PDF.
+failure never leaves a partial PDF (fitbench.core.outfile: a device, a FIFO or a symbolic link
+at the target is refused, never replaced).
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from fpdf.enums import Align, TableCellFillMode, XPos, YPos
 from fpdf.util import Padding
 
 from fitbench import __version__
+from fitbench.core.outfile import OutputPathError, atomic_output, check_output, write_output
 from fitbench.core.report.model import (
     AttachmentNote,
     Bullets,
@@ -37,6 +37,7 @@ from fitbench.core.report.model import (
     ReportError,
     Table,
 )
+from fitbench.core.report.raw import RawResults
 
 PageSize = Literal["A4", "Letter"]
 PAGE_SIZES: tuple[str, ...] = ("A4", "Letter")
@@ -362,40 +363,23 @@ def _attachment_note(report: Report) -> AttachmentNote | None:
 
 
 def check_target(out: Path, page_size: str = "A4") -> None:
-    """Fail before any work when the PDF could not be written or the paper is unknown."""
+    """Fail before any work when the PDF could not be written or the paper is unknown: the
+    target must be absent or a regular file (never a folder, a device, a FIFO or a symbolic
+    link: see fitbench.core.outfile), in a folder that exists."""
     if page_size not in PAGE_SIZES:
         raise ReportError(f"page size must be one of {', '.join(PAGE_SIZES)}, not {page_size!r}")
-    if out.is_dir():
-        raise ReportError(
-            f"cannot write the report to {out}: that is a folder; "
-            f"give a file name like {out / 'report.pdf'}"
-        )
-    if not out.parent.is_dir():
-        raise ReportError(
-            f"cannot write the report to {out}: the folder {out.parent} does not exist"
-        )
-    if not os.access(out.parent, os.W_OK):
-        raise ReportError(
-            f"cannot write the report to {out}: no permission to write in {out.parent}"
-        )
+    try:
+        check_output(out, "the report")
+    except OutputPathError as exc:
+        raise ReportError(str(exc)) from None
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename: all or nothing."""
+def atomic_write(path: Path, data: bytes, what: str = "the report") -> None:
+    """All or nothing: the old file or the whole new one, never a device or link replaced."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    except OSError as exc:
-        raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from None
+        write_output(path, data, what)
+    except OutputPathError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def beside_path(out: Path, filename: str) -> Path:
@@ -409,10 +393,12 @@ def write_pdf(
     *,
     page_size: str = "A4",
     raw_jsonl: bytes | None = None,
+    raw_file: RawResults | None = None,
     max_embed_bytes: int = MAX_EMBED_BYTES,
 ) -> WrittenReport:
-    """Render `report` to `out`. The raw JSONL is embedded, or written beside the PDF when it is
-    larger than `max_embed_bytes`; either way the appendix says where it is."""
+    """Render `report` to `out`. The raw JSONL (bytes, or a scanned file streamed without being
+    held in memory) is embedded, or written beside the PDF when it is larger than
+    `max_embed_bytes`; either way the appendix says where it is."""
     out = Path(out)
     check_target(out, page_size)
     note = _attachment_note(report)
@@ -420,27 +406,37 @@ def write_pdf(
     where: Literal["embedded", "beside", "none"] = "none"
     beside: Path | None = None
     embed: tuple[str, bytes] | None = None
-    if raw_jsonl is not None:
-        digest = hashlib.sha256(raw_jsonl).hexdigest()
-        count = note.n_records if note else raw_jsonl.count(b"\n")
-        if len(raw_jsonl) <= max_embed_bytes:
-            where, embed = "embedded", (filename, raw_jsonl)
+    raw: RawResults | bytes | None = raw_file if raw_file is not None else raw_jsonl
+    if raw is not None:
+        if isinstance(raw, bytes):
+            size, digest = len(raw), hashlib.sha256(raw).hexdigest()
+        else:
+            size, digest = raw.n_bytes, raw.sha256
+        count = note.n_records if note else (raw.count(b"\n") if isinstance(raw, bytes) else 0)
+        if size <= max_embed_bytes:
+            where = "embedded"
+            embed = (filename, raw if isinstance(raw, bytes) else raw.read())
             sentence = (
                 f"The raw results are attached inside this PDF as {filename} ({count} records, "
-                f"{len(raw_jsonl)} bytes, SHA-256 {digest}). Open the attachments pane of your "
+                f"{size} bytes, SHA-256 {digest}). Open the attachments pane of your "
                 f"PDF viewer, or run: pdfdetach -saveall {out.name}"
             )
         else:
             where, beside = "beside", beside_path(out, filename)
+            try:
+                check_output(beside, "the raw results")
+            except OutputPathError as exc:
+                raise ReportError(str(exc)) from None
             sentence = (
-                f"The raw results ({count} records, {len(raw_jsonl)} bytes, SHA-256 {digest}) "
+                f"The raw results ({count} records, {size} bytes, SHA-256 {digest}) "
                 f"were too large to embed and were written beside this PDF as {beside.name}."
             )
     else:
         sentence = "The raw results were not available to the PDF writer, so none are attached."
     data, pages = render(report, page_size=page_size, attachment=sentence, embed=embed)
-    if beside is not None and raw_jsonl is not None:
-        atomic_write(beside, raw_jsonl)
+    embed = None  # the PDF bytes hold it now
+    if beside is not None and raw is not None:
+        _write_beside(beside, raw)
     try:
         atomic_write(out, data)
     except ReportError:
@@ -449,3 +445,19 @@ def write_pdf(
                 beside.unlink()
         raise
     return WrittenReport(pdf=out, pages=pages, attachment=where, beside=beside)
+
+
+def _write_beside(beside: Path, raw: RawResults | bytes) -> None:
+    if isinstance(raw, bytes):
+        atomic_write(beside, raw, "the raw results")
+        return
+    try:
+        with atomic_output(beside, "the raw results") as f:
+            for chunk in raw.chunks():
+                f.write(chunk)
+    except OutputPathError as exc:
+        raise ReportError(str(exc)) from None
+    except OSError as exc:
+        raise ReportError(
+            f"cannot write the raw results to {beside}: {exc.strerror or exc}"
+        ) from None

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fitbench.core.report import figures, fmt
+from fitbench.core.report.capped import MAX_ROWS, MAX_SERIES, more_note, most_relevant, thin
 from fitbench.core.report.configs import Config, Names, Record, test_time
 from fitbench.core.report.model import (
     Basis,
@@ -65,6 +66,8 @@ def results_section(
         "note",
     )
     s.add(_best_table(configs, names))
+    shown, hidden = most_relevant(configs, advice)
+    note = more_note(hidden, len(shown))
     s.add(
         Table(
             title="Speed per configuration",
@@ -83,10 +86,11 @@ def results_section(
                     fmt.num(c.first("ttft_ms", ("ttft", "pp", "tg"))),
                     c.status,
                 )
-                for c in configs
+                for c in shown
             ),
             weights=(2.6, 1.0, 0.8, 2.6, 1.3, 1.3, 1.0, 0.8),
             numeric=(False, False, False, False, True, True, True, False),
+            note=note,
         )
     )
     s.add(
@@ -109,11 +113,16 @@ def results_section(
                     fmt.gib_bare(c.peak("vram_peak_bytes")),
                     fmt.gib_bare(c.peak("ram_peak_bytes")),
                 )
-                for c in configs
+                for c in shown
             ),
             weights=(2.5, 1.0, 0.8, 2.4, 0.95, 0.95, 0.95, 1.0, 1.0),
             numeric=(False, False, False, False, True, True, True, True, True),
+            note=note,
         )
+    )
+    # a configuration contributes one row per batch size (at most 7): fewer configurations
+    with_batch, hidden = most_relevant(
+        configs, advice, MAX_ROWS // 4, lambda c: bool(c.batch_points())
     )
     batch_rows = [
         (
@@ -121,7 +130,7 @@ def results_section(
             str(b),
             fmt.num(v),
         )
-        for c in configs
+        for c in with_batch
         for b, v in c.batch_points()
     ]
     if batch_rows:
@@ -132,15 +141,19 @@ def results_section(
                 rows=tuple(batch_rows),
                 weights=(2.4, 1.1, 0.9, 2.6, 0.6, 1.4),
                 numeric=(False, False, False, False, True, True),
+                note=more_note(hidden, len(with_batch), "configurations with batch tests"),
             )
         )
+    with_depth, hidden = most_relevant(
+        configs, advice, MAX_ROWS // 4, lambda c: any(r["test"] == "depth" for r in c.records)
+    )
     depth_rows = [
         (
             *config_cells(c, names),
             str(r["n_depth"]),
             fmt.num(r["avg_ts"]),
         )
-        for c in configs
+        for c in with_depth
         for r in sorted(c.records, key=lambda r: r["n_depth"])
         if r["test"] == "depth" and r["status"] == "ok"
     ]
@@ -152,9 +165,15 @@ def results_section(
                 rows=tuple(depth_rows),
                 weights=(2.4, 1.1, 0.9, 2.6, 1.1, 1.1),
                 numeric=(False, False, False, False, True, True),
+                note=more_note(hidden, len(with_depth), "configurations with depth tests"),
             )
         )
-    failed = [(c, r) for c in configs for r in c.errors]
+    everything_failed = [(c, r) for c in configs for r in c.errors]
+    # the most recent failures: an old one was most likely fixed or re-run since
+    recent = sorted(
+        enumerate(everything_failed), key=lambda i_cr: str(i_cr[1][1]["test_time"]), reverse=True
+    )[:MAX_ROWS]
+    failed = [cr for _, cr in sorted(recent, key=lambda i_cr: i_cr[0])]
     if failed:
         s.add(
             Table(
@@ -172,6 +191,12 @@ def results_section(
                     for c, r in failed
                 ),
                 weights=(2.0, 1.0, 2.2, 0.7, 0.9, 4.0),
+                note=(
+                    f"The {len(failed)} most recent of {len(everything_failed)} tests that did "
+                    "not finish; the others are in the attached raw results."
+                    if len(everything_failed) > len(failed)
+                    else ""
+                ),
             )
         )
     groups = _colour_groups(configs, names)
@@ -189,22 +214,34 @@ def results_section(
 
 
 def _best_table(configs: Sequence[Config], names: Names) -> Table:
+    best: dict[str, Config | None] = {}
+    for c in configs:
+        tg = c.ts("tg")
+        known = best.get(c.model_id)
+        if tg is not None and (known is None or tg > (known.ts("tg") or 0.0)):
+            best[c.model_id] = c
+        else:
+            best.setdefault(c.model_id, None)
+    # a file of many models: the fastest MAX_ROWS, in the usual order
+    fastest = sorted(best, key=lambda m: -((b.ts("tg") or 0.0) if (b := best[m]) else 0.0))
+    keep = set(fastest[:MAX_ROWS])
     rows = []
-    for model_id in dict.fromkeys(c.model_id for c in configs):
-        mine = [c for c in configs if c.model_id == model_id and c.ts("tg") is not None]
-        if not mine:
+    for model_id, fastest_config in best.items():
+        if model_id not in keep:
+            continue
+        if fastest_config is None:
             rows.append((names.name(model_id), fmt.DASH, fmt.DASH, fmt.DASH, "no tg test finished"))
             continue
-        best = max(mine, key=lambda c: c.ts("tg") or 0.0)
         rows.append(
             (
                 names.name(model_id),
-                best.quant,
-                best.placement_words,
-                fmt.ts(best.ts("tg")),
-                basis_label(best.basis),
+                fastest_config.quant,
+                fastest_config.placement_words,
+                fmt.ts(fastest_config.ts("tg")),
+                basis_label(fastest_config.basis),
             )
         )
+    hidden = len(best) - len(keep)
     return Table(
         title="Fastest measured generation per model",
         headers=("Model", "Quant", "Placement", "tg", "Basis"),
@@ -212,23 +249,28 @@ def _best_table(configs: Sequence[Config], names: Names) -> Table:
         weights=(2.6, 1.1, 2.8, 1.3, 2.2),
         numeric=(False, False, False, True, False),
         font_size=8.5,
+        note=f"The {len(keep)} fastest of {len(best)} models." if hidden else "",
     )
 
 
 def _tg_figure(configs: Sequence[Config], names: Names, groups: dict[str, int]) -> Figure | str:
     lines: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    first: dict[tuple[str, str, str], Config] = {}
     for c in configs:
+        key = (c.model_id, c.quant, c.source)
+        first.setdefault(key, c)
         tg = c.ts("tg")
         if tg is not None and c.n_cpu_moe == 0:
-            lines.setdefault((c.model_id, c.quant, c.source), []).append((c.gpu_share, tg))
+            lines.setdefault(key, []).append((c.gpu_share, tg))
     if not lines:
         return "No generation (tg) test finished, so there is no offload figure."
+    if len(lines) > MAX_SERIES:  # the lines that reach the highest speeds
+        fastest = sorted(lines, key=lambda k: -max(tg for _, tg in lines[k]))[:MAX_SERIES]
+        lines = {k: v for k, v in lines.items() if k in fastest}
     series = []
-    for (model_id, quant, source), pts in lines.items():
+    for key, pts in lines.items():
         pts.sort()
-        c0 = next(
-            c for c in configs if (c.model_id, c.quant, c.source) == (model_id, quant, source)
-        )
+        c0, model_id = first[key], key[0]
         series.append(
             figures.Series(
                 label=_label(c0, names),
@@ -250,9 +292,13 @@ def _batch_figure(configs: Sequence[Config], names: Names, groups: dict[str, int
     with_batch = [c for c in configs if c.batch_points()]
     if not with_batch:
         return "No parallel-sequence (batch) test finished, so there is no batch figure."
-    per_model = {
-        m: sum(1 for c in with_batch if c.model_id == m) for m in {c.model_id for c in with_batch}
-    }
+    if len(with_batch) > MAX_SERIES:  # the configurations with the highest throughput
+        best = sorted(with_batch, key=lambda c: -max(v for _, v in c.batch_points()))
+        chosen = {id(c) for c in best[:MAX_SERIES]}
+        with_batch = [c for c in with_batch if id(c) in chosen]
+    per_model: dict[str, int] = {}
+    for c in with_batch:
+        per_model[c.model_id] = per_model.get(c.model_id, 0) + 1
     series = []
     for c in with_batch:
         pts = c.batch_points()
@@ -287,7 +333,7 @@ def _memory_figure(
     records: Sequence[Record], samples: Sequence[dict[str, Any]] | None
 ) -> Figure | str:
     if samples:
-        pts = sorted(samples, key=lambda p: float(p.get("t_s", 0.0)))
+        pts = thin(sorted(samples, key=lambda p: float(p.get("t_s", 0.0))))
         return figures.memory_over_time(
             [float(p.get("t_s", 0.0)) for p in pts],
             [p.get("vram_bytes") for p in pts],
@@ -296,11 +342,13 @@ def _memory_figure(
             "GPUs as NVML reports it; RAM is the benchmark worker's resident set.",
             from_peaks=False,
         )
-    timed = [
-        (t, r)
-        for t, r in _seconds_since(records)
-        if r["vram_peak_bytes"] is not None or r["ram_peak_bytes"] is not None
-    ]
+    timed = thin(
+        [
+            (t, r)
+            for t, r in _seconds_since(records)
+            if r["vram_peak_bytes"] is not None or r["ram_peak_bytes"] is not None
+        ]
+    )
     if not timed:
         return "No memory was recorded during the run, so there is no memory figure."
     return figures.memory_over_time(
@@ -321,24 +369,30 @@ def measured_advantage(
     configs: Sequence[Config], names: Names
 ) -> tuple[list[figures.RatioPoint], list[figures.RatioPoint]]:
     """MoE tg ÷ dense tg where both were measured at the same batch size or GPU share."""
-    moe = [c for c in configs if names.is_moe(c.model_id)]
-    dense = [c for c in configs if not names.is_moe(c.model_id)]
+    # the first MoE and the first dense configuration (in report order) at each batch size and
+    # GPU share: a pass over each side, not one over every pair
+    moe = [c for c in configs if names.is_moe(c.model_id) and not c.n_cpu_moe]
+    dense = [c for c in configs if not names.is_moe(c.model_id) and not c.n_cpu_moe]
+    dense_at_batch: dict[int, tuple[Config, float]] = {}
+    dense_at_share: dict[float, tuple[Config, float]] = {}
+    for d in dense:
+        for b, v in d.batch_points():
+            if v > 0:
+                dense_at_batch.setdefault(b, (d, v))
+        if dt := d.ts("tg"):
+            dense_at_share.setdefault(float(round(d.gpu_share)), (d, dt))
     by_batch: dict[float, figures.RatioPoint] = {}
     by_offload: dict[float, figures.RatioPoint] = {}
     for m in moe:
-        for d in dense:
-            if m.n_cpu_moe or d.n_cpu_moe:
-                continue
-            db = dict(d.batch_points())
-            for b, v in m.batch_points():
-                if b in db and db[b] > 0:
-                    by_batch.setdefault(
-                        float(b), figures.RatioPoint(float(b), v / db[b], _ratio_basis(m, d))
-                    )
-            mt, dt = m.ts("tg"), d.ts("tg")
-            if mt and dt and round(m.gpu_share) == round(d.gpu_share):
-                x = float(round(m.gpu_share))
-                by_offload.setdefault(x, figures.RatioPoint(x, mt / dt, _ratio_basis(m, d)))
+        for b, v in m.batch_points():
+            if b in dense_at_batch and float(b) not in by_batch:
+                d, dv = dense_at_batch[b]
+                by_batch[float(b)] = figures.RatioPoint(float(b), v / dv, _ratio_basis(m, d))
+        x = float(round(m.gpu_share))
+        mt = m.ts("tg")
+        if mt and x in dense_at_share and x not in by_offload:
+            d, dt = dense_at_share[x]
+            by_offload[x] = figures.RatioPoint(x, mt / dt, _ratio_basis(m, d))
     return sorted(by_batch.values(), key=lambda p: p.x), sorted(
         by_offload.values(), key=lambda p: p.x
     )

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, TypedDict
 
 from fitbench import __version__
+from fitbench.core import limits as L
 from fitbench.core.results.build_info import llama_build
 
 SCHEMA_VERSION = 1
@@ -244,6 +245,90 @@ def new_record(**values: Any) -> dict[str, Any]:
     return validate(record)
 
 
+# The counts and measures a record can hold: a file is input, and one absurd number (2^63-1
+# prompt tokens) would otherwise become a loop in the predictor or a figure that never ends.
+# Lowest, highest; wide enough for every real llama.cpp run (limits.py says where each is from).
+_BOUNDS: dict[str, tuple[float, float]] = {
+    "model_size": (0, L.MAX_MODEL_BYTES),
+    "model_n_params": (0, L.MAX_PARAMS),
+    "n_batch": (0, L.MAX_CONTEXT),
+    "n_ubatch": (0, L.MAX_CONTEXT),
+    "n_threads": (-1, L.INT32_MAX),
+    "poll": (0, 100),
+    "n_gpu_layers": (-L.INT32_MAX - 1, L.INT32_MAX),
+    "n_cpu_moe": (-L.INT32_MAX - 1, L.INT32_MAX),
+    "main_gpu": (-1, L.MAX_GPUS),
+    "no_op_offload": (0, 1),
+    "n_prompt": (0, L.MAX_CONTEXT),
+    "n_gen": (0, L.MAX_CONTEXT),
+    "n_depth": (0, L.MAX_CONTEXT),
+    "avg_ns": (0, 1 << 62),
+    "stddev_ns": (0, 1 << 62),
+    "avg_ts": (0, 1e12),
+    "stddev_ts": (0, 1e12),
+    "schema_version": (0, 1 << 16),
+    "n_layer_model": (0, L.MAX_LAYERS),
+    "n_layer_file": (0, L.MAX_LAYERS),
+    "n_parallel": (1, L.MAX_SEQUENCES),
+    "ttft_ms": (0, 1e9),
+    "itl_ms_p50": (0, 1e9),
+    "itl_ms_p95": (0, 1e9),
+    "itl_ms_p99": (0, 1e9),
+    "vram_peak_bytes": (0, L.MAX_MEMORY_BYTES),
+    "vram_base_bytes": (0, L.MAX_MEMORY_BYTES),
+    "ram_peak_bytes": (0, L.MAX_MEMORY_BYTES),
+    "load_s": (0, 1e7),
+}
+# list fields: (most items, lowest item, highest item)
+_LIST_BOUNDS: dict[str, tuple[int, float, float]] = {
+    "samples_ns": (L.MAX_REPETITIONS, 0, 1 << 62),
+    "samples_ts": (L.MAX_REPETITIONS, 0, 1e12),
+    "vram_peak_per_gpu": (L.MAX_GPUS, 0, L.MAX_MEMORY_BYTES),
+    "vram_base_per_gpu": (L.MAX_GPUS, 0, L.MAX_MEMORY_BYTES),
+}
+_BUFFER_KINDS_MAX = 64  # buffer_bytes: kinds (model, kv, compute) x devices, each at most this
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _span(low: float, high: float) -> str:
+    return f"{low:g}..{high:g}" if isinstance(high, float) else f"{low}..{high}"
+
+
+def _check_bounds(name: str, value: Any) -> None:
+    """A value of the right type that no real run can produce is an error naming the field."""
+    if value is None:
+        return
+    if name in _BOUNDS:
+        low, high = _BOUNDS[name]
+        if not low <= value <= high:
+            raise ResultError(f"field {name!r} is {value}, outside {_span(low, high)}")
+    elif name in _LIST_BOUNDS:
+        most, low, high = _LIST_BOUNDS[name]
+        if len(value) > most:
+            raise ResultError(f"field {name!r} has {len(value)} items (at most {most})")
+        for item in value:
+            if not (_is_number(item) and low <= item <= high):
+                raise ResultError(f"field {name!r} has an item {item!r} outside {_span(low, high)}")
+    elif name == "buffer_bytes":
+        if len(value) > _BUFFER_KINDS_MAX:
+            raise ResultError(
+                f"field {name!r} has {len(value)} entries (at most {_BUFFER_KINDS_MAX})"
+            )
+        for inner in value.values():
+            if not isinstance(inner, dict) or len(inner) > _BUFFER_KINDS_MAX:
+                raise ResultError(
+                    f"field {name!r} must map kinds to at most {_BUFFER_KINDS_MAX} devices"
+                )
+            for n in inner.values():
+                if not (_is_number(n) and 0 <= n <= L.MAX_MEMORY_BYTES):
+                    raise ResultError(
+                        f"field {name!r} has a buffer size {n!r} outside 0..{L.MAX_MEMORY_BYTES}"
+                    )
+
+
 def _check_type(field: Field, value: Any) -> Any:
     if value is None:
         return None
@@ -284,6 +369,7 @@ def validate(record: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field in FIELDS:
         out[field.name] = _check_type(field, record.get(field.name, field.default))
+        _check_bounds(field.name, out[field.name])
     if out["source"] not in SOURCES:
         raise ResultError(f"source must be one of {SOURCES}, got {out['source']!r}")
     if out["status"] not in STATUSES:
@@ -617,6 +703,17 @@ def _file_run_id(data: bytes) -> str:
     return LLAMA_BENCH_RUN_PREFIX + hashlib.sha256(data).hexdigest()[:12]
 
 
+def _file_run_id_of(path: Path) -> str:
+    """_file_run_id of the file's bytes, read in blocks (results files can be large)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return LLAMA_BENCH_RUN_PREFIX + digest.hexdigest()[:12]
+
+
 def _one(raw: Any, where: str, run_id: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ResultError(f"{where}: expected a JSON object")
@@ -645,7 +742,7 @@ def _read_sqlite(path: Path) -> list[dict[str, Any]]:
         if LLAMA_BENCH_TABLE in tables:
             cur = db.execute(f"SELECT * FROM {LLAMA_BENCH_TABLE}")
             names = [d[0] for d in cur.description]
-            run_id = _file_run_id(path.read_bytes())
+            run_id = _file_run_id_of(path)
             return [
                 from_llama_bench(dict(zip(names, row, strict=True)), run_id)
                 for row in cur.fetchall()
@@ -660,24 +757,39 @@ def _read_sqlite(path: Path) -> list[dict[str, Any]]:
         db.close()
 
 
-def read_results(path: Path, notes: list[str] | None = None) -> list[dict[str, Any]]:
-    """Records of a results file, by its content: FitBench or llama-bench JSONL, a JSON array
-    (llama-bench -o json), or SQLite (FitBench's database, llama-bench's -o sql loaded into one).
-    llama-bench records get a run_id naming the file's content (llama-bench-<sha256[:12]>)."""
+def _file_start(path: Path) -> bytes:
+    with path.open("rb") as fh:
+        head = fh.read(4096)
+    return head
+
+
+def iter_results(path: Path, notes: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Records of a results file, by its content: FitBench or llama-bench JSONL (streamed: any
+    size), a JSON array (llama-bench -o json), or SQLite (FitBench's database, llama-bench's
+    -o sql loaded into one). llama-bench records get a run_id naming the file's content
+    (llama-bench-<sha256[:12]>)."""
     if not path.is_file():
         raise ResultError(f"results file not found: {path}")
-    data = path.read_bytes()
-    if data.startswith(SQLITE_MAGIC):
-        records = _read_sqlite(path)
-    elif data.lstrip().startswith(b"["):
+    head = _file_start(path)
+    if head.startswith(SQLITE_MAGIC):
+        yield from _read_sqlite(path)
+    elif head.lstrip().startswith(b"["):
+        data = path.read_bytes()  # llama-bench's JSON arrays hold one run: small
         try:
             items = json.loads(data.decode("utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ResultError(f"{path}: not a JSON array ({exc.msg})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            what = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+            raise ResultError(f"{path}: not a JSON array ({what})") from None
         run_id = _file_run_id(data)
-        records = [_one(item, f"{path}: item {i + 1}", run_id) for i, item in enumerate(items)]
+        for i, item in enumerate(items):
+            yield _one(item, f"{path}: item {i + 1}", run_id)
     else:
-        records = list(iter_jsonl(path, notes))
+        yield from iter_jsonl(path, notes)
+
+
+def read_results(path: Path, notes: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every record of a results file (any format iter_results reads); at least one."""
+    records = list(iter_results(path, notes))
     if not records:
         raise ResultError(f"{path}: no result records in the file")
     return records
@@ -689,7 +801,7 @@ def iter_jsonl(path: Path, notes: list[str] | None = None) -> Iterator[dict[str,
     which is skipped and reported in `notes` and the log."""
     if not path.is_file():
         raise ResultError(f"results file not found: {path}")
-    run_id = _file_run_id(path.read_bytes())
+    run_id = _file_run_id_of(path)
     with path.open("rb") as fh:
         lineno = 0
         for raw_line in fh:

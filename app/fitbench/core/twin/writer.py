@@ -10,8 +10,13 @@ lets FitBench measure Mixtral or Llama 2 70B before (or instead of) a 26-41 GB d
 
 Every twin carries `fitbench.twin = true`, `fitbench.twin.kind` ("twin" | "scaled-twin"),
 `fitbench.twin.n_layer_model`, `fitbench.twin.layers_kept` and `fitbench.twin.source` in its
-metadata, and its file name ends with `.fitbench-twin.gguf`. A twin of a real header keeps the
-real key/value bytes and tensor infos verbatim and appends those keys after them.
+metadata: that marker, not the file name, is what makes a file a twin. Cached twins are named
+`*.fitbench-twin.gguf`; write_twin writes exactly the path it is given. A twin of a real header
+keeps the real key/value bytes and tensor infos verbatim and appends those keys after them.
+
+Only tensor types ggml can produce are written (WRITABLE_TYPES): a header with a Q8_1 or Q8_K
+tensor (intermediate types no converter writes) is refused before a byte is written, since
+ggml's quantizer aborts the whole process on them.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
-from gguf import GGUFValueType
+from gguf import GGMLQuantizationType, GGUFValueType
 
 from fitbench.core import paths
 from fitbench.core.gguf.manifest import ModelManifest, TensorInfo
@@ -35,18 +41,31 @@ from fitbench.core.gguf.writer import align, manifest_kvs, serialize_header, spl
 from fitbench.core.model import catalog
 from fitbench.core.model.builtin import build_manifest, kept_layers
 from fitbench.core.model.catalog import Arch, Model
+from fitbench.core.outfile import PARTIAL_SUFFIX, OutputPathError, atomic_output, check_output
 from fitbench.core.twin.data import TwinDataError, tensor_chunks
 
 log = logging.getLogger(__name__)
 V = GGUFValueType
 
 TWIN_SUFFIX = ".fitbench-twin.gguf"
-PARTIAL_SUFFIX = ".partial"
 MARKER_PREFIX = "fitbench.twin"
 KIND_TWIN, KIND_SCALED = "twin", "scaled-twin"
 DISK_MARGIN = 256 << 20  # keep this much free beyond the twin itself
 DEFAULT_CACHE_CAP = 96 << 30  # room for Llama 2 70B Q8_0 (73 GB) plus small twins
 _STALE_PARTIAL_S = 3600.0  # a .partial untouched this long belongs to a killed writer
+
+
+# the types twin data can be made of: plain floats and integers, and every type ggml's
+# ggml_quantize_chunk() quantizes (ggml/src/ggml.c); any other type aborts the process there
+_QUANTIZABLE = (
+    "Q1_0 Q2_0 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 MXFP4 NVFP4 Q2_K Q3_K Q4_K Q5_K Q6_K TQ1_0 TQ2_0 "
+    "IQ2_XXS IQ2_XS IQ3_XXS IQ3_S IQ2_S IQ1_S IQ1_M IQ4_NL IQ4_XS"
+)
+WRITABLE_TYPES: frozenset[int] = frozenset(
+    int(GGMLQuantizationType[name])
+    for name in ["F32", "F16", "BF16", "F64", "I8", "I16", "I32", "I64", *_QUANTIZABLE.split()]
+    if name in GGMLQuantizationType.__members__
+)
 
 
 class TwinError(RuntimeError):
@@ -146,8 +165,6 @@ def manifest_from_gguf(path: Path) -> ModelManifest:
 
 
 def _read_local(path: Path) -> tuple[bytes, ParsedHeader]:
-    if not path.is_file():
-        raise TwinError(f"{path}: no such file")
     try:
         return read_header_bytes(path)
     except GGUFError as exc:
@@ -256,14 +273,30 @@ def twin_header(
 ) -> tuple[bytes, tuple[TensorInfo, ...], str]:
     """The complete twin header (marker keys included), its tensors and its kind."""
     base, tensors, alignment, _how = _plan_header(manifest, header_bytes)
+    _check_writable(manifest.source, tensors)
     n_layer_model = int(manifest.extra.get("n_layer_model", manifest.n_layer))
     layers_kept = list(manifest.extra.get("layers_kept", range(manifest.n_layer)))
     kind = KIND_SCALED if len(layers_kept) < n_layer_model else KIND_TWIN
     markers = _marker_kvs(kind, n_layer_model, layers_kept, manifest.source)
-    parsed = parse_layout(base, manifest.source)
+    try:
+        parsed = parse_layout(base, manifest.source)
+    except GGUFError as exc:
+        raise TwinError(str(exc)) from None
     if parsed.alignment != alignment:
         raise TwinError(f"{manifest.source}: header alignment {parsed.alignment} != {alignment}")
     return splice_kvs(base, parsed, markers), tensors, kind
+
+
+def _check_writable(source: str, tensors: tuple[TensorInfo, ...]) -> None:
+    """TwinError, before anything is written, when a tensor has a type twin data cannot be made
+    of (ggml would abort the process half-way through the file)."""
+    bad = [t for t in tensors if t.ggml_type not in WRITABLE_TYPES]
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise TwinError(
+            f"{source}: tensor {bad[0].name!r}{more} has type {bad[0].type_name}, which ggml "
+            "cannot quantize (no converter writes it), so no twin can be made of this header"
+        )
 
 
 def header_hash(manifest: ModelManifest, header_bytes: bytes | None = None) -> str:
@@ -299,50 +332,34 @@ def write_twin(
     progress: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> TwinInfo:
-    """Write the twin of `manifest` to `out` (its name gets the .fitbench-twin.gguf ending).
+    """Write the twin of `manifest` to `out`, exactly that path (the marker inside the file, not
+    its name, says it is a twin).
 
-    The data is streamed from small pools of synthetic blocks (memory stays bounded); the file
-    is written as `<out>.partial` and renamed when complete, so an interrupted run never leaves
-    a file that looks finished. Raises TwinError (disk short: before writing anything) or
-    TwinCancelled.
+    The data is streamed from small pools of synthetic blocks (memory stays bounded) into an
+    unnamed temporary file that is renamed over `out` only when complete (fitbench.core.outfile:
+    a device, FIFO, folder or symbolic link at `out` is refused), so an interrupted or failed
+    run never leaves a file behind. Raises TwinError (a bad target, a type ggml cannot make, a
+    short disk: all before writing anything; a write error) or TwinCancelled.
     """
-    out = twin_path(Path(out))
+    out = Path(out)
     header, tensors, kind = twin_header(manifest, header_bytes)
     data_size = _data_size(tensors)
     total = len(header) + data_size
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _check_disk(out.parent, total)
-    tmp = out.with_name(f"{out.name}.{os.getpid()}{PARTIAL_SUFFIX}")
-    started = time.perf_counter()
-    done = 0
     try:
-        with tmp.open("wb") as f:
-            f.write(header)
-            done = len(header)
-            for t in sorted(tensors, key=lambda t: t.offset):
-                pad = len(header) + t.offset - done
-                if pad < 0:
-                    raise TwinError(
-                        f"{manifest.source}: tensor {t.name!r} overlaps the previous one"
-                    )
-                f.write(b"\0" * pad)
-                done += pad
-                for chunk in tensor_chunks(t.name, len(t.shape), t.ggml_type, t.n_bytes):
-                    if cancel is not None and cancel.is_set():
-                        raise TwinCancelled(f"twin of {manifest.source} cancelled")
-                    f.write(chunk)
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(done, total)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
+        check_output(out, "the twin", create_parent=True)
+    except OutputPathError as exc:
+        raise TwinError(str(exc)) from None
+    _check_disk(out.parent, total)
+    started = time.perf_counter()
+    try:
+        with atomic_output(out, "the twin") as f:
+            _write_data(f, manifest.source, header, tensors, total, progress, cancel)
     except TwinDataError as exc:
-        tmp.unlink(missing_ok=True)
         raise TwinError(f"twin of {manifest.source}: {exc}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    except OutputPathError as exc:
+        raise TwinError(str(exc)) from None
+    except OSError as exc:
+        raise TwinError(f"cannot write the twin to {out}: {exc.strerror or exc}") from None
     seconds = time.perf_counter() - started
     n_layer_model = int(manifest.extra.get("n_layer_model", manifest.n_layer))
     layers_kept = tuple(manifest.extra.get("layers_kept", range(manifest.n_layer)))
@@ -361,12 +378,30 @@ def write_twin(
     )
 
 
-def twin_path(out: Path) -> Path:
-    """`out` with the twin ending: x.gguf -> x.fitbench-twin.gguf."""
-    if out.name.endswith(TWIN_SUFFIX):
-        return out
-    stem = out.name[: -len(".gguf")] if out.name.endswith(".gguf") else out.name
-    return out.with_name(stem + TWIN_SUFFIX)
+def _write_data(
+    f: BinaryIO,
+    source: str,
+    header: bytes,
+    tensors: tuple[TensorInfo, ...],
+    total: int,
+    progress: Callable[[int, int], None] | None,
+    cancel: threading.Event | None,
+) -> None:
+    f.write(header)
+    done = len(header)
+    for t in sorted(tensors, key=lambda t: t.offset):
+        pad = len(header) + t.offset - done
+        if pad < 0:
+            raise TwinError(f"{source}: tensor {t.name!r} overlaps the previous one")
+        f.write(b"\0" * pad)
+        done += pad
+        for chunk in tensor_chunks(t.name, len(t.shape), t.ggml_type, t.n_bytes):
+            if cancel is not None and cancel.is_set():
+                raise TwinCancelled(f"twin of {source} cancelled")
+            f.write(chunk)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
 
 
 def read_twin_marker(path: Path) -> TwinMarker | None:
