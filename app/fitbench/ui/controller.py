@@ -91,6 +91,7 @@ class Controller(QObject):
 
     def _hardware_detected(self, hw: dict[str, Any]) -> None:
         self.hardware = hw
+        self.sweep_model.hardware = hw
         self.w.machine_panel.set_hardware(hw)
         self.hardware_ready.emit(hw)
         self.plan_models()

@@ -25,6 +25,7 @@ from fitbench.core.download import hub as core_download
 from fitbench.core.hardware import detect as core_hardware
 from fitbench.core.model import catalog as core_catalog
 from fitbench.core.plan import search as core_search
+from fitbench.core.predict import full_model as core_full_model
 from fitbench.core.results import store as core_store
 from fitbench.core.results.schema import write_jsonl
 from fitbench.core.settings import Settings
@@ -299,6 +300,17 @@ def run_sweep(
         )
     finally:
         store.close()
+
+
+# -- scaled twins: the full model's figure, never the slice's speed ---------------------------
+def is_scaled(record: Mapping[str, Any]) -> bool:
+    return core_full_model.is_scaled(record)
+
+
+def full_model_figures(
+    records: Sequence[Mapping[str, Any]], hardware: Mapping[str, Any] | None
+) -> list[core_full_model.FullModelFigure | None]:
+    return core_full_model.full_model_figures(records, hardware)
 
 
 # -- advice, report, history -----------------------------------------------------------------

@@ -59,6 +59,15 @@ def fmt_ts(value: float | None) -> str:
     return f"{value:.1f} t/s" if value < 1000 else f"{value:,.0f} t/s"
 
 
+def short_model_name(name: str) -> str:
+    """'Mixtral 8x7B Instruct v0.1' -> 'Mixtral 8x7B', 'Llama 2 70B Chat' -> 'Llama 2 70B'."""
+    words = name.split()
+    for i, word in enumerate(words):
+        if i and word[:1].isdigit() and word.upper().endswith("B"):
+            return " ".join(words[: i + 1])
+    return " ".join(words[:2]) if len(words) > 2 else name
+
+
 def basis_words(basis: str | None) -> str:
     return BASIS_WORDS.get(basis or "", basis or "basis unknown")
 
