@@ -64,7 +64,7 @@ def build_report(
         verdict_section(advice, configs, names, advice_problem),
         machine_section(records, hardware, report.fingerprint),
         run_section(records, configs, names, run_meta or {}),
-        results_section(records, configs, names, advice, samples),
+        results_section(records, configs, names, advice, samples, hardware),
         predicted_section(advice, names),
         caveats_section(records, configs, names, advice, hardware, samples),
         appendix_section(records, advice, run_meta or {}, raw_filename, raw_sha256),

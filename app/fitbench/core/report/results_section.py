@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from fitbench.core.predict.full_model import FullModelFigure, full_model_figures, is_scaled
 from fitbench.core.report import figures, fmt
 from fitbench.core.report.configs import Config, Names, Record, test_time
 from fitbench.core.report.model import (
@@ -19,15 +20,75 @@ from fitbench.core.report.model import (
 NOISY_SHARE = 0.10  # stddev above this share of the mean reads as an unsteady machine
 
 
-def _label(c: Config, names: Names) -> str:
-    return f"{names.name(c.model_id)} {c.quant} ({basis_short(c.basis)})"
+SCALED_BASIS = "predicted from a scaled twin"
+
+
+class Shown:
+    """The numbers the report shows per configuration: what was measured, except for a scaled
+    twin (a slice of a few blocks), whose figures are the full model's, predicted from the
+    slice's measurement (predict.full_model); the slice's own speeds are detail only."""
+
+    def __init__(self, records: Sequence[Record], hardware: dict[str, Any] | None) -> None:
+        figs = full_model_figures(records, hardware)
+        self._by_record = {id(r): f for r, f in zip(records, figs, strict=True)}
+
+    def figure(self, record: Record | None) -> FullModelFigure | None:
+        return None if record is None else self._by_record.get(id(record))
+
+    @staticmethod
+    def scaled(c: Config) -> bool:
+        return any(is_scaled(r) for r in c.records)
+
+    def ts(self, c: Config, test: str) -> float | None:
+        if not self.scaled(c):
+            return c.ts(test)
+        fig = self.figure(c._best(test))  # noqa: SLF001  (one package: the same record choice)
+        return None if fig is None or c.ts(test) is None else fig.value
+
+    def ts_cell(self, c: Config, test: str) -> str:
+        if not self.scaled(c):
+            return _with_spread(c.ts(test), c.stddev_share(test))
+        value, raw = self.ts(c, test), c.ts(test)
+        if raw is None:
+            return fmt.DASH
+        shown = "no prediction" if value is None else f"≈{fmt.num(value)}"
+        return f"{shown} (slice {fmt.num(raw)})"
+
+    def batch_points(self, c: Config) -> list[tuple[int, float]]:
+        if not self.scaled(c):
+            return c.batch_points()
+        out = []
+        for r in c.records:
+            fig = self.figure(r)
+            if r["test"] == "batch" and fig is not None and fig.value is not None:
+                out.append((int(r["n_parallel"]), fig.value))
+        return sorted(dict(out).items())
+
+    def slice_cell(self, c: Config, value: Any) -> str:
+        """A latency the slice measured: detail only, the full model's would be longer."""
+        text = fmt.num(value)
+        return text if not self.scaled(c) or value is None else f"slice {text}"
+
+    def basis(self, c: Config) -> Basis:
+        return "predicted" if self.scaled(c) else c.basis
+
+    def basis_cell(self, c: Config) -> str:
+        return SCALED_BASIS if self.scaled(c) else basis_short(c.basis)
+
+
+def _label(c: Config, names: Names, shown: Shown | None = None) -> str:
+    what = SCALED_BASIS if shown is not None and shown.scaled(c) else basis_short(c.basis)
+    return f"{names.name(c.model_id)} {c.quant} ({what})"
 
 
 CONFIG_HEADERS = ("Model", "Quant", "Basis", "Placement")  # the first columns of every table
 
 
-def config_cells(c: Config, names: Names) -> tuple[str, str, str, str]:
-    return names.name(c.model_id), c.quant, basis_short(c.basis), placement_of(c)
+def config_cells(
+    c: Config, names: Names, shown: Shown | None = None
+) -> tuple[str, str, str, str]:
+    basis = shown.basis_cell(c) if shown is not None else basis_short(c.basis)
+    return names.name(c.model_id), c.quant, basis, placement_of(c)
 
 
 def placement_of(c: Config) -> str:
@@ -55,8 +116,10 @@ def results_section(
     names: Names,
     advice: dict[str, Any] | None,
     samples: Sequence[dict[str, Any]] | None,
+    hardware: dict[str, Any] | None = None,
 ) -> Section:
     s = Section("4. Results")
+    shown = Shown(records, hardware)
     s.para(
         "All numbers in this section were measured; the Basis column says on what. Speeds are "
         "the mean over the repetitions, ± the standard deviation as a share of the mean. "
@@ -64,7 +127,16 @@ def results_section(
         "ITL = inter-token latency.",
         "note",
     )
-    s.add(_best_table(configs, names))
+    if any(shown.scaled(c) for c in configs):
+        s.para(
+            "A scaled twin is a slice of a few of the model's blocks; it runs many times faster "
+            "than the whole model. Its rows (Basis: predicted from a scaled twin) show the full "
+            "model's speed, ≈, predicted from the slice's measurement by the calibrated "
+            "predictor, and the slice's own measurement in brackets. Latencies marked 'slice' "
+            "are the slice's and understate the full model's.",
+            "note",
+        )
+    s.add(_best_table(configs, names, shown))
     s.add(
         Table(
             title="Speed per configuration",
@@ -77,10 +149,10 @@ def results_section(
             ),
             rows=tuple(
                 (
-                    *config_cells(c, names),
-                    _with_spread(c.ts("pp"), c.stddev_share("pp")),
-                    _with_spread(c.ts("tg"), c.stddev_share("tg")),
-                    fmt.num(c.first("ttft_ms", ("ttft", "pp", "tg"))),
+                    *config_cells(c, names, shown),
+                    shown.ts_cell(c, "pp"),
+                    shown.ts_cell(c, "tg"),
+                    shown.slice_cell(c, c.first("ttft_ms", ("ttft", "pp", "tg"))),
                     c.status,
                 )
                 for c in configs
@@ -102,10 +174,10 @@ def results_section(
             ),
             rows=tuple(
                 (
-                    *config_cells(c, names),
-                    fmt.num(c.first("itl_ms_p50", ("tg", "ttft", "batch"))),
-                    fmt.num(c.first("itl_ms_p95", ("tg", "ttft", "batch"))),
-                    fmt.num(c.first("itl_ms_p99", ("tg", "ttft", "batch"))),
+                    *config_cells(c, names, shown),
+                    shown.slice_cell(c, c.first("itl_ms_p50", ("tg", "ttft", "batch"))),
+                    shown.slice_cell(c, c.first("itl_ms_p95", ("tg", "ttft", "batch"))),
+                    shown.slice_cell(c, c.first("itl_ms_p99", ("tg", "ttft", "batch"))),
                     fmt.gib_bare(c.peak("vram_peak_bytes")),
                     fmt.gib_bare(c.peak("ram_peak_bytes")),
                 )
@@ -117,12 +189,12 @@ def results_section(
     )
     batch_rows = [
         (
-            *config_cells(c, names),
+            *config_cells(c, names, shown),
             str(b),
-            fmt.num(v),
+            f"≈{fmt.num(v)}" if shown.scaled(c) else fmt.num(v),
         )
         for c in configs
-        for b, v in c.batch_points()
+        for b, v in shown.batch_points(c)
     ]
     if batch_rows:
         s.add(
@@ -136,9 +208,9 @@ def results_section(
         )
     depth_rows = [
         (
-            *config_cells(c, names),
+            *config_cells(c, names, shown),
             str(r["n_depth"]),
-            fmt.num(r["avg_ts"]),
+            _depth_cell(r, shown.figure(r)),
         )
         for c in configs
         for r in sorted(c.records, key=lambda r: r["n_depth"])
@@ -176,10 +248,10 @@ def results_section(
         )
     groups = _colour_groups(configs, names)
     for fig in (
-        _tg_figure(configs, names, groups),
-        _batch_figure(configs, names, groups),
+        _tg_figure(configs, names, groups, shown),
+        _batch_figure(configs, names, groups, shown),
         _memory_figure(records, samples),
-        _advantage_figure(configs, names, advice),
+        _advantage_figure(configs, names, advice, shown),
     ):
         if isinstance(fig, str):
             s.para(fig, "note")
@@ -188,25 +260,30 @@ def results_section(
     return s
 
 
-def _best_table(configs: Sequence[Config], names: Names) -> Table:
+def _depth_cell(record: Record, fig: FullModelFigure | None) -> str:
+    if not is_scaled(record):
+        return fmt.num(record["avg_ts"])
+    shown = "no prediction" if fig is None or fig.value is None else f"≈{fmt.num(fig.value)}"
+    return f"{shown} (slice {fmt.num(record['avg_ts'])})"
+
+
+def _best_table(configs: Sequence[Config], names: Names, shown: Shown) -> Table:
     rows = []
     for model_id in dict.fromkeys(c.model_id for c in configs):
-        mine = [c for c in configs if c.model_id == model_id and c.ts("tg") is not None]
+        mine = [c for c in configs if c.model_id == model_id and shown.ts(c, "tg") is not None]
         if not mine:
             rows.append((names.name(model_id), fmt.DASH, fmt.DASH, fmt.DASH, "no tg test finished"))
             continue
-        best = max(mine, key=lambda c: c.ts("tg") or 0.0)
-        rows.append(
-            (
-                names.name(model_id),
-                best.quant,
-                best.placement_words,
-                fmt.ts(best.ts("tg")),
-                basis_label(best.basis),
-            )
-        )
+        best = max(mine, key=lambda c: shown.ts(c, "tg") or 0.0)
+        basis = basis_label(best.basis)
+        tg = fmt.ts(shown.ts(best, "tg"))
+        if shown.scaled(best):
+            fig = shown.figure(best._best("tg"))  # noqa: SLF001
+            tg = f"≈{tg}"
+            basis = "predicted for the full model" + (f" ({fig.detail})" if fig else "")
+        rows.append((names.name(model_id), best.quant, best.placement_words, tg, basis))
     return Table(
-        title="Fastest measured generation per model",
+        title="Fastest generation per model (measured, or ≈ predicted from a scaled twin)",
         headers=("Model", "Quant", "Placement", "tg", "Basis"),
         rows=tuple(rows),
         weights=(2.6, 1.1, 2.8, 1.3, 2.2),
@@ -215,10 +292,12 @@ def _best_table(configs: Sequence[Config], names: Names) -> Table:
     )
 
 
-def _tg_figure(configs: Sequence[Config], names: Names, groups: dict[str, int]) -> Figure | str:
+def _tg_figure(
+    configs: Sequence[Config], names: Names, groups: dict[str, int], shown: Shown
+) -> Figure | str:
     lines: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     for c in configs:
-        tg = c.ts("tg")
+        tg = shown.ts(c, "tg")
         if tg is not None and c.n_cpu_moe == 0:
             lines.setdefault((c.model_id, c.quant, c.source), []).append((c.gpu_share, tg))
     if not lines:
@@ -231,23 +310,26 @@ def _tg_figure(configs: Sequence[Config], names: Names, groups: dict[str, int]) 
         )
         series.append(
             figures.Series(
-                label=_label(c0, names),
+                label=_label(c0, names, shown),
                 x=tuple(p[0] for p in pts),
                 y=tuple(p[1] for p in pts),
-                basis=c0.basis,
+                basis=shown.basis(c0),
                 group=groups[model_id],
             )
         )
     return figures.tg_vs_offload(
         series,
         "Batch-1 generation speed as more layers move to the GPU; 100% = every layer and the "
-        "output on the GPU. Measured; the legend says whether on real files or twins. Placements "
+        "output on the GPU. Measured; the legend says whether on real files or twins, and "
+        "hollow markers are full-model speeds predicted from a scaled twin. Placements "
         "with experts kept on the CPU are in the tables above.",
     )
 
 
-def _batch_figure(configs: Sequence[Config], names: Names, groups: dict[str, int]) -> Figure | str:
-    with_batch = [c for c in configs if c.batch_points()]
+def _batch_figure(
+    configs: Sequence[Config], names: Names, groups: dict[str, int], shown: Shown
+) -> Figure | str:
+    with_batch = [c for c in configs if shown.batch_points(c)]
     if not with_batch:
         return "No parallel-sequence (batch) test finished, so there is no batch figure."
     per_model = {
@@ -255,8 +337,8 @@ def _batch_figure(configs: Sequence[Config], names: Names, groups: dict[str, int
     }
     series = []
     for c in with_batch:
-        pts = c.batch_points()
-        label = _label(c, names)
+        pts = shown.batch_points(c)
+        label = _label(c, names, shown)
         if per_model[c.model_id] > 1:
             label += f", {placement_of(c)}"
         series.append(
@@ -264,14 +346,15 @@ def _batch_figure(configs: Sequence[Config], names: Names, groups: dict[str, int
                 label,
                 tuple(float(b) for b, _ in pts),
                 tuple(v for _, v in pts),
-                c.basis,
+                shown.basis(c),
                 groups[c.model_id],
             )
         )
     return figures.throughput_vs_batch(
         series,
         "Total generated tokens per second across B parallel sequences. An MoE layer touches up "
-        "to min(8, 2B) experts, so its advantage over a dense model shrinks as B grows. Measured.",
+        "to min(8, 2B) experts, so its advantage over a dense model shrinks as B grows. Measured; "
+        "hollow markers are full-model speeds predicted from a scaled twin.",
     )
 
 
@@ -313,12 +396,14 @@ def _memory_figure(
     )
 
 
-def _ratio_basis(a: Config, b: Config) -> Basis:
+def _ratio_basis(a: Config, b: Config, shown: Shown | None = None) -> Basis:
+    if shown is not None and (shown.scaled(a) or shown.scaled(b)):
+        return "predicted"
     return "measured-real" if a.basis == b.basis == "measured-real" else "measured-twin"
 
 
 def measured_advantage(
-    configs: Sequence[Config], names: Names
+    configs: Sequence[Config], names: Names, shown: Shown | None = None
 ) -> tuple[list[figures.RatioPoint], list[figures.RatioPoint]]:
     """MoE tg ÷ dense tg where both were measured at the same batch size or GPU share."""
     moe = [c for c in configs if names.is_moe(c.model_id)]
@@ -329,16 +414,16 @@ def measured_advantage(
         for d in dense:
             if m.n_cpu_moe or d.n_cpu_moe:
                 continue
-            db = dict(d.batch_points())
-            for b, v in m.batch_points():
+            basis = _ratio_basis(m, d, shown)
+            db = dict(shown.batch_points(d) if shown else d.batch_points())
+            for b, v in shown.batch_points(m) if shown else m.batch_points():
                 if b in db and db[b] > 0:
-                    by_batch.setdefault(
-                        float(b), figures.RatioPoint(float(b), v / db[b], _ratio_basis(m, d))
-                    )
-            mt, dt = m.ts("tg"), d.ts("tg")
+                    by_batch.setdefault(float(b), figures.RatioPoint(float(b), v / db[b], basis))
+            mt = shown.ts(m, "tg") if shown else m.ts("tg")
+            dt = shown.ts(d, "tg") if shown else d.ts("tg")
             if mt and dt and round(m.gpu_share) == round(d.gpu_share):
                 x = float(round(m.gpu_share))
-                by_offload.setdefault(x, figures.RatioPoint(x, mt / dt, _ratio_basis(m, d)))
+                by_offload.setdefault(x, figures.RatioPoint(x, mt / dt, basis))
     return sorted(by_batch.values(), key=lambda p: p.x), sorted(
         by_offload.values(), key=lambda p: p.x
     )
@@ -371,13 +456,13 @@ def _advice_ratio_points(
 
 
 def _advantage_figure(
-    configs: Sequence[Config], names: Names, advice: dict[str, Any] | None
+    configs: Sequence[Config], names: Names, advice: dict[str, Any] | None, shown: Shown
 ) -> Figure | str:
     moe_vs_dense = (advice or {}).get("moe_vs_dense") or {}
     by_batch, by_offload = _advice_ratio_points(moe_vs_dense)
     source = "the advice"
     if not by_batch and not by_offload:
-        by_batch, by_offload = measured_advantage(configs, names)
+        by_batch, by_offload = measured_advantage(configs, names, shown)
         source = "the measurements"
     if not by_batch and not by_offload:
         return (
