@@ -273,7 +273,7 @@ class Controller(QObject):
 
     def compare_runs(self, run_ids: list[str]) -> None:
         self._job(
-            lambda ctx: {run_id: core_api.run_records(run_id) for run_id in run_ids},
+            lambda ctx: core_api.compare_records(run_ids, self.hardware),
             "compare runs",
             result=self.w.history_panel.set_comparison,
             error=self.w.history_panel.set_error,

@@ -378,3 +378,20 @@ def list_runs() -> list[dict[str, Any]]:
 
 def run_records(run_id: str) -> list[dict[str, Any]]:
     return [dict(r) for r in core_store.records(run_id)]
+
+
+def compare_records(
+    run_ids: Sequence[str], hardware: Mapping[str, Any] | None
+) -> dict[str, list[dict[str, Any]]]:
+    """Each run's records, a scaled twin's with its full-model figure under "full_model"
+    (calibrated per run: a run is one machine's measurements)."""
+    out = {}
+    for run_id in run_ids:
+        records = run_records(run_id)
+        same_machine = {str(r.get("hardware_fingerprint") or "") for r in records} <= {
+            "",
+            str((hardware or {}).get("fingerprint") or ""),
+        }
+        figures = full_model_figures(records, hardware if same_machine else None)
+        out[run_id] = [{**r, "full_model": f} for r, f in zip(records, figures, strict=True)]
+    return out

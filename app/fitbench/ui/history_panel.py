@@ -38,7 +38,10 @@ class HistoryPanel(QWidget):
         super().__init__(parent)
         layout = QVBoxLayout(self)
         top = QHBoxLayout()
-        self.status = QLabel("Past runs from the results store. Select two or more to compare.")
+        self.status = QLabel(
+            "Past runs from the results store. Select two to compare them side by side (speed "
+            "and memory changes), or more to see them together."
+        )
         self.status.setWordWrap(True)
         self.refresh_button = QPushButton("&Reload")
         self.refresh_button.clicked.connect(self.refresh_requested)
@@ -94,15 +97,19 @@ class HistoryPanel(QWidget):
         self.compare_requested.emit(self.selected_run_ids())
 
     def set_comparison(self, records_by_run: Mapping[str, list[Mapping[str, Any]]]) -> None:
-        runs, rows = present.compare_runs(records_by_run)
+        columns, rows = present.compare_runs(records_by_run)
         self.comparison.clear()
-        self.comparison.setColumnCount(len(runs) + 1)
-        self.comparison.setHorizontalHeaderLabels(["Configuration : test", *runs])
+        self.comparison.setColumnCount(len(columns) + 1)
+        self.comparison.setHorizontalHeaderLabels(["Configuration : test", *columns])
         self.comparison.setRowCount(len(rows))
         for i, (label, cells) in enumerate(rows):
             self.comparison.setItem(i, 0, QTableWidgetItem(label))
             for j, cell in enumerate(cells, 1):
-                self.comparison.setItem(i, j, QTableWidgetItem(cell))
+                item = QTableWidgetItem(cell)
+                if columns[j - 1].startswith("Δ") and cell[:1] in "+−-":
+                    item.setToolTip("second selected run minus the first")
+                self.comparison.setItem(i, j, item)
+        self.comparison.resizeColumnsToContents()
         self.comparison.horizontalHeader().setSectionResizeMode(
             0, QHeaderView.ResizeMode.ResizeToContents
         )

@@ -233,7 +233,10 @@ class SweepModel:
             where = "GPU" + (" (experts CPU)" if p.n_cpu_moe else "")
         else:
             where = f"{p.gpu_share(n_layer):.0f}% GPU"
-        return f"{name} · {where}" + (" ≈" if core_api.is_scaled(record) else "")
+        if core_api.is_scaled(record):
+            return f"{name} · {where} ≈"
+        twin = "" if record.get("source") == "real" else " (twin)"
+        return f"{name}{twin} · {where}"
 
     def config_label(self, record: Mapping[str, Any]) -> str:
         model_id = str(record.get("model_id", "?"))
