@@ -316,6 +316,45 @@ def choice_text(choice: Mapping[str, Any] | None) -> str:
     return " · ".join(p for p in parts if p)
 
 
+def best_feasible(advice: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The best option that runs here when nothing meets the floors ("best_feasible"; the advice
+    of issue 18 first called it "below_floor")."""
+    for key in ("best_feasible", "below_floor"):
+        value = advice.get(key)
+        if isinstance(value, Mapping) and value:
+            return value
+    return None
+
+
+def no_fit_actions(advice: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(heading, sentence) a person can act on when no deployment meets the floors: the best
+    option that runs anyway, the cheapest change, and what each model would need."""
+    if advice.get("choice"):
+        return []
+    out: list[tuple[str, str]] = []
+    best = best_feasible(advice)
+    if best is not None:
+        expected = best.get("expected") or {}
+        numbers = ", ".join(
+            f"{label.lower()} {value} ({basis})"
+            for label, value, basis in expected_rows(
+                {k: v for k, v in expected.items() if k in ("tg_ts", "ttft_ms")}
+            )
+        )
+        why = best.get("why") or best.get("reason") or ""
+        text = choice_text(best) + (f": {numbers}" if numbers else "")
+        out.append(("Best option that runs here", text + (f". {why}" if why else "")))
+    change = advice.get("cheapest_change")
+    if isinstance(change, Mapping) and change.get("sentence"):
+        out.append(("Cheapest change that meets the floors", str(change["sentence"])))
+    elif isinstance(change, str) and change:
+        out.append(("Cheapest change that meets the floors", change))
+    for need in advice.get("hardware_needed") or []:
+        if isinstance(need, Mapping) and need.get("sentence"):
+            out.append(("What it would take", str(need["sentence"])))
+    return out
+
+
 ALTERNATIVE_COLUMNS = ("Model", "Quant", "Placement", "Batch", "tg", "pp", "TTFT", "VRAM", "RAM")
 
 
