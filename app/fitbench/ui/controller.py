@@ -139,6 +139,7 @@ class Controller(QObject):
         what_if = core_api.what_if_label(hw)
         machine = f"{what_if} (what-if, predicted)" if what_if else "this machine"
         self.w.models_panel.set_status(f"Planning every quantization against {machine}…")
+        self.w.models_panel.set_machine(what_if)
 
         def plan(ctx: JobContext) -> Any:
             for row in core_api.plan_catalog(self.catalog, hw, settings):

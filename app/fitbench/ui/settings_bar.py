@@ -68,6 +68,12 @@ class SettingsBar(QWidget):
         layout.addStretch(1)
         # what-if hardware: plan and advise for other GPUs (predicted); not saved, a look only
         self.what_if = QComboBox()
+        # long card names must not widen the window: the open list shows them in full
+        self.what_if.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.what_if.setMinimumContentsLength(24)
+        self.what_if.view().setMinimumWidth(320)
         self.what_if.addItem("This machine (detected)", "")
         self.what_if.setToolTip(
             "What if this machine had these GPUs? The Models tab's fit badges, the plan and the "
