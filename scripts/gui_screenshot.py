@@ -123,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         def compare_latest() -> None:
             n = min(2, history.runs.rowCount())
             history.runs.clearSelection()
-            flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+            flags = (
+                QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+            )
             for row in range(n):
                 history.runs.selectionModel().select(history.runs.model().index(row, 0), flags)
             if n:

@@ -247,7 +247,8 @@ def format_record(rec: dict[str, Any], figure: FullModelFigure | None = None) ->
         slice_ = "slice " if is_scaled(rec) else ""
         extra.append(f"ttft {slice_}{rec['ttft_ms']:.1f} ms")
     if rec.get("itl_ms_p50") is not None and rec["status"] == "ok":
-        extra.append(f"{'slice ' if is_scaled(rec) else ''}itl p50/p99 {rec['itl_ms_p50']:.2f}/{rec['itl_ms_p99']:.2f} ms")
+        slice_ = "slice " if is_scaled(rec) else ""
+        extra.append(f"{slice_}itl p50/p99 {rec['itl_ms_p50']:.2f}/{rec['itl_ms_p99']:.2f} ms")
     extra.append(f"RAM {_fmt_bytes(rec.get('ram_peak_bytes'))}")
     if rec.get("vram_peak_bytes"):
         extra.append(f"VRAM {_fmt_bytes(rec['vram_peak_bytes'])}")

@@ -77,11 +77,11 @@ class AdvicePanel(QWidget):
         layout.addWidget(self.choice)
         # nothing fits: what a person can do instead (best option that runs, cheapest change)
         self.actions_box = QGroupBox("What you can do")
-        self.actions = QLabel("")
-        self.actions.setWordWrap(True)
-        self.actions.setTextFormat(Qt.TextFormat.RichText)
-        self.actions.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        QVBoxLayout(self.actions_box).addWidget(self.actions)
+        self.actions_text = QLabel("")
+        self.actions_text.setWordWrap(True)
+        self.actions_text.setTextFormat(Qt.TextFormat.RichText)
+        self.actions_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        QVBoxLayout(self.actions_box).addWidget(self.actions_text)
         self.actions_box.setVisible(False)
         layout.addWidget(self.actions_box)
 
@@ -171,7 +171,7 @@ class AdvicePanel(QWidget):
         self.choice.setText(f"Recommended: {present.choice_text(choice)}" if choice else "")
         self.choice.setVisible(bool(choice))
         actions = present.no_fit_actions(advice)
-        self.actions.setText(
+        self.actions_text.setText(
             "".join(f"<p><b>{title}:</b> {html.escape(text)}</p>" for title, text in actions)
         )
         self.actions_box.setVisible(bool(actions))

@@ -179,7 +179,9 @@ class ModelsPanel(QWidget):
     def set_machine(self, what_if: str) -> None:
         """The fit column says which machine its badges are for."""
         title = f"Fit with {what_if} (predicted)" if what_if else COLUMNS[3]
-        self.table.horizontalHeaderItem(3).setText(title)
+        header = self.table.horizontalHeaderItem(3)
+        if header is not None:
+            header.setText(title)
 
     def set_status(self, text: str) -> None:
         self.status.setText(text)

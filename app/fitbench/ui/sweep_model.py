@@ -17,7 +17,6 @@ from fitbench.core.plan.placement import Placement, record_n_layer
 from fitbench.core.predict.full_model import FullModelFigure
 from fitbench.ui import core_api, present
 
-
 SCALED_SUFFIX = "≈ full model (from a scaled twin)"
 
 

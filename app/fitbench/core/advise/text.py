@@ -75,7 +75,11 @@ def _unmeasured_sentence(idle: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
         meaning, test = _UNMEASURED.get(name, (name.replace("_", " "), "a benchmark"))
         source = str(c.get("prior_source") or "")
         # "60% of the detected 3350 GB/s" says where the figure came from; a bare guess does not
-        whence = f", {source}" if "of the detected" in source or "the measured" in source else ", a guess"
+        whence = (
+            f", {source}"
+            if "of the detected" in source or "the measured" in source
+            else ", a guess"
+        )
         parts.append(f"{meaning} (assumed {c['prior']:g} {c['unit']}{whence})")
         how.append(test)
     return (
@@ -363,9 +367,7 @@ class Explainer:
                 "(p95) assumes steps 10% slower than average; a generation test (`fitbench bench "
                 "-n 128`) measures it."
             )
-        idle = [
-            (name, c) for name, c in self.calibration.constants().items() if not c["fitted"]
-        ]
+        idle = [(name, c) for name, c in self.calibration.constants().items() if not c["fitted"]]
         if idle:
             out.append(_unmeasured_sentence(idle))
         return out

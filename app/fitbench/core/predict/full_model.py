@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fitbench.core.model import catalog as catalog_module
@@ -143,9 +143,7 @@ def full_model_figures(
     `hardware` (the detected machine; None: generic guesses, which the records then correct).
     """
     out: list[FullModelFigure | None] = [None] * len(records)
-    wanted = [
-        i for i, r in enumerate(records) if is_scaled(r) and r.get("status", "ok") == "ok"
-    ]
+    wanted = [i for i, r in enumerate(records) if is_scaled(r) and r.get("status", "ok") == "ok"]
     if not wanted:
         return out
     hw = dict(hardware or {})
@@ -166,14 +164,17 @@ def full_model_figures(
         unit = "ms" if measured.kind == "ttft" else "t/s"
         target = full_placement(Placement.from_record(r), n_file, n_model)
         full_costs = _costs(str(r.get("model_id")), str(r.get("quant")), None)
-        common = dict(
-            kind=measured.kind, measured=measured.measured, unit=unit,
-            n_layer_file=n_file, n_layer_model=n_model,
-        )  # fmt: skip
+        raw = r.get("ttft_ms") if measured.kind == "ttft" else r.get("avg_ts")
+        slice_only = FullModelFigure(
+            kind=measured.kind,
+            value=None,
+            measured=float(raw or measured.measured),
+            unit=unit,
+            n_layer_file=n_file,
+            n_layer_model=n_model,
+        )
         if full_costs is None:
-            out[i] = FullModelFigure(
-                value=None, why_not="the full model's layer costs are unknown", **common
-            )
+            out[i] = replace(slice_only, why_not="the full model's layer costs are unknown")
             continue
         full_record = {**r, **target.record_fields(), "n_layer_file": n_model}
         full = observation(full_record, full_costs, has_gpu)
@@ -181,7 +182,7 @@ def full_model_figures(
         if full is None or slice_s <= 0:
             continue
         seconds = measured.seconds * calibration.seconds(full.features) / slice_s
-        out[i] = FullModelFigure(value=full.value(seconds), full_placement=target, **common)
+        out[i] = replace(slice_only, value=full.value(seconds), full_placement=target)
     return out
 
 

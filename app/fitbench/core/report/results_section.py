@@ -42,7 +42,7 @@ class Shown:
     def ts(self, c: Config, test: str) -> float | None:
         if not self.scaled(c):
             return c.ts(test)
-        fig = self.figure(c._best(test))  # noqa: SLF001  (one package: the same record choice)
+        fig = self.figure(c._best(test))
         return None if fig is None or c.ts(test) is None else fig.value
 
     def ts_cell(self, c: Config, test: str) -> str:
@@ -84,9 +84,7 @@ def _label(c: Config, names: Names, shown: Shown | None = None) -> str:
 CONFIG_HEADERS = ("Model", "Quant", "Basis", "Placement")  # the first columns of every table
 
 
-def config_cells(
-    c: Config, names: Names, shown: Shown | None = None
-) -> tuple[str, str, str, str]:
+def config_cells(c: Config, names: Names, shown: Shown | None = None) -> tuple[str, str, str, str]:
     basis = shown.basis_cell(c) if shown is not None else basis_short(c.basis)
     return names.name(c.model_id), c.quant, basis, placement_of(c)
 
@@ -278,7 +276,7 @@ def _best_table(configs: Sequence[Config], names: Names, shown: Shown) -> Table:
         basis = basis_label(best.basis)
         tg = fmt.ts(shown.ts(best, "tg"))
         if shown.scaled(best):
-            fig = shown.figure(best._best("tg"))  # noqa: SLF001
+            fig = shown.figure(best._best("tg"))
             tg = f"≈{tg}"
             basis = "predicted for the full model" + (f" ({fig.detail})" if fig else "")
         rows.append((names.name(model_id), best.quant, best.placement_words, tg, basis))
