@@ -26,6 +26,19 @@ REPO = Path(__file__).resolve().parents[1]
 WAIT_FOR_ADVICE = object()  # a tour step: wait until the what-if recommendation arrived
 
 
+MAX_PNG_BYTES = 250_000  # docs screenshots stay well under 300 KB
+
+
+def save_png(image: Any, path: Path) -> None:
+    """Save a screenshot; one over MAX_PNG_BYTES is saved again with a 256-colour palette
+    (UI colours are flat, so text and plots stay sharp)."""
+    from PySide6.QtGui import QImage
+
+    image.save(str(path))
+    if path.stat().st_size > MAX_PNG_BYTES:
+        image.toImage().convertToFormat(QImage.Format.Format_Indexed8).save(str(path))
+
+
 def emit(**data: Any) -> None:
     print(json.dumps(data), flush=True)
 
@@ -90,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         image = screen.grabWindow(window.winId()) if screen is not None else window.grab()
         if image.isNull():  # platforms that cannot read the window back
             image = window.grab()
-        image.save(str(path))
+        save_png(image, path)
 
     def shoot_bench() -> None:
         assert args.bench_out is not None
@@ -138,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         def grab_screen(path: Path) -> None:
             screen = window.screen()
             if screen is not None:  # the open list is a window of its own: grab the screen
-                screen.grabWindow(0, 0, 0, window.width(), window.height()).save(str(path))
+                save_png(screen.grabWindow(0, 0, 0, window.width(), window.height()), path)
 
         def pick() -> None:
             window.settings_bar.what_if.hidePopup()
