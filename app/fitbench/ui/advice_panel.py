@@ -180,7 +180,9 @@ class AdvicePanel(QWidget):
         for name, value, basis in present.expected_rows(advice.get("expected") or {}):
             label = QLabel(f"{value}  <i>({basis})</i>")
             self.expected.addRow(f"{name}:", label)
-        reasons = advice.get("reasons") or []
+        # a reason that repeats a "What you can do" sentence is said once, there
+        said = [text for _title, text in actions]
+        reasons = [r for r in advice.get("reasons") or [] if not any(t in str(r) for t in said)]
         self.reasons.setText("<ul>" + "".join(f"<li>{r}</li>" for r in reasons) + "</ul>")
         self.reasons_box.setVisible(bool(reasons))
         moe = advice.get("moe_vs_dense")

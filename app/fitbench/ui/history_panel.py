@@ -78,7 +78,8 @@ class HistoryPanel(QWidget):
                 self.runs.setItem(i, j, QTableWidgetItem(str(value)))
         self.runs.resizeColumnsToContents()
         self.status.setText(
-            f"{len(runs)} past runs in the results store. Select two or more to compare."
+            f"{len(runs)} past runs in the results store. Select two to compare them side by "
+            "side (speed and memory changes, older to newer), or more to see them together."
             if runs
             else "No runs in the results store yet."
         )
@@ -87,8 +88,9 @@ class HistoryPanel(QWidget):
         self.status.setText(f"Cannot read the results store: {message}")
 
     def selected_run_ids(self) -> list[str]:
+        # the list is newest first; compared oldest first, so a change reads older -> newer
         rows = sorted({index.row() for index in self.runs.selectionModel().selectedRows()})
-        return [self.run_ids[r] for r in rows if r < len(self.run_ids)]
+        return [self.run_ids[r] for r in reversed(rows) if r < len(self.run_ids)]
 
     def _selection_changed(self) -> None:
         self.compare_button.setEnabled(len(self.selected_run_ids()) >= 1)
@@ -107,7 +109,7 @@ class HistoryPanel(QWidget):
             for j, cell in enumerate(cells, 1):
                 item = QTableWidgetItem(cell)
                 if columns[j - 1].startswith("Δ") and cell[:1] in "+−-":
-                    item.setToolTip("second selected run minus the first")
+                    item.setToolTip("the later column minus the earlier one (older run first)")
                 self.comparison.setItem(i, j, item)
         self.comparison.resizeColumnsToContents()
         self.comparison.horizontalHeader().setSectionResizeMode(

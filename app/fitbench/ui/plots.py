@@ -29,6 +29,9 @@ def _style_plot(
     plot.setLabel("bottom", x_label)
     plot.setLabel("left", y_label)
     plot.showGrid(x=True, y=True, alpha=0.25)
+    # 0.03 t/s must read as 0.03, not as "30 (x0.001)" with the multiplier cut off
+    for axis in ("left", "bottom"):
+        plot.getAxis(axis).enableAutoSIPrefix(False)
     # long memory traces stay cheap: draw only what is visible, keep peaks when decimating
     plot.setDownsampling(auto=True, mode="peak")
     plot.setClipToView(True)
