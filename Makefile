@@ -67,7 +67,8 @@ clean:
 screenshot: $(STAMP)
 	@Xvfb :77 -screen 0 1280x900x24 >/dev/null 2>&1 & pid=$$!; sleep 1; \
 	DISPLAY=:77 QT_QPA_PLATFORM=xcb $(BIN)/python scripts/gui_screenshot.py --click \
-	  --out docs/screenshot.png --bench-out docs/screenshot-benchmark.png; rc=$$?; \
+	  --out docs/screenshot.png --bench-out docs/screenshot-benchmark.png --tabs-dir docs \
+	  --timeout 1800; rc=$$?; \
 	kill $$pid; exit $$rc
 
 gpu-check:

@@ -78,7 +78,7 @@ def test_sweep_model_rows_curves_and_failures() -> None:
     model.apply(ev.ConfigFailed("c2", "Tiny MoE (twin), GPU", "crash", "worker died (SIGSEGV)"))
     model.apply(ev.SweepFinished("r1", 3, 1, False, 12.0))
     labels, pp, tg = model.ts_per_config()
-    assert labels == ["Tiny MoE (twin), CPU"] and pp == [100.0] and tg == [20.0]
+    assert labels == ["Tiny MoE (twin) · CPU"] and pp == [100.0] and tg == [20.0]
     assert model.tg_vs_offload()["Tiny MoE (twin)"].xs == [40.0]  # ngl 2 of 5 layers
     assert model.throughput_vs_batch()["Tiny MoE (twin)"].ys == [50.0]
     assert model.rows["c2"].status_words == "failed (crash): worker died (SIGSEGV)"
@@ -93,7 +93,13 @@ def test_compare_runs_side_by_side() -> None:
             "r2": [_record(test="tg", avg_ts=12.5), _record(test="pp", status="oom")],
         }
     )
-    assert runs == ["r1", "r2"]
+    assert runs == ["r1", "r2", "Δ speed", "Δ RAM peak", "Δ VRAM peak"]
     by_label = dict(rows)
-    assert by_label["m Q4_K_M (twin), ngl 0: tg"] == ["10.0 t/s", "12.5 t/s"]
-    assert by_label["m Q4_K_M (twin), ngl 0: pp"] == ["–", "failed (oom)"]
+    assert by_label["m Q4_K_M (twin), ngl 0: tg"] == [
+        "10.0 t/s",
+        "12.5 t/s",
+        "+2.50 t/s (+25%)",
+        "–",
+        "–",
+    ]
+    assert by_label["m Q4_K_M (twin), ngl 0: pp"][:2] == ["–", "failed (oom)"]

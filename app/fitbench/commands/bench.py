@@ -25,6 +25,7 @@ from fitbench.core.hardware import detect as hardware
 from fitbench.core.model import catalog
 from fitbench.core.model.catalog import CatalogError
 from fitbench.core.outfile import OutputPathError, check_output
+from fitbench.core.predict.full_model import FullModelFigure, full_model_figures, is_scaled
 from fitbench.core.results.store import StoreError, open_store
 
 HELP = "run llama.cpp benchmarks (llama-bench compatible flags)"
@@ -213,7 +214,15 @@ def _fmt_bytes(n: int | None) -> str:
     return "-" if not n else f"{n / 2**30:.2f}G"
 
 
-def format_record(rec: dict[str, Any]) -> str:
+def format_new_record(records: list[dict[str, Any]], hw: dict[str, Any] | None) -> str:
+    """The line of the last of `records`; a scaled twin's speed is the full model's predicted
+    figure, the predictor calibrated on every record so far."""
+    return format_record(records[-1], full_model_figures(records, hw)[-1])
+
+
+def format_record(rec: dict[str, Any], figure: FullModelFigure | None = None) -> str:
+    """One result line. A scaled twin (a slice of the model) shows `figure`, the full model's
+    predicted speed, with the slice's own speed as detail: never the slice's speed alone."""
     name = f"{rec['model_id']} {rec['quant']}".strip()
     where = _SOURCE_WORDS.get(rec["source"], rec["source"])
     test = {
@@ -227,13 +236,20 @@ def format_record(rec: dict[str, Any]) -> str:
     if rec["status"] != "ok":
         first = (rec["error"] or "").splitlines()[0] if rec["error"] else ""
         speed = f"{rec['status'].upper()}: {first}"[:60]
+    elif is_scaled(rec):
+        value = None if figure is None else figure.value
+        full = "no full-model figure" if value is None else f"≈{value:.2f} t/s predicted"
+        speed = f"{full:>19} for the full model ({rec['n_layer_file']}/"
+        speed += f"{rec['n_layer_model']}-block slice measured {rec['avg_ts']:.2f} t/s)"
     else:
         speed = f"{rec['avg_ts']:10.2f} ± {rec['stddev_ts']:.2f} t/s"
     extra = []
     if rec.get("ttft_ms") is not None and rec["status"] == "ok":
-        extra.append(f"ttft {rec['ttft_ms']:.1f} ms")
+        slice_ = "slice " if is_scaled(rec) else ""
+        extra.append(f"ttft {slice_}{rec['ttft_ms']:.1f} ms")
     if rec.get("itl_ms_p50") is not None and rec["status"] == "ok":
-        extra.append(f"itl p50/p99 {rec['itl_ms_p50']:.2f}/{rec['itl_ms_p99']:.2f} ms")
+        slice_ = "slice " if is_scaled(rec) else ""
+        extra.append(f"{slice_}itl p50/p99 {rec['itl_ms_p50']:.2f}/{rec['itl_ms_p99']:.2f} ms")
     extra.append(f"RAM {_fmt_bytes(rec.get('ram_peak_bytes'))}")
     if rec.get("vram_peak_bytes"):
         extra.append(f"VRAM {_fmt_bytes(rec['vram_peak_bytes'])}")
@@ -331,7 +347,7 @@ def run(args: argparse.Namespace) -> int:
                 elif isinstance(event, ev.RecordReady):
                     records.append(event.record)
                     if not args.json:
-                        print(format_record(event.record), flush=True)
+                        print(format_new_record(records, hardware_dict), flush=True)
                 elif isinstance(event, ev.ConfigFailed):
                     first = event.error.splitlines()[0] if event.error else ""
                     print(f"  {event.status}: {first}", file=sys.stderr)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, print_json
-from fitbench.commands.bench import format_record
+from fitbench.commands.bench import format_new_record
 from fitbench.commands.recommend import add_goal_arguments
 from fitbench.core.advise.recommend import recommend
 from fitbench.core.bench import events as ev
@@ -24,6 +24,7 @@ from fitbench.core.bench.quick import make_room_for_twin, quick_plan
 from fitbench.core.bench.runner import run_sweep
 from fitbench.core.hardware import detect as hardware
 from fitbench.core.model.catalog import load as load_catalog
+from fitbench.core.predict.full_model import full_model_figures, is_scaled
 from fitbench.core.report import report_from_results_file
 from fitbench.core.results.schema import read_jsonl
 from fitbench.core.results.store import open_store
@@ -77,7 +78,7 @@ def _sweep(
                 _say(f"[{event.index + 1}/{event.total}] {event.label}{left}")
             elif isinstance(event, ev.RecordReady):
                 records.append(event.record)
-                _say("  " + format_record(event.record))
+                _say("  " + format_new_record(records, hw))
             elif isinstance(event, ev.ConfigFailed):
                 first = event.error.splitlines()[0] if event.error else ""
                 _say(f"  FAILED ({event.status}): {first}; the sweep goes on")
@@ -136,6 +137,41 @@ def _serve_step(records: list[Any], fingerprint: str, threads: int | None, out: 
         return
     if result["skipped"]:
         _say(f"  skipped {result['skipped']} users: the previous level took over 2 minutes")
+
+
+def summary_table(records: list[dict[str, Any]], hw: dict[str, Any] | None) -> list[str]:
+    """pp and tg per configuration, as a person should read them: a scaled twin's figures are
+    the full model's (predicted, marked ≈), its slice's speeds follow as detail."""
+    figures = full_model_figures(records, hw)
+    rows: dict[tuple[Any, ...], dict[str, str]] = {}
+    for rec, fig in zip(records, figures, strict=True):
+        test = rec.get("test")
+        if rec.get("status") != "ok" or test not in ("pp", "tg"):
+            continue
+        scaled = is_scaled(rec)
+        where = "scaled twin" if scaled else str(rec.get("source"))
+        key = (rec["model_id"], rec["quant"], where, rec["n_gpu_layers"], rec["n_cpu_moe"])
+        row = rows.setdefault(key, {})
+        if not scaled:
+            row[test] = f"{rec['avg_ts']:.2f}"
+            continue
+        row[test] = "≈?" if fig is None or fig.value is None else f"≈{fig.value:.2f}"
+        row["blocks"] = f"slice of {rec['n_layer_file']}/{rec['n_layer_model']} blocks"
+        row[f"slice {test}"] = f"{test} {rec['avg_ts']:.1f}"
+    lines = [f"{'model':<34} {'file':<12} {'ngl':>5} {'pp t/s':>9} {'tg t/s':>9}  detail"]
+    for (model, quant, where, ngl, ncmoe), row in rows.items():
+        detail = ""
+        if "blocks" in row:
+            measured = ", ".join(row[k] for k in ("slice pp", "slice tg") if k in row)
+            detail = f"{row['blocks']} measured {measured} t/s"
+        ngl_text = f"{ngl}" + (f"/{ncmoe}" if ncmoe else "")
+        lines.append(
+            f"{model + ' ' + quant:<34} {where:<12} {ngl_text:>5} {row.get('pp', '-'):>9} "
+            f"{row.get('tg', '-'):>9}  {detail}"
+        )
+    if any("blocks" in row for row in rows.values()):
+        lines.append("≈: predicted for the full model from a scaled twin (a slice of its blocks)")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -206,6 +242,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
+        for line in summary_table(records, hw):
+            print(line)
         if summary["verdict"]:
             print(summary["verdict"])
         print(f"results: {out}")

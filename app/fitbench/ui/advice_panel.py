@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,11 @@ class AdvicePanel(QWidget):
         body = QWidget()
         scroll.setWidget(body)
         layout = QVBoxLayout(body)
+        self.what_if = QLabel("")
+        self.what_if.setObjectName("warning")
+        self.what_if.setWordWrap(True)
+        self.what_if.setVisible(False)
+        layout.addWidget(self.what_if)
         self.verdict = QLabel("No recommendation yet: run “Benchmark my machine” first.")
         self.verdict.setObjectName("verdict")
         font = QFont(self.verdict.font())
@@ -69,6 +75,15 @@ class AdvicePanel(QWidget):
         self.choice = QLabel("")
         self.choice.setWordWrap(True)
         layout.addWidget(self.choice)
+        # nothing fits: what a person can do instead (best option that runs, cheapest change)
+        self.actions_box = QGroupBox("What you can do")
+        self.actions_text = QLabel("")
+        self.actions_text.setWordWrap(True)
+        self.actions_text.setTextFormat(Qt.TextFormat.RichText)
+        self.actions_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        QVBoxLayout(self.actions_box).addWidget(self.actions_text)
+        self.actions_box.setVisible(False)
+        layout.addWidget(self.actions_box)
 
         self.numbers_box = QGroupBox("Expected on this machine")
         self.expected = QFormLayout(self.numbers_box)
@@ -76,14 +91,14 @@ class AdvicePanel(QWidget):
         self.reasons = QLabel("")
         self.reasons.setWordWrap(True)
         self.reasons.setTextFormat(Qt.TextFormat.RichText)
-        reasons_box = QGroupBox("Why")
-        QVBoxLayout(reasons_box).addWidget(self.reasons)
-        layout.addWidget(reasons_box)
+        self.reasons_box = QGroupBox("Why")
+        QVBoxLayout(self.reasons_box).addWidget(self.reasons)
+        layout.addWidget(self.reasons_box)
         self.moe_vs_dense = QLabel("")
         self.moe_vs_dense.setWordWrap(True)
-        moe_box = QGroupBox("MoE vs dense on this machine")
-        QVBoxLayout(moe_box).addWidget(self.moe_vs_dense)
-        layout.addWidget(moe_box)
+        self.moe_box = QGroupBox("MoE vs dense on this machine")
+        QVBoxLayout(self.moe_box).addWidget(self.moe_vs_dense)
+        layout.addWidget(self.moe_box)
 
         self.alt_box = QGroupBox("Alternatives")
         self.alternatives = QTableWidget(0, 0)
@@ -117,9 +132,10 @@ class AdvicePanel(QWidget):
 
         self.caveats = QLabel("")
         self.caveats.setWordWrap(True)
-        caveat_box = QGroupBox("Caveats")
+        caveat_box = QGroupBox("Caveats: what was not measured")
         QVBoxLayout(caveat_box).addWidget(self.caveats)
         layout.addWidget(caveat_box)
+        layout.addStretch(1)  # boxes keep their height; spare room goes below, not inside them
 
         bottom = QHBoxLayout()
         self.export_button = QPushButton("Export PDF report…")
@@ -133,6 +149,15 @@ class AdvicePanel(QWidget):
         outer.addLayout(bottom)
         self.advice: dict[str, Any] | None = None
 
+    def set_what_if(self, spec: str) -> None:
+        self.what_if.setText(
+            f"<b>What if: {html.escape(spec)}.</b> Predicted for this machine's CPU and RAM with "
+            "those GPUs: nothing below was measured on them."
+            if spec
+            else ""
+        )
+        self.what_if.setVisible(bool(spec))
+
     def set_busy(self, text: str) -> None:
         self.verdict.setText(text)
 
@@ -142,24 +167,40 @@ class AdvicePanel(QWidget):
     def set_advice(self, advice: Mapping[str, Any]) -> None:
         self.advice = dict(advice)
         self.verdict.setText(str(advice.get("verdict") or "No verdict was given."))
-        self.choice.setText(f"Recommended: {present.choice_text(advice.get('choice'))}")
+        choice = advice.get("choice")
+        self.choice.setText(f"Recommended: {present.choice_text(choice)}" if choice else "")
+        self.choice.setVisible(bool(choice))
+        actions = present.no_fit_actions(advice)
+        self.actions_text.setText(
+            "".join(f"<p><b>{title}:</b> {html.escape(text)}</p>" for title, text in actions)
+        )
+        self.actions_box.setVisible(bool(actions))
         while self.expected.rowCount():
             self.expected.removeRow(0)
         for name, value, basis in present.expected_rows(advice.get("expected") or {}):
             label = QLabel(f"{value}  <i>({basis})</i>")
             self.expected.addRow(f"{name}:", label)
-        reasons = advice.get("reasons") or []
+        # a reason that repeats a "What you can do" sentence is said once, there
+        said = [text for _title, text in actions]
+        reasons = [r for r in advice.get("reasons") or [] if not any(t in str(r) for t in said)]
         self.reasons.setText("<ul>" + "".join(f"<li>{r}</li>" for r in reasons) + "</ul>")
+        self.reasons_box.setVisible(bool(reasons))
         moe = advice.get("moe_vs_dense")
         if isinstance(moe, Mapping):
             moe = moe.get("verdict") or moe.get("summary") or _text(moe)
         self.moe_vs_dense.setText(str(moe or "–"))
+        self.moe_box.setVisible(bool(moe))
         self._fill_alternatives(advice.get("alternatives") or [])
         # a verdict without a choice (nothing fits) has no numbers, alternatives or recipe
         self.numbers_box.setVisible(self.expected.rowCount() > 0)
         self.alt_box.setVisible(bool(advice.get("alternatives")))
-        self.recipe_box.setVisible(bool(advice.get("recipe")))
-        recipe = advice.get("recipe") or {}
+        # nothing fits: the recipe of the best option that runs anyway, when the advice has one
+        best = present.best_feasible(advice) or {}
+        recipe = advice.get("recipe") or (best.get("recipe") if not choice else None) or {}
+        self.recipe_box.setTitle(
+            "Deployment recipe" if advice.get("recipe") else "Recipe: the best option that runs"
+        )
+        self.recipe_box.setVisible(bool(recipe))
         for key, text in self.recipe_texts.items():
             step = recipe.get(key)
             text.setPlainText(step if isinstance(step, str) else _text(step))

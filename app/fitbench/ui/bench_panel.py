@@ -36,7 +36,10 @@ from fitbench.ui.sweep_model import SweepModel
 COLUMNS = ("Configuration", "Measured on", "pp t/s", "tg t/s", "TTFT", "RAM peak", "VRAM peak")
 TWIN_NOTE = (
     "Without the real 26–41 GB files FitBench measures <b>twins</b>: GGUF files with the real "
-    "tensor layout and quantization and random weights. Every twin result is labelled as such."
+    "tensor layout and quantization and random weights. Every twin result is labelled as such. "
+    "Where even a twin does not fit, a <b>scaled twin</b> (a slice of a few blocks) is measured "
+    "and the full model's speed is <b>predicted</b> from it (≈, the slice's own speed in "
+    "“Measured on”)."
 )
 
 
@@ -192,7 +195,9 @@ class BenchPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.setColumnWidth(0, 320)
+        self.table.setColumnWidth(0, 300)
+        self.table.setColumnWidth(1, 330)
+        self.table.setWordWrap(True)
         self.plots = LivePlots(model)
         splitter.addWidget(self.table)
         splitter.addWidget(self.plots)
@@ -252,10 +257,10 @@ class BenchPanel(QWidget):
         for i, row in enumerate(rows):
             values = (
                 row.label,
-                present.source_words(row.source),
-                present.fmt_ts(row.pp_ts),
-                present.fmt_ts(row.tg_ts),
-                "–" if row.ttft_ms is None else f"{row.ttft_ms:.0f} ms",
+                row.measured_on,
+                row.speed_text("pp"),
+                row.speed_text("tg"),
+                row.ttft_text,
                 present.fmt_bytes(row.ram_peak_bytes),
                 present.fmt_bytes(row.vram_peak_bytes),
                 row.status_words,
@@ -266,6 +271,10 @@ class BenchPanel(QWidget):
                 if failed:
                     item.setForeground(QColor("#c0392b"))
                     item.setToolTip(row.error or row.status)
+                elif row.scaled and j in (2, 3):
+                    fig = row.pp_full if j == 2 else row.tg_full
+                    if fig is not None:
+                        item.setToolTip(fig.text)
                 self.table.setItem(i, j, item)
 
     def failed_rows(self) -> list[str]:

@@ -54,6 +54,9 @@ class Controller(QObject):
         w.models_panel.cancel_download.connect(self.cancel_download)
         w.models_panel.add_requested.connect(self.add_model)
         w.settings_bar.changed.connect(self._settings_changed)
+        self.what_if = ""  # a GPU spec the person picked, "" for this machine
+        w.settings_bar.set_what_if_choices(core_api.what_if_choices())
+        w.settings_bar.what_if_changed.connect(self.set_what_if)
 
     @property
     def settings(self) -> Settings:
@@ -91,6 +94,7 @@ class Controller(QObject):
 
     def _hardware_detected(self, hw: dict[str, Any]) -> None:
         self.hardware = hw
+        self.sweep_model.hardware = hw
         self.w.machine_panel.set_hardware(hw)
         self.hardware_ready.emit(hw)
         self.plan_models()
@@ -100,9 +104,42 @@ class Controller(QObject):
         self.hardware = {}
         self.plan_models()
 
+    @property
+    def planned_hardware(self) -> dict[str, Any]:
+        """The machine the badges, plan and advice are for: detected, or the what-if GPUs."""
+        hw = self.hardware or {}
+        return core_api.what_if_hardware(hw, self.what_if) if self.what_if else hw
+
+    def set_what_if(self, spec: str) -> None:
+        self.what_if = spec
+        self.plan_models()
+        self.w.advice_panel.set_what_if(spec)
+        outcome = self.outcome
+        if outcome is None:
+            return
+        if not spec:
+            if outcome.advice is not None:
+                self.w.advice_panel.set_advice(outcome.advice)
+            return
+        self.w.advice_panel.set_busy(f"Predicting the recommendation for {spec}…")
+        hw, settings = self.planned_hardware, self.settings
+        self._job(
+            lambda ctx: core_api.recommend(outcome.records, hw, settings),
+            f"what-if advice {spec}",
+            result=lambda advice: self._what_if_advice(spec, advice),
+            error=lambda m: self.w.advice_panel.set_error(f"what-if {spec}: {m}"),
+        )
+
+    def _what_if_advice(self, spec: str, advice: dict[str, Any]) -> None:
+        if spec == self.what_if:  # the person may have picked another machine meanwhile
+            self.w.advice_panel.set_advice(advice)
+
     def plan_models(self) -> None:
-        hw, settings = self.hardware or {}, self.settings
-        self.w.models_panel.set_status("Planning every quantization against this machine…")
+        hw, settings = self.planned_hardware, self.settings
+        what_if = core_api.what_if_label(hw)
+        machine = f"{what_if} (what-if, predicted)" if what_if else "this machine"
+        self.w.models_panel.set_status(f"Planning every quantization against {machine}…")
+        self.w.models_panel.set_machine(what_if)
 
         def plan(ctx: JobContext) -> Any:
             for row in core_api.plan_catalog(self.catalog, hw, settings):
@@ -111,7 +148,8 @@ class Controller(QObject):
                 yield row
 
         done = (
-            f"Planned for {settings.ctx} tokens of context, keeping "
+            (f"What if: {what_if}. Every badge is predicted for those GPUs. " if what_if else "")
+            + f"Planned for {settings.ctx} tokens of context, keeping "
             f"{core_api.margin_words(settings)} of VRAM and {settings.ram_headroom_gib:g} GiB RAM "
             "free. Hover a badge for the reason."
         )
@@ -272,7 +310,7 @@ class Controller(QObject):
 
     def compare_runs(self, run_ids: list[str]) -> None:
         self._job(
-            lambda ctx: {run_id: core_api.run_records(run_id) for run_id in run_ids},
+            lambda ctx: core_api.compare_records(run_ids, self.hardware),
             "compare runs",
             result=self.w.history_panel.set_comparison,
             error=self.w.history_panel.set_error,

@@ -8,6 +8,7 @@ only. The imports are static, so mypy and the import-layer test see the GUI/core
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +24,11 @@ from fitbench.core.bench.config import BenchConfig
 from fitbench.core.bench.models import quant_from_name
 from fitbench.core.download import hub as core_download
 from fitbench.core.hardware import detect as core_hardware
+from fitbench.core.hardware import gpu_specs
 from fitbench.core.model import catalog as core_catalog
 from fitbench.core.plan import search as core_search
 from fitbench.core.plan.margin import VramMargin, margin_of
+from fitbench.core.predict import full_model as core_full_model
 from fitbench.core.results import store as core_store
 from fitbench.core.results.schema import write_jsonl
 from fitbench.core.settings import Settings
@@ -259,10 +262,18 @@ def quick_plan(
 ) -> tuple[list[Any], list[str]]:
     """The quick sweep's configs (twins written now, cached) and a note per model on its file."""
 
+    started: dict[str, float] = {}
+
     def on_progress(what: str, done: int, total: int) -> None:
-        if progress is not None:
-            share = f" ({100 * done / total:.0f}%)" if total else ""
-            progress(f"Preparing: {what}{share}")
+        if progress is None:
+            return
+        now = time.monotonic()
+        t0 = started.setdefault(what, now)
+        share = f" ({100 * done / total:.0f}%" if total else ""
+        if total and done and now - t0 > 1.0:  # time left from the rate so far
+            left = (now - t0) * (total - done) / done
+            share += f", about {present.fmt_duration(left)} left"
+        progress(f"Preparing: {what}{share}{')' if total else ''}")
 
     plan = bench_quick.quick_plan(
         dict(hardware),
@@ -310,6 +321,74 @@ def run_sweep(
         )
     finally:
         store.close()
+
+
+# -- what-if hardware: this machine with other GPUs -------------------------------------------
+WHAT_IF_KEY = "what_if"  # advise's marker of what-if hardware: {"reference": hw, "cards": [...]}
+# pairs people build from two consumer cards; every single card of the table follows
+WHAT_IF_COMMON = ("RTX 4090", "2x RTX 3090", "2x RTX 4090", "RTX 3090")
+
+
+def what_if_choices() -> list[str]:
+    """GPU specs for the what-if picker: common ones first, then every card of the GPU table."""
+    shown = {gpu_specs.lookup(spec).name for spec in WHAT_IF_COMMON if "x " not in spec}
+    names = [spec.name for spec in gpu_specs.gpu_table() if spec.name not in shown]
+    return [*WHAT_IF_COMMON, *names]
+
+
+def what_if_hardware(hardware: Mapping[str, Any], spec: str) -> dict[str, Any]:
+    """This machine with its GPUs replaced by the cards `spec` names ("RTX 4090", "2x RTX
+    3090"): VRAM, bandwidth and PCIe from the GPU table, CPU and RAM kept, the machine itself
+    kept as the reference its calibration comes from. Raises ValueError for an unknown card."""
+    cards = gpu_specs.parse_gpu_spec(spec)
+    try:  # the advice's own builder where it exists (it scales the calibration by card ratios)
+        from fitbench.core.predict import speeds
+
+        build = getattr(speeds, "what_if_hardware", None)
+    except ImportError:
+        build = None
+    if build is not None:
+        out: dict[str, Any] = dict(build(hardware, cards))
+    else:
+        reference = dict(hardware.get(WHAT_IF_KEY, {}).get("reference") or hardware)
+        out = {
+            **reference,
+            "gpus": [
+                {
+                    "index": i,
+                    "name": card.name,
+                    "vram_total_bytes": card.vram_bytes,
+                    "vram_free_bytes": card.vram_bytes,
+                    "bandwidth_gbps": card.bandwidth_gbs,
+                    "pcie": {"bandwidth_gbps": card.pcie_gbs} if card.pcie_gbs else {},
+                }
+                for i, card in enumerate(cards)
+            ],
+            "llama_cpp": {**(reference.get("llama_cpp") or {}), "gpu_offload": bool(cards)},
+            WHAT_IF_KEY: {"reference": reference, "cards": [card.name for card in cards]},
+        }
+    out.setdefault(WHAT_IF_KEY, {"reference": dict(hardware), "cards": [c.name for c in cards]})
+    out[WHAT_IF_KEY]["label"] = spec
+    return out
+
+
+def what_if_label(hardware: Mapping[str, Any] | None) -> str:
+    """'2x RTX 3090' for what-if hardware, '' for a detected machine."""
+    what_if = (hardware or {}).get(WHAT_IF_KEY)
+    if not isinstance(what_if, Mapping):
+        return ""
+    return str(what_if.get("label") or " + ".join(what_if.get("cards") or []))
+
+
+# -- scaled twins: the full model's figure, never the slice's speed ---------------------------
+def is_scaled(record: Mapping[str, Any]) -> bool:
+    return core_full_model.is_scaled(record)
+
+
+def full_model_figures(
+    records: Sequence[Mapping[str, Any]], hardware: Mapping[str, Any] | None
+) -> list[core_full_model.FullModelFigure | None]:
+    return core_full_model.full_model_figures(records, hardware)
 
 
 # -- advice, report, history -----------------------------------------------------------------
@@ -427,3 +506,20 @@ def serve_and_load(
         on_status=on_status,
         cancel=cancel,
     )
+
+
+def compare_records(
+    run_ids: Sequence[str], hardware: Mapping[str, Any] | None
+) -> dict[str, list[dict[str, Any]]]:
+    """Each run's records, a scaled twin's with its full-model figure under "full_model"
+    (calibrated per run: a run is one machine's measurements)."""
+    out = {}
+    for run_id in run_ids:
+        records = run_records(run_id)
+        same_machine = {str(r.get("hardware_fingerprint") or "") for r in records} <= {
+            "",
+            str((hardware or {}).get("fingerprint") or ""),
+        }
+        figures = full_model_figures(records, hardware if same_machine else None)
+        out[run_id] = [{**r, "full_model": f} for r, f in zip(records, figures, strict=True)]
+    return out

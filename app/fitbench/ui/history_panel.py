@@ -38,7 +38,10 @@ class HistoryPanel(QWidget):
         super().__init__(parent)
         layout = QVBoxLayout(self)
         top = QHBoxLayout()
-        self.status = QLabel("Past runs from the results store. Select two or more to compare.")
+        self.status = QLabel(
+            "Past runs from the results store. Select two to compare them side by side (speed "
+            "and memory changes), or more to see them together."
+        )
         self.status.setWordWrap(True)
         self.refresh_button = QPushButton("&Reload")
         self.refresh_button.clicked.connect(self.refresh_requested)
@@ -75,7 +78,8 @@ class HistoryPanel(QWidget):
                 self.runs.setItem(i, j, QTableWidgetItem(str(value)))
         self.runs.resizeColumnsToContents()
         self.status.setText(
-            f"{len(runs)} past runs in the results store. Select two or more to compare."
+            f"{len(runs)} past runs in the results store. Select two to compare them side by "
+            "side (speed and memory changes, older to newer), or more to see them together."
             if runs
             else "No runs in the results store yet."
         )
@@ -84,8 +88,9 @@ class HistoryPanel(QWidget):
         self.status.setText(f"Cannot read the results store: {message}")
 
     def selected_run_ids(self) -> list[str]:
+        # the list is newest first; compared oldest first, so a change reads older -> newer
         rows = sorted({index.row() for index in self.runs.selectionModel().selectedRows()})
-        return [self.run_ids[r] for r in rows if r < len(self.run_ids)]
+        return [self.run_ids[r] for r in reversed(rows) if r < len(self.run_ids)]
 
     def _selection_changed(self) -> None:
         self.compare_button.setEnabled(len(self.selected_run_ids()) >= 1)
@@ -94,15 +99,19 @@ class HistoryPanel(QWidget):
         self.compare_requested.emit(self.selected_run_ids())
 
     def set_comparison(self, records_by_run: Mapping[str, list[Mapping[str, Any]]]) -> None:
-        runs, rows = present.compare_runs(records_by_run)
+        columns, rows = present.compare_runs(records_by_run)
         self.comparison.clear()
-        self.comparison.setColumnCount(len(runs) + 1)
-        self.comparison.setHorizontalHeaderLabels(["Configuration : test", *runs])
+        self.comparison.setColumnCount(len(columns) + 1)
+        self.comparison.setHorizontalHeaderLabels(["Configuration : test", *columns])
         self.comparison.setRowCount(len(rows))
         for i, (label, cells) in enumerate(rows):
             self.comparison.setItem(i, 0, QTableWidgetItem(label))
             for j, cell in enumerate(cells, 1):
-                self.comparison.setItem(i, j, QTableWidgetItem(cell))
+                item = QTableWidgetItem(cell)
+                if columns[j - 1].startswith("Δ") and cell[:1] in "+−-":
+                    item.setToolTip("the later column minus the earlier one (older run first)")
+                self.comparison.setItem(i, j, item)
+        self.comparison.resizeColumnsToContents()
         self.comparison.horizontalHeader().setSectionResizeMode(
             0, QHeaderView.ResizeMode.ResizeToContents
         )

@@ -176,6 +176,13 @@ class ModelsPanel(QWidget):
         if dialog.exec() == QDialog.DialogCode.Accepted and dialog.result_spec is not None:
             self.add_requested.emit(dialog.result_spec)
 
+    def set_machine(self, what_if: str) -> None:
+        """The fit column says which machine its badges are for."""
+        title = f"Fit with {what_if} (predicted)" if what_if else COLUMNS[3]
+        header = self.table.horizontalHeaderItem(3)
+        if header is not None:
+            header.setText(title)
+
     def set_status(self, text: str) -> None:
         self.status.setText(text)
 

@@ -19,15 +19,27 @@ MEMORY_REDRAW_S = 0.5
 MODEL_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
 
 
-def _style_plot(plot: pg.PlotItem, title: str, x_label: str, y_label: str) -> None:
-    plot.setTitle(title)
+LEGEND_ROW = 4  # PlotItem's grid: title 0, top axis 1, view 2, bottom axis 3; the legend below
+
+
+def _style_plot(
+    plot: pg.PlotItem, title: str, x_label: str, y_label: str, legend_columns: int
+) -> None:
+    plot.setTitle(title, size="10pt")
     plot.setLabel("bottom", x_label)
     plot.setLabel("left", y_label)
     plot.showGrid(x=True, y=True, alpha=0.25)
+    # 0.03 t/s must read as 0.03, not as "30 (x0.001)" with the multiplier cut off
+    for axis in ("left", "bottom"):
+        plot.getAxis(axis).enableAutoSIPrefix(False)
     # long memory traces stay cheap: draw only what is visible, keep peaks when decimating
     plot.setDownsampling(auto=True, mode="peak")
     plot.setClipToView(True)
-    plot.addLegend(offset=(10, 10))
+    # the legend sits under the axis, outside the data: PlotItem.addItem still fills it
+    # model names are long: one per row, so the legend never widens the plot past its cell
+    legend = pg.LegendItem(colCount=legend_columns, verSpacing=-6, horSpacing=12)
+    plot.layout.addItem(legend, LEGEND_ROW, 1)
+    plot.legend = legend
 
 
 class LivePlots(QWidget):
@@ -41,15 +53,19 @@ class LivePlots(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         self.views: list[pg.PlotWidget] = []
         specs = (
-            ("Tokens/s per configuration", "configuration", "tokens/s"),
-            ("Memory over time", "time (s)", "GiB"),
-            ("Generation vs GPU offload", "layers on GPU (% of the model)", "tg tokens/s"),
-            ("Aggregate throughput vs batch", "parallel sequences B", "tokens/s (all sequences)"),
+            ("Tokens/s per configuration (≈: predicted full model)", "", "tokens/s"),
+            ("Memory over time", "time (s)", "memory (GiB)"),
+            ("Generation vs GPU offload", "layers on the GPU (%)", "generation (tokens/s)"),
+            (
+                "Aggregate throughput vs parallel sequences",
+                "parallel sequences B",
+                "all sequences (tokens/s)",
+            ),
         )
         for i, (title, x_label, y_label) in enumerate(specs):
             view = pg.PlotWidget()
-            view.setMinimumHeight(160)
-            _style_plot(view.getPlotItem(), title, x_label, y_label)
+            view.setMinimumHeight(200)
+            _style_plot(view.getPlotItem(), title, x_label, y_label, 2 if i < 2 else 1)
             layout.addWidget(view, i // 2, i % 2)
             self.views.append(view)
         self.speed_plot, self.memory_plot, self.offload_plot, self.batch_plot = (
@@ -143,10 +159,11 @@ class LivePlots(QWidget):
         self.pp_bars.setOpts(x=[x - 0.2 for x in xs], height=pp)
         self.tg_bars.setOpts(x=[x + 0.2 for x in xs], height=tg)
         axis = self.speed_plot.getAxis("bottom")
-        axis.setTicks([[(x, str(x + 1)) for x in xs]])
-        self.speed_plot.getViewBox().setToolTip(
-            "\n".join(f"{i + 1}: {label}" for i, label in enumerate(labels))
-        )
+        # the configurations by name; several configurations of one model share its name
+        axis.setTicks([[(x, label) for x, label in zip(xs, labels, strict=True)]])
+        if xs:
+            self.speed_plot.setXRange(-0.6, len(xs) - 0.4, padding=0)
+        self.speed_plot.getViewBox().setToolTip(self.model.speed_tooltip())
 
     def _set_curves(self, plot: pg.PlotItem, key: int, curves: dict[str, Series]) -> None:
         for name, series in curves.items():
@@ -155,14 +172,18 @@ class LivePlots(QWidget):
                 colour = MODEL_COLOURS[
                     sum(1 for k in self._model_curves if k[0] == key) % len(MODEL_COLOURS)
                 ]
+                # scaled-twin points are noisy predictions, one per measurement: points only,
+                # hollow, no line suggesting a trend
+                scaled = self.model.is_scaled_label(name)
                 curve = plot.plot(
                     [],
                     [],
                     name=name,
-                    pen=pg.mkPen(colour, width=2),
+                    pen=None if scaled else pg.mkPen(colour, width=2),
                     symbol="o",
-                    symbolBrush=colour,
-                    symbolSize=7,
+                    symbolPen=pg.mkPen(colour, width=2),
+                    symbolBrush=None if scaled else colour,
+                    symbolSize=9 if scaled else 7,
                 )
                 self._model_curves[(key, name)] = curve
             curve.setData(series.xs, series.ys)

@@ -59,6 +59,15 @@ def fmt_ts(value: float | None) -> str:
     return f"{value:.1f} t/s" if value < 1000 else f"{value:,.0f} t/s"
 
 
+def short_model_name(name: str) -> str:
+    """'Mixtral 8x7B Instruct v0.1' -> 'Mixtral 8x7B', 'Llama 2 70B Chat' -> 'Llama 2 70B'."""
+    words = name.split()
+    for i, word in enumerate(words):
+        if i and word[:1].isdigit() and word.upper().endswith("B"):
+            return " ".join(words[: i + 1])
+    return " ".join(words[:2]) if len(words) > 2 else name
+
+
 def basis_words(basis: str | None) -> str:
     return BASIS_WORDS.get(basis or "", basis or "basis unknown")
 
@@ -176,15 +185,41 @@ def fit_badge(placement: Mapping[str, Any] | None, n_layer: int) -> tuple[str, s
     return text + (f", {experts}" if experts else ""), "partial"
 
 
+def record_speed(record: Mapping[str, Any]) -> tuple[float | None, str]:
+    """(value, text) of a record's tokens/s as shown. A scaled twin (a slice of the model) shows
+    its `full_model` figure (predict.full_model, attached by core_api): never the slice's speed."""
+    if record.get("status", "ok") != "ok":
+        return None, f"failed ({record.get('status')})"
+    fig = record.get("full_model")
+    if fig is not None:
+        return fig.value, fig.short
+    if record.get("source") == "scaled-twin":
+        return None, "no full-model figure"
+    value = record.get("avg_ts")
+    return (None if value is None else float(value)), fmt_ts(value)
+
+
+def _delta(a: float | None, b: float | None, unit: str) -> str:
+    if a is None or b is None:
+        return "–"
+    if unit == "t/s":
+        pct = f" ({(b - a) / a * 100:+.0f}%)" if a else ""
+        return f"{b - a:+.2f} t/s{pct}"
+    return ("+" if b >= a else "−") + fmt_bytes(abs(b - a))
+
+
 def compare_runs(
     records_by_run: Mapping[str, list[Mapping[str, Any]]],
 ) -> tuple[list[str], list[tuple[str, list[str]]]]:
-    """Side-by-side table: one row per (model, quant, source, placement, test), a column per run.
+    """Side-by-side table: one row per (model, quant, source, placement, test), a column per run;
+    a cell is tokens/s (≈ predicted for a scaled twin) and the memory peaks, or the failure.
+    With exactly two runs, three more columns: the change in speed, RAM peak and VRAM peak from
+    the first run to the second.
 
-    Returns (column run ids, [(row label, [cell per run])]); a cell is tokens/s or the failure.
+    Returns (column titles after the label, [(row label, [cell per column])]).
     """
     runs = list(records_by_run)
-    cells: dict[str, dict[str, str]] = {}
+    found: dict[str, dict[str, Mapping[str, Any]]] = {}
     for run_id, records in records_by_run.items():
         for r in records:
             source = source_words(str(r.get("source", "")))
@@ -197,11 +232,33 @@ def compare_runs(
                 + (f", experts on CPU {r['n_cpu_moe']}" if r.get("n_cpu_moe") else "")
                 + f": {test}"
             )
-            status = r.get("status", "ok")
-            value = fmt_ts(r.get("avg_ts")) if status == "ok" else f"failed ({status})"
-            cells.setdefault(label, {})[run_id] = value
-    rows = [(label, [by_run.get(run, "–") for run in runs]) for label, by_run in cells.items()]
-    return runs, sorted(rows)
+            found.setdefault(label, {})[run_id] = r
+
+    def cell(r: Mapping[str, Any] | None) -> str:
+        if r is None:
+            return "–"
+        _value, text = record_speed(r)
+        memory = [
+            f"{name} {fmt_bytes(r[key])}"
+            for name, key in (("RAM", "ram_peak_bytes"), ("VRAM", "vram_peak_bytes"))
+            if r.get(key)
+        ]
+        return " · ".join([text, *memory])
+
+    pair = len(runs) == 2
+    rows = []
+    for label, by_run in found.items():
+        cells = [cell(by_run.get(run)) for run in runs]
+        if pair:
+            a, b = (by_run.get(run) for run in runs)
+            speed_a = record_speed(a)[0] if a else None
+            speed_b = record_speed(b)[0] if b else None
+            cells.append(_delta(speed_a, speed_b, "t/s"))
+            for key in ("ram_peak_bytes", "vram_peak_bytes"):
+                cells.append(_delta((a or {}).get(key), (b or {}).get(key), "bytes"))
+        rows.append((label, cells))
+    columns = [*runs, "Δ speed", "Δ RAM peak", "Δ VRAM peak"] if pair else runs
+    return columns, sorted(rows)
 
 
 EXPECTED_LABELS = {
@@ -257,6 +314,45 @@ def choice_text(choice: Mapping[str, Any] | None) -> str:
     if choice.get("batch"):
         parts.append(f"{choice['batch']} parallel sequence(s)")
     return " · ".join(p for p in parts if p)
+
+
+def best_feasible(advice: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The best option that runs here when nothing meets the floors ("best_feasible"; the advice
+    of issue 18 first called it "below_floor")."""
+    for key in ("best_feasible", "below_floor"):
+        value = advice.get(key)
+        if isinstance(value, Mapping) and value:
+            return value
+    return None
+
+
+def no_fit_actions(advice: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(heading, sentence) a person can act on when no deployment meets the floors: the best
+    option that runs anyway, the cheapest change, and what each model would need."""
+    if advice.get("choice"):
+        return []
+    out: list[tuple[str, str]] = []
+    best = best_feasible(advice)
+    if best is not None:
+        expected = best.get("expected") or {}
+        numbers = ", ".join(
+            f"{label.lower()} {value} ({basis})"
+            for label, value, basis in expected_rows(
+                {k: v for k, v in expected.items() if k in ("tg_ts", "ttft_ms")}
+            )
+        )
+        why = best.get("why") or best.get("reason") or ""
+        text = choice_text(best) + (f": {numbers}" if numbers else "")
+        out.append(("Best option that runs here", text + (f". {why}" if why else "")))
+    change = advice.get("cheapest_change")
+    if isinstance(change, Mapping) and change.get("sentence"):
+        out.append(("Cheapest change that meets the floors", str(change["sentence"])))
+    elif isinstance(change, str) and change:
+        out.append(("Cheapest change that meets the floors", change))
+    for need in advice.get("hardware_needed") or []:
+        if isinstance(need, Mapping) and need.get("sentence"):
+            out.append(("What it would take", str(need["sentence"])))
+    return out
 
 
 ALTERNATIVE_COLUMNS = ("Model", "Quant", "Placement", "Batch", "tg", "pp", "TTFT", "VRAM", "RAM")

@@ -28,6 +28,7 @@ GOAL_TEXT = {
 
 class SettingsBar(QWidget):
     changed = Signal(object)  # Settings
+    what_if_changed = Signal(str)  # a GPU spec such as "2x RTX 3090", "" for this machine
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -70,11 +71,46 @@ class SettingsBar(QWidget):
                 layout.addWidget(label)
             layout.addWidget(widget)
         layout.addStretch(1)
+        # what-if hardware: plan and advise for other GPUs (predicted); not saved, a look only
+        self.what_if = QComboBox()
+        # long card names must not widen the window: the open list shows them in full
+        self.what_if.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.what_if.setMinimumContentsLength(24)
+        self.what_if.view().setMinimumWidth(320)
+        self.what_if.addItem("This machine (detected)", "")
+        self.what_if.setToolTip(
+            "What if this machine had these GPUs? The Models tab's fit badges, the plan and the "
+            "recommendation are then predicted for them (CPU and RAM stay this machine's)."
+        )
+        what_if_label = QLabel("&Machine:")
+        what_if_label.setBuddy(self.what_if)
+        layout.addWidget(what_if_label)
+        layout.addWidget(self.what_if)
+        self.what_if.currentIndexChanged.connect(
+            lambda _i: self.what_if_changed.emit(str(self.what_if.currentData() or ""))
+        )
         self._show(self.settings)
         self.goal.currentIndexChanged.connect(self._edited)
         self.ctx.editingFinished.connect(self._edited)
         self.vram.editingFinished.connect(self._edited)
         self.ram.editingFinished.connect(self._edited)
+
+    def set_what_if_choices(self, specs: list[str]) -> None:
+        self.what_if.blockSignals(True)
+        while self.what_if.count() > 1:
+            self.what_if.removeItem(1)
+        for spec in specs:
+            self.what_if.addItem(f"What if: {spec} (predicted)", spec)
+        self.what_if.blockSignals(False)
+
+    def choose_what_if(self, spec: str) -> None:
+        """Pick a what-if machine as a person would ("" for this machine)."""
+        index = self.what_if.findData(spec)
+        if index < 0:
+            raise ValueError(f"no what-if choice {spec!r}")
+        self.what_if.setCurrentIndex(index)
 
     def _show(self, s: Settings) -> None:
         self.goal.setCurrentIndex(max(0, self.goal.findData(s.goal)))

@@ -14,7 +14,10 @@ from typing import Any
 
 from fitbench.core.bench import events as ev
 from fitbench.core.plan.placement import Placement, record_n_layer
-from fitbench.ui import present
+from fitbench.core.predict.full_model import FullModelFigure
+from fitbench.ui import core_api, present
+
+SCALED_SUFFIX = "≈ full model (from a scaled twin)"
 
 
 @dataclass
@@ -29,6 +32,49 @@ class ConfigRow:
     ttft_ms: float | None = None
     ram_peak_bytes: int | None = None
     vram_peak_bytes: int | None = None
+    # a scaled twin: pp_ts/tg_ts are the slice's speeds, shown only as detail; these are the
+    # full model's predicted figures, shown as the numbers
+    scaled: bool = False
+    tick: str = ""  # a few words for a plot axis: 'Mixtral 8x7B · CPU ≈'
+    pp_full: FullModelFigure | None = None
+    tg_full: FullModelFigure | None = None
+
+    def speed(self, test: str) -> float | None:
+        """The tokens/s a display shows: the full model's figure for a scaled twin."""
+        if self.scaled:
+            fig = self.pp_full if test == "pp" else self.tg_full
+            return None if fig is None else fig.value
+        return self.pp_ts if test == "pp" else self.tg_ts
+
+    def speed_text(self, test: str) -> str:
+        if not self.scaled:
+            return present.fmt_ts(self.pp_ts if test == "pp" else self.tg_ts)
+        fig = self.pp_full if test == "pp" else self.tg_full
+        raw = self.pp_ts if test == "pp" else self.tg_ts
+        if fig is None:
+            return "–" if raw is None else "predicting…"
+        return fig.short
+
+    @property
+    def ttft_text(self) -> str:
+        if self.ttft_ms is None:
+            return "–"
+        # a slice answers sooner than the full model: its time is detail, never the figure
+        return f"– (slice {self.ttft_ms:.0f} ms)" if self.scaled else f"{self.ttft_ms:.0f} ms"
+
+    @property
+    def measured_on(self) -> str:
+        """Which file, and for a scaled twin what its slice measured (the raw speeds)."""
+        words = present.source_words(self.source)
+        fig = self.tg_full or self.pp_full
+        if not self.scaled or fig is None:
+            return words
+        parts = [
+            f"{name} {present.fmt_ts(value)}"
+            for name, value in (("pp", self.pp_ts), ("tg", self.tg_ts))
+            if value is not None
+        ]
+        return f"{words}: {fig.slice_words} measured " + ", ".join(parts)
 
     @property
     def status_words(self) -> str:
@@ -48,6 +94,8 @@ class Series:
 class SweepModel:
     def __init__(self, model_names: Mapping[str, str] | None = None) -> None:
         self.model_names = dict(model_names or {})
+        # the machine the sweep runs on: the priors of the full-model extrapolation
+        self.hardware: dict[str, Any] = {}
         self.reset()
 
     def reset(self) -> None:
@@ -61,6 +109,7 @@ class SweepModel:
         self.notes: list[str] = []
         self.rows: dict[str, ConfigRow] = {}
         self.records: list[dict[str, Any]] = []
+        self.figures: list[FullModelFigure | None] = []  # aligned with records
         self.t: list[float] = []
         self.vram_gib: list[float] = []
         self.ram_gib: list[float] = []
@@ -114,6 +163,11 @@ class SweepModel:
         cid = str(record.get("config_id", ""))
         row = self.rows.setdefault(cid, ConfigRow(cid, self.config_label(record)))
         row.source = str(record.get("source", ""))
+        row.scaled = core_api.is_scaled(record)
+        row.tick = self.tick_label(record)
+        self.figures.append(None)
+        if row.scaled:
+            self._extrapolate()
         if record.get("status", "ok") != "ok":
             row.status, row.error = str(record["status"]), str(record.get("error", ""))
             return
@@ -129,18 +183,66 @@ class SweepModel:
             if value is not None:
                 setattr(row, key, max(value, getattr(row, key) or 0))
 
+    def _extrapolate(self) -> None:
+        """Full-model figures of every scaled-twin record, the predictor calibrated on all
+        results so far (a few ms once the model's costs are cached)."""
+        self.figures = core_api.full_model_figures(self.records, self.hardware)
+        for record, fig in zip(self.records, self.figures, strict=True):
+            if fig is None:
+                continue
+            row = self.rows.get(str(record.get("config_id", "")))
+            if row is None:
+                continue
+            if fig.kind == "pp":
+                row.pp_full = fig
+            elif fig.kind == "tg" and int(record.get("n_parallel") or 1) == 1:
+                row.tg_full = fig
+
+    def display_ts(self, index: int) -> float | None:
+        """Tokens/s of records[index] as shown: never a scaled twin's slice speed."""
+        record = self.records[index]
+        if core_api.is_scaled(record):
+            fig = self.figures[index] if index < len(self.figures) else None
+            return None if fig is None else fig.value
+        value = record.get("avg_ts")
+        return None if value is None else float(value)
+
     # -- views out ---------------------------------------------------------------------------
     def model_label(self, record: Mapping[str, Any]) -> str:
         model_id = str(record.get("model_id", "?"))
         name = self.model_names.get(model_id, model_id)
         source = str(record.get("source", ""))
+        name = present.short_model_name(name)
+        if core_api.is_scaled(record):
+            return f"{name} {SCALED_SUFFIX}"
         return name if source == "real" else f"{name} ({present.source_words(source)})"
 
+    def is_scaled_label(self, label: str) -> bool:
+        return label.endswith(SCALED_SUFFIX)
+
+    def tick_label(self, record: Mapping[str, Any]) -> str:
+        """Short enough for a bar's axis label: model, where it ran, ≈ when predicted."""
+        model_id = str(record.get("model_id", "?"))
+        name = present.short_model_name(self.model_names.get(model_id, model_id))
+        p = Placement.from_record(record)
+        n_layer = record_n_layer(record)
+        if p.cpu_only:
+            where = "CPU"
+        elif p.all_on_gpu(n_layer):
+            where = "GPU" + (" (experts CPU)" if p.n_cpu_moe else "")
+        else:
+            where = f"{p.gpu_share(n_layer):.0f}% GPU"
+        if core_api.is_scaled(record):
+            return f"{name} · {where} ≈"
+        twin = "" if record.get("source") == "real" else " (twin)"
+        return f"{name}{twin} · {where}"
+
     def config_label(self, record: Mapping[str, Any]) -> str:
-        return (
-            f"{self.model_label(record)} {record.get('quant', '')}, "
-            f"ngl {record.get('n_gpu_layers', 0)}"
-        )
+        model_id = str(record.get("model_id", "?"))
+        name = self.model_names.get(model_id, model_id)
+        source = str(record.get("source", ""))
+        what = "" if source == "real" else f" ({present.source_words(source)})"
+        return f"{name} {record.get('quant', '')}{what}, ngl {record.get('n_gpu_layers', 0)}"
 
     def progress_text(self) -> str:
         if self.finished is not None:
@@ -167,25 +269,37 @@ class SweepModel:
         return self.index / self.total
 
     def ts_per_config(self) -> tuple[list[str], list[float], list[float]]:
-        """Labels and (pp, tg) tokens/s of every configuration with a result, in run order."""
+        """Short labels and (pp, tg) tokens/s of every configuration with a result, in run
+        order; a scaled twin's are the full model's predicted figures."""
         labels, pp, tg = [], [], []
         for row in self.rows.values():
             if row.pp_ts is None and row.tg_ts is None:
                 continue
-            labels.append(row.label)
-            pp.append(row.pp_ts or 0.0)
-            tg.append(row.tg_ts or 0.0)
+            labels.append(row.tick or row.label)
+            pp.append(row.speed("pp") or 0.0)
+            tg.append(row.speed("tg") or 0.0)
         return labels, pp, tg
+
+    def speed_tooltip(self) -> str:
+        """Every bar of the speed plot in full: configuration, shown numbers, slice detail."""
+        lines = []
+        for row in self.rows.values():
+            if row.pp_ts is None and row.tg_ts is None:
+                continue
+            line = f"{row.label}: pp {row.speed_text('pp')}, tg {row.speed_text('tg')}"
+            fig = row.tg_full or row.pp_full
+            lines.append(line + (f" ({row.measured_on})" if row.scaled and fig else ""))
+        return "\n".join(lines)
 
     def _curves(self, test: str, x_of: Any) -> dict[str, Series]:
         points: dict[str, dict[float, float]] = {}
-        for r in self.records:
+        for i, r in enumerate(self.records):
             if r.get("status", "ok") != "ok" or r.get("test") != test:
                 continue
-            x = x_of(r)
-            if x is None:
+            x, y = x_of(r), self.display_ts(i)
+            if x is None or y is None:
                 continue
-            points.setdefault(self.model_label(r), {})[x] = float(r.get("avg_ts") or 0.0)
+            points.setdefault(self.model_label(r), {})[x] = y
         out: dict[str, Series] = {}
         for label, by_x in points.items():
             xs = sorted(by_x)

@@ -39,6 +39,64 @@ def _ratio(a: float, b: float) -> str:
     return f"{r:.1f}x" if r < 10 else f"{r:.0f}x"
 
 
+# what each speed-model constant means to a person, and the test that would measure it
+_UNMEASURED: dict[str, tuple[str, str]] = {
+    "gpu_bandwidth": (
+        "how fast the GPU reads its memory",
+        "a benchmark with layers on the GPU (`fitbench bench -ngl 99`)",
+    ),
+    "cpu_bandwidth": (
+        "how fast the CPU reads RAM",
+        "a CPU-only generation test (`fitbench bench -ngl 0`)",
+    ),
+    "pcie_bandwidth": (
+        "how fast weights cross to the GPU when part of the model stays in RAM",
+        "a partial offload with a long prompt (`fitbench bench -ngl 16 -p 512`)",
+    ),
+    "overhead_per_step": (
+        "the fixed cost of each token",
+        "any generation test (`fitbench bench -n 128`)",
+    ),
+    "gpu_matrix_compute": (
+        "the GPU's arithmetic speed on prompts",
+        "a prompt test with layers on the GPU (`fitbench bench -ngl 99 -p 512`)",
+    ),
+    "gpu_vector_compute": (
+        "the GPU's arithmetic speed when generating for a few users",
+        "a batch test on the GPU (`fitbench bench -ngl 99 --batch 4`)",
+    ),
+    "cpu_compute": (
+        "the CPU's arithmetic speed on prompts",
+        "a prompt test on the CPU (`fitbench bench -ngl 0 -p 512`)",
+    ),
+}
+
+
+def _unmeasured_sentence(idle: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+    """The speed-model constants no measurement informed, said as what was not measured, what
+    the numbers assume instead, and how to measure it."""
+    parts, how = [], []
+    for name, c in idle:
+        meaning, test = _UNMEASURED.get(name, (name.replace("_", " "), "a benchmark"))
+        source = str(c.get("prior_source") or "")
+        # "60% of the detected 3350 GB/s" says where the figure came from; a bare guess does not
+        whence = (
+            f", {source}"
+            if "of the detected" in source or "the measured" in source
+            else ", a guess"
+        )
+        parts.append(f"{meaning} (assumed {c['prior']:g} {c['unit']}{whence})")
+        how.append(test)
+    return (
+        "Not measured on this machine: "
+        + "; ".join(parts)
+        + ". Predicted numbers that depend on these rest on those assumptions and may be off "
+        "by a factor of two; numbers measured here are not affected. To measure them: "
+        + "; ".join(dict.fromkeys(how))
+        + "."
+    )
+
+
 class Explainer:
     def __init__(
         self,
@@ -309,49 +367,53 @@ class Explainer:
             ]
             if any(v.basis == MEASURED_TWIN for v in values):
                 out.append(
-                    "Some numbers were measured on a shape-faithful twin (random weights, the real "
-                    "file's exact tensor layout), not the real file; twins matched real files "
-                    "within a few percent for llama/Mixtral, but measure the real file to be sure."
+                    "Not measured on the real model file: some numbers come from a twin, a file "
+                    "with the real file's exact layout but random weights. Twins ran within a few "
+                    "percent of real files for these models, so expect the same speeds; to be "
+                    "sure, download the model (Models tab, or `fitbench download`) and run the "
+                    "benchmark again."
                 )
             if any(v.basis == PREDICTED for v in values):
                 out.append(self._accuracy())
             if self.goal == "throughput" and choice.batch >= max(self.limits["batches"]):
                 out.append(
-                    f"Batch {choice.batch} is the largest batch evaluated and still meets the "
-                    "latency limit; a larger one may serve more."
+                    f"{choice.batch} parallel sequences is the most that was tried, and it still "
+                    "met the latency limit, so more users at once may also work: measure it with "
+                    f"`fitbench bench --batch {choice.batch * 2}`."
                 )
             if choice.model.arch.is_moe:
                 out.append(
-                    "Benchmarks feed random tokens; on real text "
-                    f"{choice.model.name}'s expert routing is less uniform, so its speed (batch "
-                    "speed most of all) may differ."
+                    "The benchmark feeds random tokens, which spread evenly over "
+                    f"{choice.model.name}'s experts; real text picks some experts more often, so "
+                    "real speeds (with many users at once most of all) may differ. Serving real "
+                    "prompts is the way to see it."
                 )
         scaled = sum(1 for r in records if r.get("source") == "scaled-twin")
         if scaled:
             out.append(
-                f"{scaled} measurement(s) were on scaled twins (fewer layers than the model); they "
-                "inform the predictor's per-layer costs, extrapolated to the full depth. On a CPU "
-                "that extrapolation was measured 8-16% optimistic for generation and 15-30% for "
-                "prompts (Mixtral from 4- and 8-layer twins; fewer layers, more optimistic)."
+                f"The whole models were not run here: {scaled} measurement(s) ran on scaled "
+                "twins, slices of a few of a model's blocks (the full file did not fit in "
+                "memory or on disk). The full models' speeds are predicted from those slices; on "
+                "a CPU such predictions came out 8-16% too fast for generation and 15-30% too "
+                "fast for prompts, more so the fewer blocks the slice has. To measure the full "
+                "model, run the benchmark on a machine where it fits."
             )
         if self.planner is not None and self.planner.estimated:
             out.append(
-                "VRAM and RAM of " + ", ".join(self.planner.estimated) + " are coarse estimates "
-                "(no tensor manifest for these quants: weights where they live, KV cache, compute "
-                "buffers), or measured peaks where larger; `fitbench plan` cannot plan them either."
+                "Memory of " + ", ".join(self.planner.estimated) + " is a rough estimate, not a "
+                "plan: no tensor list is known for these files, so VRAM and RAM are the weights "
+                "plus the context cache plus working buffers (or the peak measured, where "
+                "larger). Download the file to plan it exactly."
             )
         if not self.evidence.p95_ratio_measured:
             out.append(
-                "No latency percentiles were measured: p95 inter-token latency is taken as 1.1x "
-                "the mean step time."
+                "How much the time per token varies was not measured, so the slow-token latency "
+                "(p95) assumes steps 10% slower than average; a generation test (`fitbench bench "
+                "-n 128`) measures it."
             )
-        idle = [
-            f"{name} (kept at {c['prior']} {c['unit']}: {c['prior_source']})"
-            for name, c in self.calibration.constants().items()
-            if not c["fitted"]
-        ]
+        idle = [(name, c) for name, c in self.calibration.constants().items() if not c["fitted"]]
         if idle:
-            out.append("No measurement informed " + "; ".join(idle) + ".")
+            out.append(_unmeasured_sentence(idle))
         return out
 
     def _accuracy(self) -> str:

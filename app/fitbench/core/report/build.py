@@ -71,7 +71,7 @@ def build_report(
         verdict_section(advice, configs, names, advice_problem),
         machine_section(records, hardware, report.fingerprint),
         run_section(records, configs, names, run_meta or {}, n_records),
-        results_section(records, configs, names, advice, samples),
+        results_section(records, configs, names, advice, samples, hardware),
         *serving_section(report.fingerprint, names, advice),
         predicted_section(advice, names),
         caveats_section(records, configs, names, advice, hardware, samples),

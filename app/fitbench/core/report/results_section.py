@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from fitbench.core.predict.full_model import FullModelFigure, full_model_figures, is_scaled
 from fitbench.core.report import figures, fmt
 from fitbench.core.report.capped import MAX_ROWS, MAX_SERIES, more_note, most_relevant, thin
 from fitbench.core.report.configs import Config, Names, Record, test_time
@@ -20,15 +21,73 @@ from fitbench.core.report.model import (
 NOISY_SHARE = 0.10  # stddev above this share of the mean reads as an unsteady machine
 
 
-def _label(c: Config, names: Names) -> str:
-    return f"{names.name(c.model_id)} {c.quant} ({basis_short(c.basis)})"
+SCALED_BASIS = "predicted from a scaled twin"
+
+
+class Shown:
+    """The numbers the report shows per configuration: what was measured, except for a scaled
+    twin (a slice of a few blocks), whose figures are the full model's, predicted from the
+    slice's measurement (predict.full_model); the slice's own speeds are detail only."""
+
+    def __init__(self, records: Sequence[Record], hardware: dict[str, Any] | None) -> None:
+        figs = full_model_figures(records, hardware)
+        self._by_record = {id(r): f for r, f in zip(records, figs, strict=True)}
+
+    def figure(self, record: Record | None) -> FullModelFigure | None:
+        return None if record is None else self._by_record.get(id(record))
+
+    @staticmethod
+    def scaled(c: Config) -> bool:
+        return any(is_scaled(r) for r in c.records)
+
+    def ts(self, c: Config, test: str) -> float | None:
+        if not self.scaled(c):
+            return c.ts(test)
+        fig = self.figure(c._best(test))
+        return None if fig is None or c.ts(test) is None else fig.value
+
+    def ts_cell(self, c: Config, test: str) -> str:
+        if not self.scaled(c):
+            return _with_spread(c.ts(test), c.stddev_share(test))
+        value, raw = self.ts(c, test), c.ts(test)
+        if raw is None:
+            return fmt.DASH
+        shown = "no prediction" if value is None else f"≈{fmt.num(value)}"
+        return f"{shown} (slice {fmt.num(raw)})"
+
+    def batch_points(self, c: Config) -> list[tuple[int, float]]:
+        if not self.scaled(c):
+            return c.batch_points()
+        out = []
+        for r in c.records:
+            fig = self.figure(r)
+            if r["test"] == "batch" and fig is not None and fig.value is not None:
+                out.append((int(r["n_parallel"]), fig.value))
+        return sorted(dict(out).items())
+
+    def slice_cell(self, c: Config, value: Any) -> str:
+        """A latency the slice measured: detail only, the full model's would be longer."""
+        text = fmt.num(value)
+        return text if not self.scaled(c) or value is None else f"slice {text}"
+
+    def basis(self, c: Config) -> Basis:
+        return "predicted" if self.scaled(c) else c.basis
+
+    def basis_cell(self, c: Config) -> str:
+        return SCALED_BASIS if self.scaled(c) else basis_short(c.basis)
+
+
+def _label(c: Config, names: Names, shown: Shown | None = None) -> str:
+    what = SCALED_BASIS if shown is not None and shown.scaled(c) else basis_short(c.basis)
+    return f"{names.name(c.model_id)} {c.quant} ({what})"
 
 
 CONFIG_HEADERS = ("Model", "Quant", "Basis", "Placement")  # the first columns of every table
 
 
-def config_cells(c: Config, names: Names) -> tuple[str, str, str, str]:
-    return names.name(c.model_id), c.quant, basis_short(c.basis), placement_of(c)
+def config_cells(c: Config, names: Names, shown: Shown | None = None) -> tuple[str, str, str, str]:
+    basis = shown.basis_cell(c) if shown is not None else basis_short(c.basis)
+    return names.name(c.model_id), c.quant, basis, placement_of(c)
 
 
 def placement_of(c: Config) -> str:
@@ -56,8 +115,10 @@ def results_section(
     names: Names,
     advice: dict[str, Any] | None,
     samples: Sequence[dict[str, Any]] | None,
+    hardware: dict[str, Any] | None = None,
 ) -> Section:
     s = Section("4. Results")
+    shown = Shown(records, hardware)
     s.para(
         "All numbers in this section were measured; the Basis column says on what. Speeds are "
         "the mean over the repetitions, ± the standard deviation as a share of the mean. "
@@ -65,9 +126,18 @@ def results_section(
         "ITL = inter-token latency.",
         "note",
     )
-    s.add(_best_table(configs, names))
-    shown, hidden = most_relevant(configs, advice)
-    note = more_note(hidden, len(shown))
+    if any(shown.scaled(c) for c in configs):
+        s.para(
+            "A scaled twin is a slice of a few of the model's blocks; it runs many times faster "
+            "than the whole model. Its rows (Basis: predicted from a scaled twin) show the full "
+            "model's speed, ≈, predicted from the slice's measurement by the calibrated "
+            "predictor, and the slice's own measurement in brackets. Latencies marked 'slice' "
+            "are the slice's and understate the full model's.",
+            "note",
+        )
+    s.add(_best_table(configs, names, shown))
+    kept, hidden = most_relevant(configs, advice)
+    note = more_note(hidden, len(kept))
     s.add(
         Table(
             title="Speed per configuration",
@@ -80,13 +150,13 @@ def results_section(
             ),
             rows=tuple(
                 (
-                    *config_cells(c, names),
-                    _with_spread(c.ts("pp"), c.stddev_share("pp")),
-                    _with_spread(c.ts("tg"), c.stddev_share("tg")),
-                    fmt.num(c.first("ttft_ms", ("ttft", "pp", "tg"))),
+                    *config_cells(c, names, shown),
+                    shown.ts_cell(c, "pp"),
+                    shown.ts_cell(c, "tg"),
+                    shown.slice_cell(c, c.first("ttft_ms", ("ttft", "pp", "tg"))),
                     c.status,
                 )
-                for c in shown
+                for c in kept
             ),
             weights=(2.6, 1.0, 0.8, 2.6, 1.3, 1.3, 1.0, 0.8),
             numeric=(False, False, False, False, True, True, True, False),
@@ -106,14 +176,14 @@ def results_section(
             ),
             rows=tuple(
                 (
-                    *config_cells(c, names),
-                    fmt.num(c.first("itl_ms_p50", ("tg", "ttft", "batch"))),
-                    fmt.num(c.first("itl_ms_p95", ("tg", "ttft", "batch"))),
-                    fmt.num(c.first("itl_ms_p99", ("tg", "ttft", "batch"))),
+                    *config_cells(c, names, shown),
+                    shown.slice_cell(c, c.first("itl_ms_p50", ("tg", "ttft", "batch"))),
+                    shown.slice_cell(c, c.first("itl_ms_p95", ("tg", "ttft", "batch"))),
+                    shown.slice_cell(c, c.first("itl_ms_p99", ("tg", "ttft", "batch"))),
                     fmt.gib_bare(c.peak("vram_peak_bytes")),
                     fmt.gib_bare(c.peak("ram_peak_bytes")),
                 )
-                for c in shown
+                for c in kept
             ),
             weights=(2.5, 1.0, 0.8, 2.4, 0.95, 0.95, 0.95, 1.0, 1.0),
             numeric=(False, False, False, False, True, True, True, True, True),
@@ -122,16 +192,16 @@ def results_section(
     )
     # a configuration contributes one row per batch size (at most 7): fewer configurations
     with_batch, hidden = most_relevant(
-        configs, advice, MAX_ROWS // 4, lambda c: bool(c.batch_points())
+        configs, advice, MAX_ROWS // 4, lambda c: bool(shown.batch_points(c))
     )
     batch_rows = [
         (
-            *config_cells(c, names),
+            *config_cells(c, names, shown),
             str(b),
-            fmt.num(v),
+            f"≈{fmt.num(v)}" if shown.scaled(c) else fmt.num(v),
         )
         for c in with_batch
-        for b, v in c.batch_points()
+        for b, v in shown.batch_points(c)
     ]
     if batch_rows:
         s.add(
@@ -149,9 +219,9 @@ def results_section(
     )
     depth_rows = [
         (
-            *config_cells(c, names),
+            *config_cells(c, names, shown),
             str(r["n_depth"]),
-            fmt.num(r["avg_ts"]),
+            _depth_cell(r, shown.figure(r)),
         )
         for c in with_depth
         for r in sorted(c.records, key=lambda r: r["n_depth"])
@@ -201,10 +271,10 @@ def results_section(
         )
     groups = _colour_groups(configs, names)
     for fig in (
-        _tg_figure(configs, names, groups),
-        _batch_figure(configs, names, groups),
+        _tg_figure(configs, names, groups, shown),
+        _batch_figure(configs, names, groups, shown),
         _memory_figure(records, samples),
-        _advantage_figure(configs, names, advice),
+        _advantage_figure(configs, names, advice, shown),
     ):
         if isinstance(fig, str):
             s.para(fig, "note")
@@ -213,37 +283,46 @@ def results_section(
     return s
 
 
-def _best_table(configs: Sequence[Config], names: Names) -> Table:
+def _depth_cell(record: Record, fig: FullModelFigure | None) -> str:
+    if not is_scaled(record):
+        return fmt.num(record["avg_ts"])
+    shown = "no prediction" if fig is None or fig.value is None else f"≈{fmt.num(fig.value)}"
+    return f"{shown} (slice {fmt.num(record['avg_ts'])})"
+
+
+def _best_table(configs: Sequence[Config], names: Names, shown: Shown) -> Table:
     best: dict[str, Config | None] = {}
     for c in configs:
-        tg = c.ts("tg")
+        speed_c = shown.ts(c, "tg")
         known = best.get(c.model_id)
-        if tg is not None and (known is None or tg > (known.ts("tg") or 0.0)):
+        if speed_c is not None and (known is None or speed_c > (shown.ts(known, "tg") or 0.0)):
             best[c.model_id] = c
         else:
             best.setdefault(c.model_id, None)
+
+    def speed(model_id: str) -> float:
+        config = best[model_id]
+        return (shown.ts(config, "tg") or 0.0) if config else 0.0
+
     # a file of many models: the fastest MAX_ROWS, in the usual order
-    fastest = sorted(best, key=lambda m: -((b.ts("tg") or 0.0) if (b := best[m]) else 0.0))
-    keep = set(fastest[:MAX_ROWS])
+    keep = set(sorted(best, key=lambda m: -speed(m))[:MAX_ROWS])
     rows = []
-    for model_id, fastest_config in best.items():
+    for model_id, fastest in best.items():
         if model_id not in keep:
             continue
-        if fastest_config is None:
+        if fastest is None:
             rows.append((names.name(model_id), fmt.DASH, fmt.DASH, fmt.DASH, "no tg test finished"))
             continue
-        rows.append(
-            (
-                names.name(model_id),
-                fastest_config.quant,
-                fastest_config.placement_words,
-                fmt.ts(fastest_config.ts("tg")),
-                basis_label(fastest_config.basis),
-            )
-        )
+        basis = basis_label(fastest.basis)
+        tg = fmt.ts(shown.ts(fastest, "tg"))
+        if shown.scaled(fastest):
+            fig = shown.figure(fastest._best("tg"))
+            tg = f"≈{tg}"
+            basis = "predicted for the full model" + (f" ({fig.detail})" if fig else "")
+        rows.append((names.name(model_id), fastest.quant, fastest.placement_words, tg, basis))
     hidden = len(best) - len(keep)
     return Table(
-        title="Fastest measured generation per model",
+        title="Fastest generation per model (measured, or ≈ predicted from a scaled twin)",
         headers=("Model", "Quant", "Placement", "tg", "Basis"),
         rows=tuple(rows),
         weights=(2.6, 1.1, 2.8, 1.3, 2.2),
@@ -253,13 +332,15 @@ def _best_table(configs: Sequence[Config], names: Names) -> Table:
     )
 
 
-def _tg_figure(configs: Sequence[Config], names: Names, groups: dict[str, int]) -> Figure | str:
+def _tg_figure(
+    configs: Sequence[Config], names: Names, groups: dict[str, int], shown: Shown
+) -> Figure | str:
     lines: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     first: dict[tuple[str, str, str], Config] = {}
     for c in configs:
         key = (c.model_id, c.quant, c.source)
         first.setdefault(key, c)
-        tg = c.ts("tg")
+        tg = shown.ts(c, "tg")
         if tg is not None and c.n_cpu_moe == 0:
             lines.setdefault(key, []).append((c.gpu_share, tg))
     if not lines:
@@ -273,27 +354,30 @@ def _tg_figure(configs: Sequence[Config], names: Names, groups: dict[str, int]) 
         c0, model_id = first[key], key[0]
         series.append(
             figures.Series(
-                label=_label(c0, names),
+                label=_label(c0, names, shown),
                 x=tuple(p[0] for p in pts),
                 y=tuple(p[1] for p in pts),
-                basis=c0.basis,
+                basis=shown.basis(c0),
                 group=groups[model_id],
             )
         )
     return figures.tg_vs_offload(
         series,
         "Batch-1 generation speed as more layers move to the GPU; 100% = every layer and the "
-        "output on the GPU. Measured; the legend says whether on real files or twins. Placements "
+        "output on the GPU. Measured; the legend says whether on real files or twins, and "
+        "hollow markers are full-model speeds predicted from a scaled twin. Placements "
         "with experts kept on the CPU are in the tables above.",
     )
 
 
-def _batch_figure(configs: Sequence[Config], names: Names, groups: dict[str, int]) -> Figure | str:
-    with_batch = [c for c in configs if c.batch_points()]
+def _batch_figure(
+    configs: Sequence[Config], names: Names, groups: dict[str, int], shown: Shown
+) -> Figure | str:
+    with_batch = [c for c in configs if shown.batch_points(c)]
     if not with_batch:
         return "No parallel-sequence (batch) test finished, so there is no batch figure."
     if len(with_batch) > MAX_SERIES:  # the configurations with the highest throughput
-        best = sorted(with_batch, key=lambda c: -max(v for _, v in c.batch_points()))
+        best = sorted(with_batch, key=lambda c: -max(v for _, v in shown.batch_points(c)))
         chosen = {id(c) for c in best[:MAX_SERIES]}
         with_batch = [c for c in with_batch if id(c) in chosen]
     per_model: dict[str, int] = {}
@@ -301,8 +385,8 @@ def _batch_figure(configs: Sequence[Config], names: Names, groups: dict[str, int
         per_model[c.model_id] = per_model.get(c.model_id, 0) + 1
     series = []
     for c in with_batch:
-        pts = c.batch_points()
-        label = _label(c, names)
+        pts = shown.batch_points(c)
+        label = _label(c, names, shown)
         if per_model[c.model_id] > 1:
             label += f", {placement_of(c)}"
         series.append(
@@ -310,14 +394,15 @@ def _batch_figure(configs: Sequence[Config], names: Names, groups: dict[str, int
                 label,
                 tuple(float(b) for b, _ in pts),
                 tuple(v for _, v in pts),
-                c.basis,
+                shown.basis(c),
                 groups[c.model_id],
             )
         )
     return figures.throughput_vs_batch(
         series,
         "Total generated tokens per second across B parallel sequences. An MoE layer touches up "
-        "to min(8, 2B) experts, so its advantage over a dense model shrinks as B grows. Measured.",
+        "to min(8, 2B) experts, so its advantage over a dense model shrinks as B grows. Measured; "
+        "hollow markers are full-model speeds predicted from a scaled twin.",
     )
 
 
@@ -361,12 +446,14 @@ def _memory_figure(
     )
 
 
-def _ratio_basis(a: Config, b: Config) -> Basis:
+def _ratio_basis(a: Config, b: Config, shown: Shown | None = None) -> Basis:
+    if shown is not None and (shown.scaled(a) or shown.scaled(b)):
+        return "predicted"
     return "measured-real" if a.basis == b.basis == "measured-real" else "measured-twin"
 
 
 def measured_advantage(
-    configs: Sequence[Config], names: Names
+    configs: Sequence[Config], names: Names, shown: Shown | None = None
 ) -> tuple[list[figures.RatioPoint], list[figures.RatioPoint]]:
     """MoE tg ÷ dense tg where both were measured at the same batch size or GPU share."""
     # the first MoE and the first dense configuration (in report order) at each batch size and
@@ -375,24 +462,31 @@ def measured_advantage(
     dense = [c for c in configs if not names.is_moe(c.model_id) and not c.n_cpu_moe]
     dense_at_batch: dict[int, tuple[Config, float]] = {}
     dense_at_share: dict[float, tuple[Config, float]] = {}
+
+    def points(c: Config) -> list[tuple[int, float]]:
+        return shown.batch_points(c) if shown else c.batch_points()
+
+    def tg(c: Config) -> float | None:
+        return shown.ts(c, "tg") if shown else c.ts("tg")
+
     for d in dense:
-        for b, v in d.batch_points():
+        for b, v in points(d):
             if v > 0:
                 dense_at_batch.setdefault(b, (d, v))
-        if dt := d.ts("tg"):
+        if dt := tg(d):
             dense_at_share.setdefault(float(round(d.gpu_share)), (d, dt))
     by_batch: dict[float, figures.RatioPoint] = {}
     by_offload: dict[float, figures.RatioPoint] = {}
     for m in moe:
-        for b, v in m.batch_points():
+        for b, v in points(m):
             if b in dense_at_batch and float(b) not in by_batch:
                 d, dv = dense_at_batch[b]
-                by_batch[float(b)] = figures.RatioPoint(float(b), v / dv, _ratio_basis(m, d))
+                by_batch[float(b)] = figures.RatioPoint(float(b), v / dv, _ratio_basis(m, d, shown))
         x = float(round(m.gpu_share))
-        mt = m.ts("tg")
+        mt = tg(m)
         if mt and x in dense_at_share and x not in by_offload:
             d, dt = dense_at_share[x]
-            by_offload[x] = figures.RatioPoint(x, mt / dt, _ratio_basis(m, d))
+            by_offload[x] = figures.RatioPoint(x, mt / dt, _ratio_basis(m, d, shown))
     return sorted(by_batch.values(), key=lambda p: p.x), sorted(
         by_offload.values(), key=lambda p: p.x
     )
@@ -425,13 +519,13 @@ def _advice_ratio_points(
 
 
 def _advantage_figure(
-    configs: Sequence[Config], names: Names, advice: dict[str, Any] | None
+    configs: Sequence[Config], names: Names, advice: dict[str, Any] | None, shown: Shown
 ) -> Figure | str:
     moe_vs_dense = (advice or {}).get("moe_vs_dense") or {}
     by_batch, by_offload = _advice_ratio_points(moe_vs_dense)
     source = "the advice"
     if not by_batch and not by_offload:
-        by_batch, by_offload = measured_advantage(configs, names)
+        by_batch, by_offload = measured_advantage(configs, names, shown)
         source = "the measurements"
     if not by_batch and not by_offload:
         return (
