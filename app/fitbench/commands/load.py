@@ -61,6 +61,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="ask for exactly --max-tokens tokens (default on; off for strict OpenAI servers)",
     )
+    add(
+        "--ramp-s",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="closed loop: spread the users' first requests over this many seconds, as real "
+        "users are spread (default: the previous level's median end-to-end time; 0: all at once)",
+    )
     add("--seed", type=int, default=0, help="seed of the Poisson arrival schedule")
     add("--out", type=Path, default=None, metavar="F.jsonl", help="append one record per level")
     add(
@@ -113,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             rate=args.rate,
             timeout_s=args.timeout,
             seed=args.seed,
+            ramp_s=args.ramp_s,
         )
         validate(config)
     except ValueError as exc:
@@ -121,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     endpoint = Endpoint(args.url, args.endpoint, args.model, api_key, args.ignore_eos)
     if not args.json:
         print(
-            "per level: TTFT, ITL and e2e as p50/p95/p99 ms; throughput of the ok requests",
+            "per level: TTFT, ITL and e2e as p50/p95/p99 ms; throughput of the ok requests "
+            "while every user was active",
             file=sys.stderr,
         )
 

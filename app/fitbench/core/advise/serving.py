@@ -8,7 +8,15 @@ users (closed loop: each sends its next request when the last one ends), per lev
 - predicted elsewhere, from the bench records through the calibrated predictor:
   * per-token time at C users ~ the decode step of a batch of min(C, S) sequences (the B=C
     `bench --batch` time where measured);
-  * TTFT = the prompt's processing time (prompt tokens / prompt speed), times one plus the other
+  * one request's cycle is the server's time for every active user's prompt plus max_tokens
+    decode steps: the server processes all the prompts, and each one stalls every user's
+    decoding while it runs (measured on an H200 with both full twins, docs/gpu/2026-12-06: a
+    cycle of one prompt and the steps alone predicted 2-4x the served throughput at 32 users;
+    this one is within 10%); output tokens/s = active users x max_tokens / cycle;
+  * a prompt's time is the measured TTFT p50 of one user on this deployment where `fitbench
+    load` measured it (the server's prompt path, its tokenizer and HTTP included: 60-100 ms
+    above the bench's pp speed there), else prompt tokens / the bench's prompt speed;
+  * TTFT = the prompt's processing time, times one plus the other
     prompts llama-server processes at the same time (a binomial quantile: each of the other
     active users is in its prompt phase for prompt_ms of every cycle), plus one decode step,
     plus the queue beyond the S slots ((C/S - 1) cycles in a closed loop);
@@ -190,21 +198,33 @@ def predict_point(
     batch_candidate: Candidate,
     workload: Workload,
     p95_over_p50: float,
+    prompt_ms: float | None = None,
 ) -> Point:
-    """One predicted level from the numbers of a batch of `slots` sequences (see the module)."""
+    """One predicted level from the numbers of a batch of `slots` sequences (see the module);
+    prompt_ms: one prompt's measured time on the server (TTFT p50 of one user), if known."""
     c = batch_candidate
     step_ms = min(users, slots) / float(c.aggregate_ts.value or 1e-9) * 1e3
-    return point_from(users, slots, step_ms, float(c.pp_ts.value or 1e-9), workload, p95_over_p50)
+    return point_from(
+        users, slots, step_ms, float(c.pp_ts.value or 1e-9), workload, p95_over_p50, prompt_ms
+    )
 
 
 def point_from(
-    users: int, slots: int, step_ms: float, pp: float, workload: Workload, p95_over_p50: float
+    users: int,
+    slots: int,
+    step_ms: float,
+    pp: float,
+    workload: Workload,
+    p95_over_p50: float,
+    prompt_ms: float | None = None,
 ) -> Point:
     """A predicted level from the decode step of min(users, slots) sequences and the prompt
-    speed (tokens/s)."""
+    speed (tokens/s), or one prompt's measured time on the server."""
     active = min(users, slots)
-    prompt_ms = workload.prompt_tokens / pp * 1e3
-    cycle_ms = prompt_ms + workload.max_tokens * step_ms
+    if prompt_ms is None:
+        prompt_ms = workload.prompt_tokens / pp * 1e3
+    # the server's time per round of requests: every active user's prompt, then the decode steps
+    cycle_ms = active * prompt_ms + workload.max_tokens * step_ms
     share = prompt_ms / cycle_ms if cycle_ms > 0 else 0.0
     queue_ms = max(0.0, users / slots - 1.0) * cycle_ms if users > slots else 0.0
     k50 = binomial_quantile(active - 1, share, 0.50)
@@ -334,6 +354,8 @@ def _deployment(
     if not fitting and not measured:
         return None
     slots = max(fitting) if fitting else max(p.slots for p in measured.values())
+    # one user's measured TTFT is the server's own time for one prompt (see the module)
+    prompt_ms = measured[1].ttft_p50_ms if 1 in measured else None
     curve = []
     for users in levels:
         if users in measured:
@@ -342,7 +364,9 @@ def _deployment(
             batch = min(users, slots)
             cand = fitting.get(batch) or setup.build(model, quant, placement, batch)
             curve.append(
-                predict_point(users, slots, cand, setup.workload, setup.evidence.p95_over_p50)
+                predict_point(
+                    users, slots, cand, setup.workload, setup.evidence.p95_over_p50, prompt_ms
+                )
             )
     top = fitting.get(slots)
     return Deployment(

@@ -37,6 +37,11 @@ class LoadConfig:
     rate: float = 0.0  # requests per second, poisson only
     timeout_s: float = 60.0  # no byte for this long: the request counts as a timeout
     seed: int = 0
+    # closed loop: user u of C sends its first request u/C of the ramp after the level starts, so
+    # that users are spread over a request's cycle as real users are, not in lockstep (same
+    # prompt and answer lengths would keep them in lockstep: every prompt would queue behind all
+    # the others at once). None: the previous level's median end-to-end time; 0: all at once.
+    ramp_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -129,10 +134,14 @@ async def run_level(
     concurrency: int,
     plan: PromptPlan,
     on_partial: Callable[[dict[str, Any]], None] | None = None,
+    ramp_s: float = 0.0,
 ) -> dict[str, Any]:
     """One concurrency level; the summary dict of stats.level_summary. on_partial gets the
-    summary of the requests finished so far (at most every PARTIAL_EVERY_S), for live views."""
+    summary of the requests finished so far (at most every PARTIAL_EVERY_S), for live views.
+    ramp_s: closed loop only, user u starts u/C x ramp_s after the first (LoadConfig.ramp_s)."""
     overhead = ClientOverhead()
+    first_start: list[float] = []  # per user: its first request issued
+    last_end: list[float] = []  # per user: its last request answered
     n_requests = level_requests(config, concurrency)
     results: list[RequestResult] = []
     next_index = 0
@@ -169,18 +178,31 @@ async def run_level(
             await asyncio.gather(*tasks)
         else:
 
-            async def worker() -> None:
+            async def worker(user: int) -> None:
                 nonlocal next_index
+                if ramp_s > 0 and user:
+                    await asyncio.sleep(ramp_s * user / concurrency)
+                started = False
                 while next_index < n_requests:
                     index, next_index = next_index, next_index + 1
+                    if not started:
+                        first_start.append(time.perf_counter())
+                        started = True
                     await one(index)
+                if started:
+                    last_end.append(time.perf_counter())
 
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            await asyncio.gather(*(worker(u) for u in range(concurrency)))
     overhead.wall_s = time.perf_counter() - wall0
     overhead.cpu_s = time.process_time() - cpu0
     stop.set()
     await lag_task
-    return level_summary(concurrency, results, overhead.wall_s, overhead)
+    window = None
+    if len(first_start) == concurrency and len(last_end) == concurrency:
+        window = (max(first_start), min(last_end))
+    return level_summary(
+        concurrency, results, overhead.wall_s, overhead, window, ramp_s if first_start else 0.0
+    )
 
 
 async def run_load(
@@ -207,8 +229,11 @@ async def run_load(
     plan = await calibrate_prompt(endpoint, config.prompt_tokens, run_tag())
     run_context = describe_run(endpoint, config, plan) | (context or {})
     levels: list[dict[str, Any]] = []
+    previous_e2e_s = 0.0
     for concurrency in config.concurrency:
-        level = await run_level(endpoint, config, concurrency, plan, on_partial)
+        ramp = previous_e2e_s if config.ramp_s is None else config.ramp_s
+        level = await run_level(endpoint, config, concurrency, plan, on_partial, ramp)
+        previous_e2e_s = float((level.get("e2e_ms") or {}).get("p50") or 0.0) / 1e3
         plan = replace(plan, first_index=plan.first_index + level_requests(config, concurrency))
         levels.append(level)
         for path in outs:
@@ -242,6 +267,13 @@ def describe_run(endpoint: Endpoint, config: LoadConfig, plan: PromptPlan) -> di
         "max_tokens": config.max_tokens,
         "ignore_eos": endpoint.ignore_eos,
         "timeout_s": config.timeout_s,
+        "ramp": (
+            "previous level's median end-to-end time"
+            if config.ramp_s is None
+            else f"{config.ramp_s:g} s"
+        )
+        if config.arrival == "closed"
+        else None,
         "authenticated": bool(endpoint.api_key),
         "client": f"httpx2 {httpx2.__version__}, asyncio",
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -272,6 +304,8 @@ def validate(config: LoadConfig) -> None:
         raise ValueError("--prompt-tokens must be >= 0")
     if config.timeout_s <= 0:
         raise ValueError("--timeout must be > 0")
+    if config.ramp_s is not None and config.ramp_s < 0:
+        raise ValueError("--ramp-s must be >= 0 (0: every user starts at once)")
     if config.arrival not in ("closed", "poisson"):
         raise ValueError("--arrival is closed or poisson")
     if config.arrival == "poisson" and config.rate <= 0:

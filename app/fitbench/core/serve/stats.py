@@ -101,19 +101,46 @@ def _round(value: float | None, scale: float) -> float | None:
     return None if value is None else round(value * scale, 3)
 
 
+# A steady window shorter than this (seconds) is too short to rate: the level's whole-run rate
+# stands instead
+MIN_STEADY_S = 1.0
+
+
+def steady_rate(
+    results: Sequence[RequestResult], window: tuple[float, float] | None
+) -> float | None:
+    """Output tokens/s while every user of the level was active (window: from the last user's
+    first request to the first user's last answer); None when there is no such window."""
+    if window is None:
+        return None
+    t0, t1 = window
+    if t1 - t0 < MIN_STEADY_S:
+        return None
+    n = sum(1 for r in results if r.ok for t in r.token_times if t0 <= t <= t1)
+    return n / (t1 - t0)
+
+
 def level_summary(
     concurrency: int,
     results: Sequence[RequestResult],
     duration_s: float,
     overhead: ClientOverhead,
+    steady_window: tuple[float, float] | None = None,
+    ramp_s: float = 0.0,
 ) -> dict[str, Any]:
-    """One level in the shape of `fitbench load --json` (the issue's keys first, then extras)."""
+    """One level in the shape of `fitbench load --json` (the issue's keys first, then extras).
+
+    output_tokens_per_s is the steady-state rate (every user active) where the level had such a
+    window, else tokens over the whole level; output_tokens_per_s_whole is always the latter
+    (it includes the users' staggered start and the last requests' tail)."""
     ok = [r for r in results if r.ok]
     ttfts = [t for r in ok if (t := r.ttft) is not None]
     itls = [d for r in ok for d in r.itls]
     e2es = [r.end - r.origin for r in ok]
     out_tokens = sum(r.output_tokens for r in ok)
     errors = Counter(r.error for r in results if not r.ok)
+    whole = round(out_tokens / duration_s, 3) if duration_s > 0 else None
+    steady = steady_rate(results, steady_window)
     return {
         "concurrency": concurrency,
         "ok": len(ok),
@@ -122,7 +149,15 @@ def level_summary(
         "itl_ms": summary_ms(itls),
         "e2e_ms": summary_ms(e2es),
         "requests_per_s": round(len(ok) / duration_s, 4) if duration_s > 0 else None,
-        "output_tokens_per_s": round(out_tokens / duration_s, 3) if duration_s > 0 else None,
+        "output_tokens_per_s": round(steady, 3) if steady is not None else whole,
+        "output_tokens_per_s_whole": whole,
+        "throughput_window": (
+            f"steady: all {concurrency} users active for "
+            f"{steady_window[1] - steady_window[0]:.1f} s"
+            if steady is not None and steady_window is not None
+            else "whole level"
+        ),
+        "ramp_s": round(ramp_s, 3),
         "errors": dict(sorted(errors.items())),
         "error_examples": _examples(results),
         "output_tokens": out_tokens,
