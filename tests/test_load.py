@@ -76,7 +76,7 @@ def test_latencies_within_10_percent_at_levels_1_4_16(
         assert _near(level["ttft_ms"]["p50"], TTFT_MS), level
         assert _near(level["itl_ms"]["p50"], ITL_MS), level
         assert _near(level["e2e_ms"]["p50"], TTFT_MS + (n_tok - 1) * ITL_MS), level
-        assert level["output_tokens_per_s"] == pytest.approx(
+        assert level["output_tokens_per_s_whole"] == pytest.approx(
             level["requests_per_s"] * n_tok, rel=1e-3
         )
         overhead = level["client_overhead"]
@@ -88,6 +88,35 @@ def test_latencies_within_10_percent_at_levels_1_4_16(
     assert [rec["level"]["concurrency"] for rec in lines] == [1, 4, 16]
     assert lines[2]["level"] == data["levels"][2]
     assert lines[0]["url"].endswith("/v1/chat/completions")
+
+
+def test_users_start_spread_and_throughput_is_rated_while_all_are_active(
+    standin: Standin, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Users of a closed loop start spread over the previous level's e2e time (not in lockstep),
+    and the level's throughput is the rate while every user was active: for a server without
+    contention that is users x tokens / e2e."""
+    url = standin({"ttft_ms": TTFT_MS, "itl_ms": ITL_MS})
+    n_tok = 12
+    code, data, _ = _load(
+        capsys, "--url", url, "--concurrency", "1,4", "--requests", "4",
+        "--requests-per-user", "5", "--max-tokens", str(n_tok), "--prompt-tokens", "20",
+    )  # fmt: skip
+    assert code == 0
+    one, four = data["levels"]
+    assert one["ramp_s"] == 0.0  # nobody to spread
+    assert four["ramp_s"] == pytest.approx(one["e2e_ms"]["p50"] / 1000, rel=1e-3)
+    assert four["throughput_window"].startswith("steady: all 4 users active")
+    e2e_s = four["e2e_ms"]["p50"] / 1000
+    assert _near(four["output_tokens_per_s"], 4 * n_tok / e2e_s, rel=0.15), four
+    # the whole level's rate includes the staggered start and the tail: lower
+    assert four["output_tokens_per_s_whole"] < four["output_tokens_per_s"]
+    code, data, _ = _load(
+        capsys, "--url", url, "--concurrency", "4", "--requests", "8", "--ramp-s", "0",
+        "--max-tokens", "4", "--prompt-tokens", "20",
+    )  # fmt: skip
+    assert code == 0 and data["levels"][0]["ramp_s"] == 0.0
+    assert data["ramp"] == "0 s"
 
 
 def test_failures_are_counted_never_fatal(
