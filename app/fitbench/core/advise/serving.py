@@ -547,6 +547,13 @@ def _caveats(choice: Deployment | None, workload: Workload, ratio_measured: bool
             "Every number of the chosen deployment is predicted: measure it with `fitbench serve` "
             "and `fitbench load` (or `fitbench quick --serve`), then ask again."
         )
+    if choice is not None and 1 not in {p.users for p in choice.curve if p.basis != PREDICTED}:
+        out.append(
+            "Without a load measurement of one user the server's own prompt path (tokenizer, "
+            "HTTP, scheduling) is unknown: on an H200 the throughput predicted from benchmarks "
+            "alone was 7-38% above what the server delivered, more at more users; one user "
+            "measured with `fitbench load` brought it within 2%."
+        )
     if not ratio_measured:
         out.append("The p95/p50 inter-token ratio is assumed (1.1): no measured ITL tail.")
     return out
