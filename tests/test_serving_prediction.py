@@ -1,6 +1,7 @@
-"""The serving advice's predicted curve against a real sweep: both full Q4_K_M twins served by
-llama-server on an H200 (scripts/gpu-check serve, 2026-12-06; docs/gpu/2026-12-06-h200/), 512
-prompt tokens, 128 output tokens, users 1 to 32 starting together.
+"""The serving advice's predicted curve against real sweeps (scripts/gpu-check serve, 2026-12-06;
+docs/gpu/2026-12-06-h200/), 512 prompt tokens, 128 output tokens, users 1 to 32: both full Q4_K_M
+twins on an H200 with the users starting together, and the Mixtral twin on an H100 with the
+users' first requests spread over the previous level's e2e time (fitbench load's default since).
 
 Given the bench records and one user's load level (the server's own prompt time), the predicted
 output tokens/s at 2..32 users must stay within 10% of what was measured: the earlier model (one
@@ -25,11 +26,14 @@ from fitbench.core.advise.serving import Workload  # noqa: E402
 MODELS = ("mixtral-8x7b-instruct", "llama-2-70b-chat")
 
 
-def _rows(model_id: str, calibrate: bool) -> list[dict[str, Any]]:
-    load = sp._lines(DATA / f"load-{model_id}.jsonl")
-    hardware = sp.json.loads((DATA / "detect.json").read_text(encoding="utf-8"))
+RAMPED = Path(__file__).parent / "data" / "serving-h100-ramp"
+
+
+def _rows(model_id: str, calibrate: bool, data: Path = DATA) -> list[dict[str, Any]]:
+    load = sp._lines(data / f"load-{model_id}.jsonl")
+    hardware = sp.json.loads((data / "detect.json").read_text(encoding="utf-8"))
     return sp.compare(
-        sp._lines(DATA / f"bench-batch-{model_id}.jsonl"),
+        sp._lines(data / f"bench-batch-{model_id}.jsonl"),
         load,
         hardware,
         Workload(prompt_tokens=512, max_tokens=128, ctx=1024),
@@ -57,3 +61,15 @@ def test_without_a_load_measurement_the_prediction_runs_high_not_low(model_id: s
     for r in _rows(model_id, calibrate=False):
         ratio = r["predicted"]["output_tokens_per_s"] / r["measured"]["output_tokens_per_s"]
         assert 1.0 <= ratio <= 1.5, r
+
+
+def test_spread_users_ttft_and_throughput_match_the_prediction_on_the_h100() -> None:
+    """With the users spread in time (no lockstep bursts) the predicted TTFT p50 holds too: the
+    binomial count of prompts ahead of one's own is what a spread-out arrival meets."""
+    rows = _rows("mixtral-8x7b-instruct", calibrate=True, data=RAMPED)
+    assert [r["users"] for r in rows] == [2, 4, 8, 16, 32]
+    for r in rows:
+        m, p = r["measured"], r["predicted"]
+        assert p["output_tokens_per_s"] == pytest.approx(m["output_tokens_per_s"], rel=0.10), r
+        assert p["ttft_p50_ms"] == pytest.approx(m["ttft_p50_ms"], rel=0.30), r
+        assert p["itl_p50_ms"] == pytest.approx(m["itl_p50_ms"], rel=0.15), r
