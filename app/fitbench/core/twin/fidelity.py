@@ -29,7 +29,18 @@ GPU_FACTS = (
 )
 
 # llama.cpp's ggml backends that run layers off the CPU (the record's `backends` field)
-GPU_BACKENDS = ("CUDA", "HIP", "ROCM", "VULKAN", "METAL", "SYCL", "OPENCL", "MUSA", "CANN", "KOMPUTE")
+GPU_BACKENDS = (
+    "CUDA",
+    "HIP",
+    "ROCM",
+    "VULKAN",
+    "METAL",
+    "SYCL",
+    "OPENCL",
+    "MUSA",
+    "CANN",
+    "KOMPUTE",
+)
 
 
 @dataclass(frozen=True)
@@ -110,9 +121,12 @@ def _pct(x: float) -> str:
 
 
 def _short(low: float, high: float, measured: bool) -> str:
-    band = f"±{_pct(high)}%" if abs(low + high) < 1e-9 else f"{low * 100:+.1f}% to {high * 100:+.1f}%"
-    if band.endswith("to +0.0%"):
+    if abs(low + high) < 1e-9:
+        band = f"±{_pct(high)}%"
+    elif high == 0:
         band = f"up to {_pct(low)}% slower"
+    else:
+        band = f"{low * 100:+.1f}% to {high * 100:+.1f}%"
     return f"real file {band}" + ("" if measured else " (not measured)")
 
 
@@ -126,9 +140,9 @@ def _text(
     verb = _VERBS[speed]
     if routing:
         return (
-            f"twin: {where}, an MoE's speed with many tokens at once (prompts, batches) was not "
-            "compared with the real file; a twin's router spreads tokens evenly where real text "
-            f"does not: assume the real file within ±{_pct(band.uncertainty)}%"
+            f"twin: {where} an MoE's prompt and batch speed was not compared with the real file "
+            "(a twin's router spreads tokens evenly, real text does not): assume the real file "
+            f"within ±{_pct(band.uncertainty)}%"
         )
     if not band.measured:
         arch = f"the {architecture} architecture" if architecture else "this architecture"
@@ -141,7 +155,10 @@ def _text(
         detail = "measured: weight values moved Mixtral twins' speed by at most 2%"
     file = f"a real {architecture}-architecture file" if architecture else "a real file"
     if abs(band.low + band.high) < 1e-9:
-        return f"twin: {where} {file} {verb} within ~{_pct(band.high)}% of this twin's speed ({detail})"
+        return (
+            f"twin: {where} {file} {verb} within ~{_pct(band.high)}% of this twin's speed "
+            f"({detail})"
+        )
     if band.high <= 0:
         return (
             f"twin: {where} the real {architecture} file {verb} up to ~{_pct(band.low)}% "
