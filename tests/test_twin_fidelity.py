@@ -118,7 +118,8 @@ def test_record_fidelity_reads_source_backend_architecture_and_catalog() -> None
         source="scaled-twin", test="pp", model_id=MIXTRAL, model_type="llama ?B Q4_K - Medium",
         n_layer_model=32, n_layer_file=2,
     )  # fmt: skip
-    assert record_fidelity(pp_slice).uncertainty == pytest.approx(0.01)  # type: ignore[union-attr]
+    dense_words = record_fidelity(pp_slice)
+    assert dense_words is not None and dense_words.uncertainty == pytest.approx(0.01)
     routed = record_fidelity(pp_slice, catalog.load())
     assert routed is not None and routed.uncertainty == UNMEASURED and "router" in routed.text
 

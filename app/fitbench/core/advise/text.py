@@ -374,7 +374,7 @@ class Explainer:
                 out.append(
                     "Not measured on the real model file: some numbers come from a twin, a file "
                     "with the real file's exact layout but random weights"
-                    + (f" ({bands})" if bands else "")
+                    + (f": {bands}" if bands else "")
                     + ". "
                     + (
                         f"So the real file's speeds may differ by up to {widest_pct:g}% from "

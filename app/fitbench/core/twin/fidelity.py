@@ -140,9 +140,9 @@ def _text(
     verb = _VERBS[speed]
     if routing:
         return (
-            f"twin: {where} an MoE's prompt and batch speed was not compared with the real file "
-            "(a twin's router spreads tokens evenly, real text does not): assume the real file "
-            f"within ±{_pct(band.uncertainty)}%"
+            f"twin: {where} an MoE's prompt and batch speeds were not compared with the real "
+            "file, whose router favours some experts where a twin's spreads tokens evenly: "
+            f"assume the real file within ±{_pct(band.uncertainty)}%"
         )
     if not band.measured:
         arch = f"the {architecture} architecture" if architecture else "this architecture"
