@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import threading
 from pathlib import Path
@@ -23,10 +24,11 @@ from fitbench.core.bench.quick import quick_plan
 from fitbench.core.bench.runner import run_sweep
 from fitbench.core.hardware import detect as hardware
 from fitbench.core.model import catalog
-from fitbench.core.model.catalog import CatalogError
+from fitbench.core.model.catalog import Catalog, CatalogError
 from fitbench.core.outfile import OutputPathError, check_output
 from fitbench.core.predict.full_model import FullModelFigure, full_model_figures, is_scaled
 from fitbench.core.results.store import StoreError, open_store
+from fitbench.core.twin.fidelity import record_fidelity
 
 HELP = "run llama.cpp benchmarks (llama-bench compatible flags)"
 
@@ -214,15 +216,27 @@ def _fmt_bytes(n: int | None) -> str:
     return "-" if not n else f"{n / 2**30:.2f}G"
 
 
+@functools.cache
+def _catalog() -> Catalog | None:
+    """The catalog, read once per process; a broken user catalog must not stop the lines."""
+    try:
+        return catalog.load()
+    except (CatalogError, OSError):
+        return None
+
+
 def format_new_record(records: list[dict[str, Any]], hw: dict[str, Any] | None) -> str:
     """The line of the last of `records`; a scaled twin's speed is the full model's predicted
     figure, the predictor calibrated on every record so far."""
-    return format_record(records[-1], full_model_figures(records, hw)[-1])
+    return format_record(records[-1], full_model_figures(records, hw)[-1], _catalog())
 
 
-def format_record(rec: dict[str, Any], figure: FullModelFigure | None = None) -> str:
+def format_record(
+    rec: dict[str, Any], figure: FullModelFigure | None = None, models: Catalog | None = None
+) -> str:
     """One result line. A scaled twin (a slice of the model) shows `figure`, the full model's
-    predicted speed, with the slice's own speed as detail: never the slice's speed alone."""
+    predicted speed, with the slice's own speed as detail: never the slice's speed alone. A twin's
+    line ends with how far the real file may be from it (`models`: the catalog's architecture)."""
     name = f"{rec['model_id']} {rec['quant']}".strip()
     where = _SOURCE_WORDS.get(rec["source"], rec["source"])
     test = {
@@ -254,9 +268,11 @@ def format_record(rec: dict[str, Any], figure: FullModelFigure | None = None) ->
     if rec.get("vram_peak_bytes"):
         extra.append(f"VRAM {_fmt_bytes(rec['vram_peak_bytes'])}")
     place = f"ngl {rec['n_gpu_layers']:>3} ncmoe {rec['n_cpu_moe']:>3}"
-    return f"{name:<28} {'measured on ' + where:<24} {place}  {test:<14} {speed}  " + ", ".join(
+    line = f"{name:<28} {'measured on ' + where:<24} {place}  {test:<14} {speed}  " + ", ".join(
         extra
     )
+    fid = record_fidelity(rec, models) if rec["status"] == "ok" else None
+    return line if fid is None else f"{line} | {fid.text}"
 
 
 def _list_runs(as_json: bool) -> int:

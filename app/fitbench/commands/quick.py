@@ -23,11 +23,13 @@ from fitbench.core.bench import events as ev
 from fitbench.core.bench.quick import make_room_for_twin, quick_plan
 from fitbench.core.bench.runner import run_sweep
 from fitbench.core.hardware import detect as hardware
+from fitbench.core.model.catalog import Catalog
 from fitbench.core.model.catalog import load as load_catalog
 from fitbench.core.predict.full_model import full_model_figures, is_scaled
 from fitbench.core.report import report_from_results_file
 from fitbench.core.results.schema import read_jsonl
 from fitbench.core.results.store import open_store
+from fitbench.core.twin.fidelity import Fidelity, record_fidelity, widest
 
 HELP = "the one-click job, headless: detect, plan, benchmark, recommend, PDF"
 
@@ -139,11 +141,15 @@ def _serve_step(records: list[Any], fingerprint: str, threads: int | None, out: 
         _say(f"  skipped {result['skipped']} users: the previous level took over 2 minutes")
 
 
-def summary_table(records: list[dict[str, Any]], hw: dict[str, Any] | None) -> list[str]:
+def summary_table(
+    records: list[dict[str, Any]], hw: dict[str, Any] | None, models: Catalog | None = None
+) -> list[str]:
     """pp and tg per configuration, as a person should read them: a scaled twin's figures are
-    the full model's (predicted, marked ≈), its slice's speeds follow as detail."""
+    the full model's (predicted, marked ≈), its slice's speeds follow as detail; a twin's row says
+    how far the real file may be from it, and the table ends with those caveats in full."""
     figures = full_model_figures(records, hw)
     rows: dict[tuple[Any, ...], dict[str, str]] = {}
+    caveats: dict[tuple[Any, ...], list[Fidelity | None]] = {}
     for rec, fig in zip(records, figures, strict=True):
         test = rec.get("test")
         if rec.get("status") != "ok" or test not in ("pp", "tg"):
@@ -152,6 +158,7 @@ def summary_table(records: list[dict[str, Any]], hw: dict[str, Any] | None) -> l
         where = "scaled twin" if scaled else str(rec.get("source"))
         key = (rec["model_id"], rec["quant"], where, rec["n_gpu_layers"], rec["n_cpu_moe"])
         row = rows.setdefault(key, {})
+        caveats.setdefault(key, []).append(record_fidelity(rec, models))
         if not scaled:
             row[test] = f"{rec['avg_ts']:.2f}"
             continue
@@ -159,18 +166,24 @@ def summary_table(records: list[dict[str, Any]], hw: dict[str, Any] | None) -> l
         row["blocks"] = f"slice of {rec['n_layer_file']}/{rec['n_layer_model']} blocks"
         row[f"slice {test}"] = f"{test} {rec['avg_ts']:.1f}"
     lines = [f"{'model':<34} {'file':<12} {'ngl':>5} {'pp t/s':>9} {'tg t/s':>9}  detail"]
+    texts: dict[str, None] = {}
     for (model, quant, where, ngl, ncmoe), row in rows.items():
-        detail = ""
+        details = []
         if "blocks" in row:
             measured = ", ".join(row[k] for k in ("slice pp", "slice tg") if k in row)
-            detail = f"{row['blocks']} measured {measured} t/s"
+            details.append(f"{row['blocks']} measured {measured} t/s")
+        fid = widest(caveats[(model, quant, where, ngl, ncmoe)])
+        if fid is not None:
+            details.append(fid.short)
+            texts.update({f.text: None for f in caveats[(model, quant, where, ngl, ncmoe)] if f})
         ngl_text = f"{ngl}" + (f"/{ncmoe}" if ncmoe else "")
         lines.append(
             f"{model + ' ' + quant:<34} {where:<12} {ngl_text:>5} {row.get('pp', '-'):>9} "
-            f"{row.get('tg', '-'):>9}  {detail}"
+            f"{row.get('tg', '-'):>9}  {'; '.join(details)}"
         )
     if any("blocks" in row for row in rows.values()):
         lines.append("≈: predicted for the full model from a scaled twin (a slice of its blocks)")
+    lines.extend(texts)
     return lines
 
 
@@ -242,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
-        for line in summary_table(records, hw):
+        for line in summary_table(records, hw, catalog):
             print(line)
         if summary["verdict"]:
             print(summary["verdict"])

@@ -271,10 +271,17 @@ class BenchPanel(QWidget):
                 if failed:
                     item.setForeground(QColor("#c0392b"))
                     item.setToolTip(row.error or row.status)
-                elif row.scaled and j in (2, 3):
-                    fig = row.pp_full if j == 2 else row.tg_full
-                    if fig is not None:
-                        item.setToolTip(fig.text)
+                else:
+                    tips = []
+                    if row.scaled and j in (2, 3):
+                        fig = row.pp_full if j == 2 else row.tg_full
+                        tips.append(fig.text if fig is not None else "")
+                    if j == 1:
+                        tips.append(row.fidelity_text())
+                    elif j in (2, 3):
+                        tips.append(row.fidelity_text("pp" if j == 2 else "tg"))
+                    if any(tips):
+                        item.setToolTip("\n".join(t for t in tips if t))
                 self.table.setItem(i, j, item)
 
     def failed_rows(self) -> list[str]:

@@ -7,6 +7,7 @@ only. The imports are static, so mypy and the import-layer test see the GUI/core
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,6 +33,7 @@ from fitbench.core.predict import full_model as core_full_model
 from fitbench.core.results import store as core_store
 from fitbench.core.results.schema import write_jsonl
 from fitbench.core.settings import Settings
+from fitbench.core.twin import fidelity as core_fidelity
 from fitbench.core.twin import resolve
 from fitbench.ui import present
 
@@ -391,6 +393,20 @@ def full_model_figures(
     return core_full_model.full_model_figures(records, hardware)
 
 
+# -- twins: how far the real file may be from a twin's number --------------------------------
+@functools.cache
+def _catalog_or_none() -> core_catalog.Catalog | None:
+    """The catalog, read once: a broken user catalog leaves the record's own description."""
+    try:
+        return core_catalog.load()
+    except (core_catalog.CatalogError, OSError):
+        return None
+
+
+def twin_fidelity(record: Mapping[str, Any]) -> core_fidelity.Fidelity | None:
+    return core_fidelity.record_fidelity(record, _catalog_or_none())
+
+
 # -- advice, report, history -----------------------------------------------------------------
 def recommend(
     records: Sequence[Mapping[str, Any]], hardware: Mapping[str, Any], settings: Settings
@@ -512,7 +528,8 @@ def compare_records(
     run_ids: Sequence[str], hardware: Mapping[str, Any] | None
 ) -> dict[str, list[dict[str, Any]]]:
     """Each run's records, a scaled twin's with its full-model figure under "full_model"
-    (calibrated per run: a run is one machine's measurements)."""
+    (calibrated per run: a run is one machine's measurements) and every twin's caveat under
+    "twin_fidelity"."""
     out = {}
     for run_id in run_ids:
         records = run_records(run_id)
@@ -521,5 +538,8 @@ def compare_records(
             str((hardware or {}).get("fingerprint") or ""),
         }
         figures = full_model_figures(records, hardware if same_machine else None)
-        out[run_id] = [{**r, "full_model": f} for r, f in zip(records, figures, strict=True)]
+        out[run_id] = [
+            {**r, "full_model": f, "twin_fidelity": twin_fidelity(r)}
+            for r, f in zip(records, figures, strict=True)
+        ]
     return out

@@ -187,16 +187,20 @@ def fit_badge(placement: Mapping[str, Any] | None, n_layer: int) -> tuple[str, s
 
 def record_speed(record: Mapping[str, Any]) -> tuple[float | None, str]:
     """(value, text) of a record's tokens/s as shown. A scaled twin (a slice of the model) shows
-    its `full_model` figure (predict.full_model, attached by core_api): never the slice's speed."""
+    its `full_model` figure (predict.full_model, attached by core_api): never the slice's speed;
+    a twin's text ends with its `twin_fidelity` band."""
     if record.get("status", "ok") != "ok":
         return None, f"failed ({record.get('status')})"
+    # a twin's number carries how far the real file may be from it (core_api attaches it)
+    fid = record.get("twin_fidelity")
+    band = f" ({fid.short})" if fid is not None else ""
     fig = record.get("full_model")
     if fig is not None:
-        return fig.value, fig.short
+        return fig.value, fig.short + band
     if record.get("source") == "scaled-twin":
         return None, "no full-model figure"
     value = record.get("avg_ts")
-    return (None if value is None else float(value)), fmt_ts(value)
+    return (None if value is None else float(value)), fmt_ts(value) + band
 
 
 def _delta(a: float | None, b: float | None, unit: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from fitbench.core.bench import events as ev
 from fitbench.core.plan.placement import Placement, record_n_layer
 from fitbench.core.predict.full_model import FullModelFigure
+from fitbench.core.twin.fidelity import Fidelity, widest
 from fitbench.ui import core_api, present
 
 SCALED_SUFFIX = "≈ full model (from a scaled twin)"
@@ -38,6 +39,9 @@ class ConfigRow:
     tick: str = ""  # a few words for a plot axis: 'Mixtral 8x7B · CPU ≈'
     pp_full: FullModelFigure | None = None
     tg_full: FullModelFigure | None = None
+    # a twin's: how far the real file's pp / tg may be from the numbers shown
+    pp_fidelity: Fidelity | None = None
+    tg_fidelity: Fidelity | None = None
 
     def speed(self, test: str) -> float | None:
         """The tokens/s a display shows: the full model's figure for a scaled twin."""
@@ -63,9 +67,24 @@ class ConfigRow:
         return f"– (slice {self.ttft_ms:.0f} ms)" if self.scaled else f"{self.ttft_ms:.0f} ms"
 
     @property
+    def fidelity(self) -> Fidelity | None:
+        """The row's twin caveat: the wider of its pp and tg bands."""
+        return widest((self.pp_fidelity, self.tg_fidelity))
+
+    def fidelity_text(self, test: str | None = None) -> str:
+        """The caveat for a tooltip: one test's ("pp", "tg"), or every distinct one of the row."""
+        found = {"pp": [self.pp_fidelity], "tg": [self.tg_fidelity]}.get(
+            test or "", [self.pp_fidelity, self.tg_fidelity]
+        )
+        return "\n".join(dict.fromkeys(f.text for f in found if f is not None))
+
+    @property
     def measured_on(self) -> str:
-        """Which file, and for a scaled twin what its slice measured (the raw speeds)."""
+        """Which file (for a twin, how far the real file may be), and for a scaled twin what its
+        slice measured (the raw speeds)."""
         words = present.source_words(self.source)
+        if self.fidelity is not None:
+            words = f"{words} ({self.fidelity.short})"
         fig = self.tg_full or self.pp_full
         if not self.scaled or fig is None:
             return words
@@ -174,8 +193,10 @@ class SweepModel:
         test = record.get("test")
         if test == "pp":
             row.pp_ts = record.get("avg_ts")
+            row.pp_fidelity = core_api.twin_fidelity(record)
         elif test == "tg" and int(record.get("n_parallel") or 1) == 1:
             row.tg_ts = record.get("avg_ts")
+            row.tg_fidelity = core_api.twin_fidelity(record)
         if record.get("ttft_ms") is not None:
             row.ttft_ms = record["ttft_ms"]
         for key in ("ram_peak_bytes", "vram_peak_bytes"):
@@ -289,6 +310,8 @@ class SweepModel:
             line = f"{row.label}: pp {row.speed_text('pp')}, tg {row.speed_text('tg')}"
             fig = row.tg_full or row.pp_full
             lines.append(line + (f" ({row.measured_on})" if row.scaled and fig else ""))
+            if row.fidelity is not None:
+                lines.append(f"    {row.fidelity.text}")
         return "\n".join(lines)
 
     def _curves(self, test: str, x_of: Any) -> dict[str, Series]:

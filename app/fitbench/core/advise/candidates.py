@@ -19,6 +19,7 @@ from fitbench.core.plan.placement import Placement
 from fitbench.core.predict.fit import gpu_vram_bytes
 from fitbench.core.predict.layer_costs import LayerCosts
 from fitbench.core.predict.model import Predictor, normalise, record_kind
+from fitbench.core.twin.fidelity import Fidelity, record_fidelity
 
 GIB = 1024**3
 MEASURED_REAL, MEASURED_TWIN, PREDICTED = "measured-real", "measured-twin", "predicted"
@@ -51,10 +52,36 @@ PPL_REFERENCE = "llama.cpp's quantize table, measured on Llama-3-8B"
 class Value:
     value: float | None
     basis: str
+    # a twin's number: how far the real file's may be; `time` says the value is a duration
+    # (the real file slower means a longer one)
+    fidelity: Fidelity | None = None
+    time: bool = False
+
+    @property
+    def real_range(self) -> tuple[float, float] | None:
+        """Where the real file's figure lies, for a number measured on a twin."""
+        if self.fidelity is None or self.value is None:
+            return None
+        low, high = self.fidelity.bounds(float(self.value))
+        if self.time:  # a speed x (1 + d) takes time / (1 + d)
+            v = float(self.value)
+            low, high = v / (1 + self.fidelity.high), v / (1 + self.fidelity.low)
+        return low, high
+
+    @property
+    def basis_words(self) -> str:
+        """The basis as sentences cite it, with a twin's band: "measured-twin, real file ±1%"."""
+        return self.basis if self.fidelity is None else f"{self.basis}, {self.fidelity.short}"
 
     def to_dict(self, digits: int = 2) -> dict[str, Any]:
         value = None if self.value is None else round(float(self.value), digits)
-        return {"value": value, "basis": self.basis}
+        out: dict[str, Any] = {"value": value, "basis": self.basis}
+        rng = self.real_range
+        if self.fidelity is not None and rng is not None:
+            out["uncertainty"] = round(self.fidelity.uncertainty, 4)
+            out["real_range"] = [round(rng[0], digits), round(rng[1], digits)]
+            out["twin_caveat"] = self.fidelity.text
+        return out
 
 
 def worst_basis(*bases: str) -> str:
@@ -243,10 +270,21 @@ class Evidence:
             rows = plain or rows
         return self._best(rows)
 
-    def value(self, record: Mapping[str, Any] | None, field: str) -> Value | None:
+    def value(
+        self, record: Mapping[str, Any] | None, field: str, model: Model | None = None
+    ) -> Value | None:
+        """The record's `field`; a twin's speed or latency carries its fidelity band (`model`:
+        the catalog's architecture and MoE flag, which a record's description may lack)."""
         if record is None or record.get(field) in (None, 0):
             return None
-        return Value(float(record[field]), self._basis(record))
+        fid = None
+        if model is not None and not field.endswith("_bytes"):  # a twin's memory is exact
+            fid = record_fidelity(
+                record,
+                architecture=model.arch.architecture,
+                moe=model.arch.is_moe or model.kind == "moe",
+            )
+        return Value(float(record[field]), self._basis(record), fid, field.endswith("_ms"))
 
     def memory_peaks(self, key: tuple[Any, ...]) -> tuple[Value | None, Value | None]:
         rows = self.by_config.get(key, [])
@@ -325,13 +363,13 @@ class CandidateBuilder:
     ) -> Candidate:  # fmt: skip
         ev, pred = self.evidence, self.predictor
         key = (model.id, quant.upper(), placement)
-        tg = ev.value(ev.find(key, "tg"), "avg_ts") or Value(
+        tg = ev.value(ev.find(key, "tg"), "avg_ts", model) or Value(
             pred.tg_ts(costs, placement), PREDICTED
         )
-        pp = ev.value(ev.find(key, "pp"), "avg_ts") or Value(
+        pp = ev.value(ev.find(key, "pp"), "avg_ts", model) or Value(
             pred.pp_ts(costs, placement, self.prompt_tokens), PREDICTED
         )
-        ttft = ev.value(ev.find(key, "ttft", n_prompt=self.prompt_tokens), "ttft_ms")
+        ttft = ev.value(ev.find(key, "ttft", n_prompt=self.prompt_tokens), "ttft_ms", model)
         if ttft is None:  # prompt time + first token, from the best numbers we have
             assert pp.value and tg.value
             ttft = Value(self.prompt_tokens / pp.value * 1e3 + 1e3 / tg.value, PREDICTED)
@@ -340,10 +378,10 @@ class CandidateBuilder:
             step_record = ev.find(key, "tg")
         else:
             step_record = ev.find(key, "batch", n_parallel=batch)
-            aggregate = ev.value(step_record, "avg_ts") or Value(
+            aggregate = ev.value(step_record, "avg_ts", model) or Value(
                 pred.batch_ts(costs, placement, batch), PREDICTED
             )
-        itl = ev.value(step_record, "itl_ms_p95")
+        itl = ev.value(step_record, "itl_ms_p95", model)
         if itl is None:
             assert aggregate.value
             step_ms = batch / aggregate.value * 1e3

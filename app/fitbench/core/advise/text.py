@@ -119,19 +119,19 @@ class Explainer:
         if self.goal == "quality":
             self.extra.append(
                 f"No option that fits reaches {self.limits['min_tps']:g} tokens/s; this one is "
-                f"the fastest, {choice.tg_ts.value or 0:.1f} tokens/s ({choice.tg_ts.basis})."
+                f"the fastest, {choice.tg_ts.value or 0:.1f} tokens/s ({choice.tg_ts.basis_words})."
             )
         elif self.goal == "interactive":
             self.extra.append(
                 f"No option that fits answers a {self.limits['prompt_tokens']}-token prompt "
                 f"within {self.limits['ttft_max_ms']:.0f} ms; this one is the quickest, "
-                f"{choice.ttft_ms.value or 0:.0f} ms ({choice.ttft_ms.basis})."
+                f"{choice.ttft_ms.value or 0:.0f} ms ({choice.ttft_ms.basis_words})."
             )
         else:
             self.extra.append(
                 f"No option keeps p95 inter-token latency under "
                 f"{self.limits['itl_p95_max_ms']:.0f} ms; this one comes closest, "
-                f"{choice.itl_p95_ms.value or 0:.0f} ms ({choice.itl_p95_ms.basis})."
+                f"{choice.itl_p95_ms.value or 0:.0f} ms ({choice.itl_p95_ms.basis_words})."
             )
 
     def verdict(
@@ -167,20 +167,20 @@ class Explainer:
             return (
                 f"Run {choice.model.name} at {choice.quant} with {where}: the best quality that "
                 f"reaches {self.limits['min_tps']:g} tokens/s here, "
-                f"{choice.tg_ts.value or 0:.1f} tokens/s ({choice.tg_ts.basis})."
+                f"{choice.tg_ts.value or 0:.1f} tokens/s ({choice.tg_ts.basis_words})."
             )
         if self.goal == "interactive":
             return (
                 f"Run {choice.model.name} at {choice.quant} with {where}: "
-                f"{choice.tg_ts.value or 0:.1f} tokens/s ({choice.tg_ts.basis}), first token in "
-                f"{choice.ttft_ms.value or 0:.0f} ms for a {self.limits['prompt_tokens']}-token "
-                f"prompt ({choice.ttft_ms.basis})."
+                f"{choice.tg_ts.value or 0:.1f} tokens/s ({choice.tg_ts.basis_words}), "
+                f"first token in {choice.ttft_ms.value or 0:.0f} ms for a "
+                f"{self.limits['prompt_tokens']}-token prompt ({choice.ttft_ms.basis_words})."
             )
         return (
             f"Serve {choice.model.name} at {choice.quant} with {where} and {choice.batch} "
             f"parallel sequences: {choice.aggregate_ts.value or 0:.0f} tokens/s in total "
-            f"({choice.aggregate_ts.basis}), p95 inter-token latency "
-            f"{choice.itl_p95_ms.value or 0:.0f} ms ({choice.itl_p95_ms.basis})."
+            f"({choice.aggregate_ts.basis_words}), p95 inter-token latency "
+            f"{choice.itl_p95_ms.value or 0:.0f} ms ({choice.itl_p95_ms.basis_words})."
         )
 
     def _speed(self, c: Candidate) -> float:
@@ -188,9 +188,10 @@ class Explainer:
 
     def _speed_text(self, c: Candidate) -> str:
         if self.goal != "throughput":
-            return f"{c.tg_ts.value or 0:.1f} tokens/s ({c.tg_ts.basis})"
+            return f"{c.tg_ts.value or 0:.1f} tokens/s ({c.tg_ts.basis_words})"
         return (
-            f"{c.aggregate_ts.value or 0:.0f} tokens/s at batch {c.batch} ({c.aggregate_ts.basis})"
+            f"{c.aggregate_ts.value or 0:.0f} tokens/s at batch {c.batch} "
+            f"({c.aggregate_ts.basis_words})"
         )
 
     def reasons(
@@ -366,12 +367,23 @@ class Explainer:
                 choice.aggregate_ts,
             ]
             if any(v.basis == MEASURED_TWIN for v in values):
+                fids = [v.fidelity for v in values if v.fidelity is not None]
+                # verbatim, so the report finds them said and does not repeat them
+                bands = "; ".join(dict.fromkeys(f.text for f in fids))
+                widest_pct = round(max((f.uncertainty for f in fids), default=0) * 100, 1)
                 out.append(
                     "Not measured on the real model file: some numbers come from a twin, a file "
-                    "with the real file's exact layout but random weights. Twins ran within a few "
-                    "percent of real files for these models, so expect the same speeds; to be "
-                    "sure, download the model (Models tab, or `fitbench download`) and run the "
-                    "benchmark again."
+                    "with the real file's exact layout but random weights"
+                    + (f": {bands}" if bands else "")
+                    + ". "
+                    + (
+                        f"So the real file's speeds may differ by up to {widest_pct:g}% from "
+                        "these (the expected figures carry that range); "
+                        if widest_pct
+                        else ""
+                    )
+                    + "to be sure, download the model (Models tab, or `fitbench download`) and "
+                    "run the benchmark again."
                 )
             if any(v.basis == PREDICTED for v in values):
                 out.append(self._accuracy())

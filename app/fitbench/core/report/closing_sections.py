@@ -8,7 +8,7 @@ from typing import Any
 
 from fitbench.core.report import figures, fmt
 from fitbench.core.report.capped import MAX_ROWS, listed, thin
-from fitbench.core.report.configs import Config, Names, Record
+from fitbench.core.report.configs import Config, Names, Record, twin_caveats
 from fitbench.core.report.model import (
     AttachmentNote,
     Bullets,
@@ -246,6 +246,9 @@ def caveats_section(
             "meaningless, and an MoE's expert routing on random weights and random token ids is "
             "not the routing it would see on real text."
         )
+    # how far the real files may be from the twins measured here, unless the advice said it
+    advised = " ".join(items)
+    items.extend(t for t in twin_caveats(configs, names) if t not in advised)
     if "scaled-twin" in sources:
         items.append(
             "Scaled twins have fewer layers than the real model; their numbers were scaled to "

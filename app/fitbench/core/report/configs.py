@@ -14,6 +14,7 @@ from typing import Any
 
 from fitbench.core.plan.placement import Placement, record_n_layer
 from fitbench.core.report.model import Basis, ReportError, basis_of_source
+from fitbench.core.twin.fidelity import Fidelity, record_fidelity, widest
 
 Record = dict[str, Any]
 
@@ -131,6 +132,23 @@ class Config:
                 if b not in latest or r["test_time"] >= latest[b]["test_time"]:
                     latest[b] = r
         return sorted((b, float(r["avg_ts"])) for b, r in latest.items())
+
+
+def fidelities(c: Config, names: Names) -> list[Fidelity]:
+    """How far the real file may be from each of a twin configuration's measured numbers."""
+    moe = names.is_moe(c.model_id)
+    found = (record_fidelity(r, moe=moe) for r in c.records if r["status"] == "ok")
+    return [f for f in found if f is not None]
+
+
+def fidelity_of(c: Config, names: Names) -> Fidelity | None:
+    """The configuration's widest twin band: its cells share one Basis cell."""
+    return widest(fidelities(c, names))
+
+
+def twin_caveats(configs: Iterable[Config], names: Names) -> list[str]:
+    """Every distinct twin caveat of the configurations, in their order."""
+    return list(dict.fromkeys(f.text for c in configs for f in fidelities(c, names)))
 
 
 def group(records: Iterable[Record]) -> list[Config]:

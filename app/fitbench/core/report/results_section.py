@@ -8,7 +8,14 @@ from typing import Any
 from fitbench.core.predict.full_model import FullModelFigure, full_model_figures, is_scaled
 from fitbench.core.report import figures, fmt
 from fitbench.core.report.capped import MAX_ROWS, MAX_SERIES, more_note, most_relevant, thin
-from fitbench.core.report.configs import Config, Names, Record, test_time
+from fitbench.core.report.configs import (
+    Config,
+    Names,
+    Record,
+    fidelity_of,
+    test_time,
+    twin_caveats,
+)
 from fitbench.core.report.model import (
     Basis,
     Figure,
@@ -29,9 +36,12 @@ class Shown:
     twin (a slice of a few blocks), whose figures are the full model's, predicted from the
     slice's measurement (predict.full_model); the slice's own speeds are detail only."""
 
-    def __init__(self, records: Sequence[Record], hardware: dict[str, Any] | None) -> None:
+    def __init__(
+        self, records: Sequence[Record], hardware: dict[str, Any] | None, names: Names | None = None
+    ) -> None:
         figs = full_model_figures(records, hardware)
         self._by_record = {id(r): f for r, f in zip(records, figs, strict=True)}
+        self.names = names or Names()
 
     def figure(self, record: Record | None) -> FullModelFigure | None:
         return None if record is None else self._by_record.get(id(record))
@@ -74,7 +84,10 @@ class Shown:
         return "predicted" if self.scaled(c) else c.basis
 
     def basis_cell(self, c: Config) -> str:
-        return SCALED_BASIS if self.scaled(c) else basis_short(c.basis)
+        """The basis, and for a twin how far the real file may be (section 6 says it in full)."""
+        basis = SCALED_BASIS if self.scaled(c) else basis_short(c.basis)
+        fid = fidelity_of(c, self.names)
+        return basis if fid is None else f"{basis} ({fid.short})"
 
 
 def _label(c: Config, names: Names, shown: Shown | None = None) -> str:
@@ -118,7 +131,7 @@ def results_section(
     hardware: dict[str, Any] | None = None,
 ) -> Section:
     s = Section("4. Results")
-    shown = Shown(records, hardware)
+    shown = Shown(records, hardware, names)
     s.para(
         "All numbers in this section were measured; the Basis column says on what. Speeds are "
         "the mean over the repetitions, ± the standard deviation as a share of the mean. "
@@ -133,6 +146,13 @@ def results_section(
             "model's speed, ≈, predicted from the slice's measurement by the calibrated "
             "predictor, and the slice's own measurement in brackets. Latencies marked 'slice' "
             "are the slice's and understate the full model's.",
+            "note",
+        )
+    caveats = twin_caveats(configs, names)
+    if caveats:
+        s.para(
+            "Rows measured on a twin say in the Basis column how far the real file's speed may "
+            "be from the twin's: " + "; ".join(caveats) + ".",
             "note",
         )
     s.add(_best_table(configs, names, shown))
