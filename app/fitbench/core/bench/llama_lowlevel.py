@@ -297,7 +297,12 @@ class Model:
             self._split[i] = share
         params.tensor_split = self._split
         if not use_mmap:
-            params.load_mode = 0  # LLAMA_LOAD_MODE_NONE: read into buffers
+            # llama.cpp replaced use_mmap by load_mode (llama-cpp-python 0.3.33); a ctypes
+            # struct takes any attribute silently, so set the field this build has
+            if any(name == "load_mode" for name, *_ in type(params)._fields_):
+                params.load_mode = 0  # LLAMA_LOAD_MODE_NONE: read into buffers
+            else:
+                params.use_mmap = False
         self._overrides = overrides
         array = overrides.build()
         if array is not None:

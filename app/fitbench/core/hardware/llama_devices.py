@@ -73,7 +73,7 @@ def _devices(lib: Any, notes: list[str]) -> list[LlamaDevice]:
     except AttributeError as exc:
         notes.append(
             f"This llama.cpp library has no ggml device API ({exc}); its devices are not listed. "
-            "Upgrade llama-cpp-python to 0.3.16 or newer."
+            "Upgrade llama-cpp-python to 0.3.21 or newer."
         )
         return []
     try:
