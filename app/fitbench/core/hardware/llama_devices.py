@@ -155,7 +155,13 @@ def probe_in_process() -> tuple[LlamaCppInfo, list[str]]:
         notes.append("llama-cpp-python exposes no shared library handle; devices are not listed.")
     else:
         info.devices = _devices(lib, notes)
-    if info.gpu_offload is False:
+    if info.gpu_offload is False and getattr(sys, "frozen", False):
+        notes.append(
+            NO_OFFLOAD_NOTE + ": every benchmark runs on the CPU. This FitBench bundle's "
+            "llama.cpp found no GPU it can use (the CUDA bundle offloads to an NVIDIA GPU "
+            "wherever the NVIDIA driver is installed; docs/packaging.md)."
+        )
+    elif info.gpu_offload is False:
         notes.append(
             NO_OFFLOAD_NOTE + ": every benchmark runs on the CPU. "
             'For NVIDIA GPUs install a CUDA build: CMAKE_ARGS="-DGGML_CUDA=on" pip install '
