@@ -119,7 +119,7 @@ def gpu_build_note(version: str | None, gpu_names: list[str], *, nvcc: str | Non
         return (
             f"This machine has {gpus} with an NVIDIA driver, but this FitBench bundle's llama.cpp "
             "has no CUDA backend, so every benchmark runs on the CPU. Install the CUDA bundle "
-            "(fitbench-*-linux-x86_64-cuda12.tar.gz; docs/packaging.md): it carries the CUDA "
+            "(fitbench-*-linux-x86_64-cuda<N>.tar.zst; docs/packaging.md): it carries the CUDA "
             "runtime and loads its GPU backend wherever a driver is present."
         )
     compiler = nvcc if nvcc is not None else _find_nvcc()
