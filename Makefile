@@ -28,6 +28,9 @@ llama-server: $(STAMP)
 run: $(STAMP)
 	@PYTHON=$(BIN)/python scripts/build-llama-server || \
 	  echo "llama-server not built (see above): fitbench serve and quick --serve are unavailable"
+	@# an NVIDIA driver but a CPU-only llama.cpp: print the command for a CUDA build (never run it)
+	@if command -v nvidia-smi >/dev/null 2>&1; then \
+	  $(BIN)/python -m fitbench.core.hardware.llama_backends --offer || true; fi
 	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
 	  $(BIN)/fitbench gui; \
 	else \

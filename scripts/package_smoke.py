@@ -12,7 +12,8 @@ beyond ALLOWED_STDERR:
   bench    `fitbench bench` on a tiny twin (written here with the venv's fitbench): a benchmark
            worker (the frozen program re-run as `-m fitbench.core.bench.worker`) loads it in
            llama.cpp and measures it
-  gui      `fitbench gui --quit-after-paint`: the main window paints, the app exits
+  gui      `fitbench gui --quit-after-paint`: the main window paints, the app exits (--no-gui:
+           skipped, for a bundle frozen where PySide6 is not installed, e.g. packaging/gpu-proof)
 --compare runs the same steps with `python -m fitbench` (this interpreter) and prints both
 start-up times; --repeat N times detect and gui N times each (medians). Exit status 1 when a
 step fails, with what it printed.
@@ -44,6 +45,10 @@ ALLOWED_STDERR = (
     re.compile(r"^qt\.qpa\.fonts: .*"),
     re.compile(r"^run [0-9a-f]+: \d+ model loads?, results in .*results\.sqlite3$"),
     re.compile(r"^\[\d+/\d+\] \S.*, ngl -?\d+.*$"),
+    # llama.cpp's own start-up lines in a build with run-time backends (CUDA's device list)
+    re.compile(r"^load_backend: loaded \S+ backend from .*$"),
+    re.compile(r"^ggml_cuda_init: .*$"),
+    re.compile(r"^\s+Device \d+: .*$"),
 )
 STEP_TIMEOUT_S = 300
 
@@ -184,7 +189,7 @@ def tiny_twin(directory: Path) -> Path:
     return write_twin(manifest_for(tiny_arch(), "Q4_K_M"), directory / "tiny.gguf").path
 
 
-def smoke(command: Sequence[str], repeat: int = 1, bench: bool = True) -> Report:
+def smoke(command: Sequence[str], repeat: int = 1, bench: bool = True, gui: bool = True) -> Report:
     report = Report(list(command))
     with tempfile.TemporaryDirectory(prefix="fitbench-smoke-") as tmp:
         root = Path(tmp)
@@ -201,7 +206,7 @@ def smoke(command: Sequence[str], repeat: int = 1, bench: bool = True) -> Report
             # --repack 0: llama.cpp's AMX repacking crashes on some VMs (see twin_fixtures.py)
             bench_args += ["-t", "2", "--repack", "0", "--json"]
             report.steps.append(run_step("bench", command, bench_args, env, check_bench))
-        for _ in range(repeat):
+        for _ in range(repeat if gui else 0):
             report.steps.append(run_step("gui", command, ["gui", "--quit-after-paint"], env))
     return report
 
@@ -220,6 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--compare", action="store_true", help="also time python -m fitbench")
     parser.add_argument("--repeat", type=int, default=1, help="time detect and gui N times")
     parser.add_argument("--no-bench", action="store_true", help="skip the tiny-twin benchmark")
+    parser.add_argument(
+        "--no-gui", action="store_true", help="skip the GUI step (a bundle frozen without PySide6)"
+    )
     args = parser.parse_args(argv)
     program = args.program.resolve()
     if not (program.is_file() and os.access(program, os.X_OK)):
@@ -231,7 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     reports = []
     for label, command in runs:
         try:
-            reports.append((label, smoke(command, args.repeat, bench=not args.no_bench)))
+            reports.append(
+                (label, smoke(command, args.repeat, bench=not args.no_bench, gui=not args.no_gui))
+            )
         except SmokeFailure as exc:
             print(f"package_smoke ({label}): FAILED: {exc}")
             return 1

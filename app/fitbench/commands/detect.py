@@ -141,6 +141,8 @@ def format_table(data: dict[str, Any]) -> str:
                 f"devices: {devices or 'none listed'}",
             )
         )
+        if llama.get("backend_modules"):  # a GGML_BACKEND_DL build: what ggml loaded here
+            rows.append(("llama.cpp backends", ", ".join(llama["backend_modules"])))
     else:
         rows.append(("llama.cpp", "not available (see notes)"))
     server = data.get("llama_server")

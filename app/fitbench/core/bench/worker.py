@@ -43,6 +43,7 @@ if __name__ == "__main__":
 import numpy as np
 
 from fitbench.core.bench.config import INJECT_ENV, BenchConfig, BenchTest, ConfigError
+from fitbench.core.hardware.llama_backends import load_backends
 from fitbench.core.plan.placement import Placement
 from fitbench.core.results.schema import Known, Measured, build_record, utc_now
 
@@ -274,6 +275,8 @@ class Worker:
         import llama_cpp
 
         ll, cfg = self.ll, self.cfg
+        # a GGML_BACKEND_DL build (the release bundle) registers its CPU variant and CUDA here
+        load_backends()
         llama_cpp.llama_backend_init()
         self.has_gpu = bool(ll.gpu_names())
         self.known = self.build_fields()

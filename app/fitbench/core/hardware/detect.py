@@ -27,6 +27,7 @@ from fitbench.core.hardware import llama_devices as hw_llama
 from fitbench.core.hardware import nvml as hw_nvml
 from fitbench.core.hardware.cpu import CpuInfo, RamInfo, measure_ram_bandwidth
 from fitbench.core.hardware.disk import DiskInfo, detect_disk
+from fitbench.core.hardware.llama_backends import gpu_build_note
 from fitbench.core.hardware.llama_devices import LlamaCppInfo, LlamaDevice
 from fitbench.core.hardware.nvml import DriverInfo, GpuInfo, GpuProcess, PcieInfo
 
@@ -371,6 +372,10 @@ def _note_cross_checks(gpus: list[GpuInfo], llama: LlamaCppInfo, notes: list[str
             f"NVML lists {len(gpus)} GPU(s) but llama.cpp sees none: check CUDA_VISIBLE_DEVICES "
             "and that llama-cpp-python was built for this GPU."
         )
+    if gpus and llama.available and llama.gpu_offload is False:
+        # the probe's general advice gives way to the exact command for this machine
+        notes[:] = [n for n in notes if not n.startswith(hw_llama.NO_OFFLOAD_NOTE)]
+        notes.append(gpu_build_note(llama.version, [g.name for g in gpus]))
     if not gpus and llama_gpus:
         names = ", ".join(f"{d.name} ({d.backend or 'unknown backend'})" for d in llama_gpus)
         notes.append(

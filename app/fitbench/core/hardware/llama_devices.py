@@ -19,11 +19,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fitbench.core.hardware.llama_backends import load_backends
+
 # enum ggml_backend_dev_type (ggml-backend.h). IGPU was inserted before ACCEL in 2025, so in
 # older libraries 2 means ACCEL: the backend's name tells the two apart (_device_type).
 DEVICE_TYPES = {0: "cpu", 1: "gpu", 2: "igpu", 3: "accel"}
 ACCEL_BACKENDS = ("BLAS", "AMX", "KLEIDIAI", "ZDNN")
 PROBE_TIMEOUT_S = 60.0
+NO_OFFLOAD_NOTE = "This llama-cpp-python build has no GPU offload"
 
 
 @dataclass
@@ -44,6 +47,9 @@ class LlamaCppInfo:
     system_info: str | None = None
     library_path: str | None = None
     devices: list[LlamaDevice] = field(default_factory=list)
+    # backends loaded at run time (GGML_BACKEND_DL builds): e.g. libggml-cpu-haswell.so, the CPU
+    # variant ggml picked for this processor, and libggml-cuda.so where a driver loaded it
+    backend_modules: list[str] = field(default_factory=list)
     probed_in: str = "not probed"  # "child process" or "this process"
     error: str | None = None
 
@@ -130,6 +136,11 @@ def probe_in_process() -> tuple[LlamaCppInfo, list[str]]:
         library_path=str(getattr(lib, "_name", "")) or None,
         probed_in="this process",
     )
+    if lib is not None:
+        try:  # before anything asks llama.cpp: its own search misses llama_cpp/lib
+            info.backend_modules = load_backends(lib)
+        except Exception as exc:
+            notes.append(f"llama.cpp's backends could not be loaded ({exc}).")
     try:
         info.gpu_offload = bool(bindings.llama_supports_gpu_offload())
     except Exception as exc:
@@ -144,9 +155,15 @@ def probe_in_process() -> tuple[LlamaCppInfo, list[str]]:
         notes.append("llama-cpp-python exposes no shared library handle; devices are not listed.")
     else:
         info.devices = _devices(lib, notes)
-    if info.gpu_offload is False:
+    if info.gpu_offload is False and getattr(sys, "frozen", False):
         notes.append(
-            "This llama-cpp-python build has no GPU offload: every benchmark runs on the CPU. "
+            NO_OFFLOAD_NOTE + ": every benchmark runs on the CPU. This FitBench bundle's "
+            "llama.cpp found no GPU it can use (the CUDA bundle offloads to an NVIDIA GPU "
+            "wherever the NVIDIA driver is installed; docs/packaging.md)."
+        )
+    elif info.gpu_offload is False:
+        notes.append(
+            NO_OFFLOAD_NOTE + ": every benchmark runs on the CPU. "
             'For NVIDIA GPUs install a CUDA build: CMAKE_ARGS="-DGGML_CUDA=on" pip install '
             "--force-reinstall --no-cache-dir llama-cpp-python"
         )
