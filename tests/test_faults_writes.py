@@ -271,6 +271,13 @@ def _bench_child(twin: Path, out: Path) -> subprocess.Popen[str]:
     )
 
 
+def _cmdline(p: psutil.Process) -> str:
+    try:
+        return " ".join(p.cmdline())
+    except (psutil.ZombieProcess, psutil.NoSuchProcess):  # a probe process that just ended
+        return ""
+
+
 def _stop_worker_once_running(proc: subprocess.Popen[str]) -> list[psutil.Process]:
     """SIGSTOP the child's worker once it runs, so the sweep sits mid-run."""
     deadline = time.monotonic() + 120
@@ -278,7 +285,7 @@ def _stop_worker_once_running(proc: subprocess.Popen[str]) -> list[psutil.Proces
         workers = [
             c
             for c in psutil.Process(proc.pid).children(recursive=True)
-            if "fitbench.core.bench.worker" in " ".join(c.cmdline())
+            if "fitbench.core.bench.worker" in _cmdline(c)
         ]
         if workers:
             for w in workers:
@@ -294,7 +301,12 @@ def test_sigterm_or_sighup_marks_the_run_interrupted(
     tmp_path: Path, tiny_dense_twin: Path, sig: signal.Signals
 ) -> None:
     proc = _bench_child(tiny_dense_twin, tmp_path / "r.jsonl")
-    workers = _stop_worker_once_running(proc)
+    try:
+        workers = _stop_worker_once_running(proc)
+    except BaseException:
+        proc.kill()
+        proc.communicate()  # closes its pipes: no unclosed files for a later test's gc
+        raise
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + sig, err
@@ -310,7 +322,12 @@ def test_a_sigkilled_bench_leaves_its_run_interrupted_at_the_next_start(
     tmp_path: Path, tiny_dense_twin: Path
 ) -> None:
     proc = _bench_child(tiny_dense_twin, tmp_path / "r.jsonl")
-    workers = _stop_worker_once_running(proc)
+    try:
+        workers = _stop_worker_once_running(proc)
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
     proc.kill()
     proc.communicate()
     for w in workers:  # stopped, it cannot notice its parent is gone: clean up after the test
