@@ -46,11 +46,13 @@ def test_pp_and_tg_records_follow_llama_bench(tmp_path: Path, tiny_dense_twin: P
     cfg = config(tiny_dense_twin, standard_tests([32], [8]), model_id="tiny-dense")
     rc, records, events, stderr = run_worker(tmp_path, cfg)
     assert rc == 0, stderr
-    # warm and rep are the runner's heartbeat: one warm-up and two repetitions per test
+    # warm and rep are the runner's heartbeat: one warm-up and two repetitions per test, and
+    # once more after a `rerun` (repetitions that disagree: a busy machine disturbed them)
     beats = [e for e in events if e["event"] in ("warm", "rep")]
-    assert [e["event"] for e in beats] == ["warm", "rep", "rep"] * 2
+    reruns = sum(e["event"] == "rerun" for e in events)
+    assert [e["event"] for e in beats] == ["warm", "rep", "rep"] * (2 + reruns)
     assert all(e["ns"] > 0 and e["tokens"] > 0 for e in beats)
-    assert [e["event"] for e in events if e not in beats] == [
+    assert [e["event"] for e in events if e not in beats and e["event"] != "rerun"] == [
         "loading",
         "loaded",
         "test_start",
