@@ -5,7 +5,7 @@ users' first requests spread over the previous level's e2e time (fitbench load's
 
 Given the bench records and one user's load level (the server's own prompt time), the predicted
 output tokens/s at 2..32 users must stay within 10% of what was measured: the earlier model (one
-prompt per request cycle) predicted 2-4x the measured throughput at 32 users.
+prompt per request cycle) predicted 3-5x the measured throughput at 32 users.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ users (closed loop: each sends its next request when the last one ends), per lev
   * one request's cycle is the server's time for every active user's prompt plus max_tokens
     decode steps: the server processes all the prompts, and each one stalls every user's
     decoding while it runs (measured on an H200 with both full twins, docs/gpu/2026-12-06: a
-    cycle of one prompt and the steps alone predicted 2-4x the served throughput at 32 users;
+    cycle of one prompt and the steps alone predicted 3-5x the served throughput at 32 users;
     this one is within 10%); output tokens/s = active users x max_tokens / cycle;
   * a prompt's time is the measured TTFT p50 of one user on this deployment where `fitbench
     load` measured it (the server's prompt path, its tokenizer and HTTP included: 60-100 ms
