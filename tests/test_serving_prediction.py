@@ -73,3 +73,29 @@ def test_spread_users_ttft_and_throughput_match_the_prediction_on_the_h100() -> 
         assert p["output_tokens_per_s"] == pytest.approx(m["output_tokens_per_s"], rel=0.10), r
         assert p["ttft_p50_ms"] == pytest.approx(m["ttft_p50_ms"], rel=0.30), r
         assert p["itl_p50_ms"] == pytest.approx(m["itl_p50_ms"], rel=0.15), r
+
+
+def test_served_numbers_measured_on_a_twin_say_how_far_the_real_file_may_be() -> None:
+    """Mixtral served to many users on a twin: its routing decides every step, so the advice
+    carries the twin's routing caveat; predicted-only advice does not."""
+    from fitbench.core.advise.serving import recommend_serving
+    from fitbench.core.model import catalog
+
+    model_id = "mixtral-8x7b-instruct"
+    records = sp._lines(DATA / f"bench-batch-{model_id}.jsonl")
+    hardware = sp.json.loads((DATA / "detect.json").read_text(encoding="utf-8"))
+    load = sp._lines(DATA / f"load-{model_id}.jsonl")
+    kwargs: dict[str, Any] = {
+        "hardware": hardware,
+        "catalog": catalog.load(),
+        "workload": Workload(prompt_tokens=512, max_tokens=128, ctx=1024),
+        "levels": (1, 2, 4, 8, 16, 32),
+        "itl_p95_max_ms": 1e9,
+        "ttft_p99_max_ms": 1e9,
+    }
+    measured = recommend_serving(records, load, **kwargs)
+    assert measured.choice is not None and measured.choice.measured
+    twin_lines = [c for c in measured.caveats if c.startswith("Served numbers measured on a twin")]
+    assert len(twin_lines) == 1 and "rout" in twin_lines[0], measured.caveats
+    predicted = recommend_serving(records, (), **kwargs)
+    assert not any(c.startswith("Served numbers measured on a twin") for c in predicted.caveats)

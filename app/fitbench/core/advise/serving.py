@@ -57,6 +57,7 @@ from fitbench.core.predict.fit import machine_of, physical_cores
 from fitbench.core.predict.layer_costs import LayerCosts, catalog_costs, from_manifest
 from fitbench.core.predict.model import PredictError, Predictor, catalog_costs_for, normalise
 from fitbench.core.predict.speeds import calibrate_on
+from fitbench.core.twin import fidelity as twin_fidelity
 
 LEVELS = (1, 2, 4, 8, 16, 32, 64, 128)
 DEFAULT_ITL_P95_MAX_MS = 200.0
@@ -460,7 +461,7 @@ def recommend_serving(
         deployments=shown,
         verdict=_verdict(choice, deployments, limits),
         reasons=_reasons(choice, shown, limits),
-        caveats=_caveats(choice, workload, setup.evidence.p95_ratio_measured),
+        caveats=_caveats(choice, workload, setup.evidence.p95_ratio_measured, setup.has_gpu),
         limits=limits,
         recipe=_recipe(choice, workload, threads),
         hardware_fingerprint=fingerprint,
@@ -536,7 +537,25 @@ def _reasons(
     return out
 
 
-def _caveats(choice: Deployment | None, workload: Workload, ratio_measured: bool) -> list[str]:
+def _twin_caveat(choice: Deployment | None, has_gpu: bool) -> str | None:
+    """What a served number measured on a twin means for the real file (twin/fidelity.py): an
+    MoE's routing decides every step that carries several users' tokens."""
+    twin_users = [p.users for p in choice.curve if p.basis == "measured-twin"] if choice else []
+    if choice is None or not twin_users:
+        return None
+    fid = twin_fidelity.fidelity(
+        choice.model.arch.architecture,
+        has_gpu and choice.placement.n_gpu_layers != 0,
+        "tg",
+        moe=choice.model.kind == "moe",
+        tokens=max(twin_users),
+    )
+    return f"Served numbers measured on a twin ({fid.short}): {fid.text}"
+
+
+def _caveats(
+    choice: Deployment | None, workload: Workload, ratio_measured: bool, has_gpu: bool = False
+) -> list[str]:
     out = [
         f"Workload assumed: {workload.prompt_tokens}-token prompts, {workload.max_tokens} output "
         "tokens per request, each user sending the next request when the last one ends (closed "
@@ -556,6 +575,8 @@ def _caveats(choice: Deployment | None, workload: Workload, ratio_measured: bool
         )
     if not ratio_measured:
         out.append("The p95/p50 inter-token ratio is assumed (1.1): no measured ITL tail.")
+    if (twin := _twin_caveat(choice, has_gpu)) is not None:
+        out.append(twin)
     return out
 
 
