@@ -29,9 +29,10 @@ class OutputPathError(ValueError):
     """The output path cannot be written; the message names it and says what to give instead."""
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int, folder: str = "a folder") -> str:
+    """What a non-regular file is, in words for an error (`folder`: how to name a directory)."""
     if stat.S_ISDIR(mode):
-        return "a folder"
+        return folder
     if stat.S_ISFIFO(mode):
         return "a FIFO (named pipe)"
     if stat.S_ISCHR(mode):
@@ -66,7 +67,7 @@ def check_output(path: Path, what: str = "the output", *, create_parent: bool = 
             )
         if not stat.S_ISREG(st.st_mode):
             raise OutputPathError(
-                f"cannot write {what} to {path}: it is {_kind(st.st_mode)}, not a regular file"
+                f"cannot write {what} to {path}: it is {file_kind(st.st_mode)}, not a regular file"
             )
     parent = path.parent
     if create_parent:

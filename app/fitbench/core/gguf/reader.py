@@ -25,6 +25,7 @@ from gguf import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT, GGMLQuantizationType,
 
 from fitbench.core.gguf.manifest import ModelManifest, TensorInfo, tensor_nbytes
 from fitbench.core.limits import hparam_problem
+from fitbench.core.outfile import file_kind
 
 GGUF_MAGIC = b"GGUF"
 # A real header is ~1 MB (32k vocab) to ~15 MB (150k vocab + merges); past this it is not a header.
@@ -393,21 +394,6 @@ def _read_local(path: Path, file_size: int | None = None) -> tuple[bytes, Parsed
         raise GGUFError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
-def file_kind(mode: int) -> str:
-    """What a non-regular file is, in words (for errors)."""
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
-
-
 def regular_file_size(path: Path) -> int:
     """The size of a regular file; a FIFO or a device is refused before open() (which would
     block on a FIFO for ever). Raises GGUFError naming the file."""
@@ -418,7 +404,7 @@ def regular_file_size(path: Path) -> int:
     except OSError as exc:
         raise GGUFError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if not stat.S_ISREG(st.st_mode):
-        raise GGUFError(f"{path}: is {file_kind(st.st_mode)}, not a GGUF file")
+        raise GGUFError(f"{path}: is {file_kind(st.st_mode, 'a directory')}, not a GGUF file")
     return st.st_size
 
 
