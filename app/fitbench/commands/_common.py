@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,15 @@ def not_implemented(name: str) -> int:
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
+
+
+def emit(data: dict[str, Any], as_json: bool, show: Callable[[dict[str, Any]], None]) -> int:
+    """A command's result: JSON with --json, else `show` prints it for people."""
+    if as_json:
+        print_json(data)
+    else:
+        show(data)
+    return EXIT_OK
 
 
 def load_hardware_json(path: Path) -> dict[str, Any]:

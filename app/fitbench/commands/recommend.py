@@ -9,11 +9,10 @@ from typing import Any
 
 from fitbench.commands._common import (
     EXIT_FAILURE,
-    EXIT_OK,
     add_gpu_argument,
+    emit,
     hardware_with_what_if_gpus,
     load_hardware_json,
-    print_json,
 )
 from fitbench.core import settings
 from fitbench.core.advise.candidates import QualityFloor
@@ -170,9 +169,4 @@ def run(args: argparse.Namespace) -> int:
     except (results.ResultError, AdviceError, catalog.CatalogError, ValueError) as exc:
         print(f"fitbench recommend: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    data = advice.to_dict()
-    if args.json:
-        print_json(data)
-    else:
-        _print_human(data)
-    return EXIT_OK
+    return emit(advice.to_dict(), args.json, _print_human)

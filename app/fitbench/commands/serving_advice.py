@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, load_hardware_json, print_json
+from fitbench.commands._common import EXIT_FAILURE, emit, load_hardware_json
 
 
 def format_serving(d: dict[str, Any]) -> str:
@@ -66,9 +66,4 @@ def run_serving(args: argparse.Namespace) -> int:
     except (results.ResultError, ServingError, catalog.CatalogError, ValueError) as exc:
         print(f"fitbench recommend: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    data = advice.to_dict()
-    if args.json:
-        print_json(data)
-    else:
-        print(format_serving(data))
-    return EXIT_OK
+    return emit(advice.to_dict(), args.json, lambda data: print(format_serving(data)))
