@@ -56,7 +56,7 @@ def cases(n: int, seed: int) -> list[tuple[str, bytes]]:
             out.append((f"mutation/{i}", bytes(raw)))
         else:
             for kv, at in rng.sample(tfz.INT_FIELDS, rng.randint(1, min(3, len(tfz.INT_FIELDS)))):
-                width = {"8": 1, "16": 2, "32": 4, "64": 8}[kv.vtype.name.removeprefix("U")[3:]]
+                width = fz.int_width(kv)
                 value = rng.choice(tfz.EXTREMES) % (1 << (8 * width))
                 raw[at : at + width] = value.to_bytes(width, "little")
             out.append((f"extreme/{i}", bytes(raw)))

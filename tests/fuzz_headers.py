@@ -105,6 +105,11 @@ def patch_u64(data: bytes, offset: int, value: int) -> bytes:
     return bytes(out)
 
 
+def int_width(kv: KV) -> int:
+    """Bytes of an integer metadata value (UINT8..INT64)."""
+    return {"8": 1, "16": 2, "32": 4, "64": 8}[kv.vtype.name.removeprefix("U")[3:]]
+
+
 class Hang(Exception):
     """The pipeline ran past the time bound."""
 

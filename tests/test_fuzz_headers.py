@@ -112,7 +112,7 @@ def test_extreme_metadata_integers_give_an_error_or_a_plan(
 ) -> None:
     raw = bytearray(BASE)
     for kv, at in data.draw(st.lists(st.sampled_from(INT_FIELDS), min_size=1, max_size=3)):
-        width = {"8": 1, "16": 2, "32": 4, "64": 8}[kv.vtype.name.removeprefix("U")[3:]]
+        width = fz.int_width(kv)
         value = data.draw(st.sampled_from(EXTREMES)) % (1 << (8 * width))
         raw[at : at + width] = value.to_bytes(width, "little")
     path = tmp_path / "extreme.gguf"

@@ -11,28 +11,15 @@ import pytest
 from fitbench.core.hardware import detect as hw_detect
 from fitbench.core.hardware import llama_backends
 from fitbench.core.hardware.llama_devices import NO_OFFLOAD_NOTE, LlamaCppInfo
-from fitbench.core.hardware.nvml import GpuInfo, PcieInfo
+from fitbench.core.hardware.nvml import GpuInfo
+from test_hardware import gpu
 
 GIB = 2**30
 GENERIC = NO_OFFLOAD_NOTE + ": every benchmark runs on the CPU. For NVIDIA GPUs ..."
 
 
 def _gpu(name: str = "NVIDIA GeForce RTX 4090") -> GpuInfo:
-    return GpuInfo(
-        index=0,
-        name=name,
-        uuid="GPU-x",
-        vram_total_bytes=24 * GIB,
-        vram_free_bytes=23 * GIB,
-        vram_used_bytes=GIB,
-        bandwidth_gbps=1008.0,
-        bandwidth_source="theoretical",
-        memory_bus_width_bits=384,
-        max_memory_clock_mhz=10501,
-        pcie=PcieInfo(4, 16, 4, 16, 31.5),
-        compute_capability="8.9",
-        mig_enabled=False,
-    )
+    return gpu(name, 24 * GIB, 23 * GIB)
 
 
 def _notes(gpus: list[GpuInfo], offload: bool | None, available: bool = True) -> list[str]:
