@@ -801,7 +801,7 @@ def iter_jsonl(path: Path, notes: list[str] | None = None) -> Iterator[dict[str,
     which is skipped and reported in `notes` and the log."""
     if not path.is_file():
         raise ResultError(f"results file not found: {path}")
-    run_id = _file_run_id_of(path)
+    run_id = ""  # llama-bench lines only: hashing a large FitBench file for nothing is a 2nd read
     with path.open("rb") as fh:
         lineno = 0
         for raw_line in fh:
@@ -822,6 +822,8 @@ def iter_jsonl(path: Path, notes: list[str] | None = None) -> Iterator[dict[str,
                     return
                 what = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
                 raise ResultError(f"{path}:{lineno}: not a JSON line ({what})") from None
+            if not run_id and isinstance(raw, dict) and is_llama_bench(raw):
+                run_id = _file_run_id_of(path)
             yield _one(raw, f"{path}:{lineno}", run_id)
 
 
