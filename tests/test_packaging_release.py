@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD_RELEASE = REPO / "packaging" / "build-release"
@@ -47,5 +50,39 @@ def test_cuda_build_names_the_architectures(tmp_path: Path) -> None:
 
 
 def test_scripts_parse() -> None:
-    for script in ("build-release", "gpu-proof"):
+    for script in ("build-release", "gpu-proof", "gpu-proof-carry"):
         subprocess.run(["bash", "-n", str(REPO / "packaging" / script)], check=True)
+
+
+def _check_compiler(tmp_path: Path, cxx: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHON=sys.executable, WORK=str(tmp_path / "release"), CXX=cxx)
+    return subprocess.run(
+        [str(BUILD_RELEASE), "--check-compiler"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+def test_compiler_check_accepts_a_compiler_that_links_libstdcxx_as_a_shared_library(
+    tmp_path: Path,
+) -> None:
+    proc = _check_compiler(tmp_path, "g++")
+    assert proc.returncode == 0, proc.stderr
+    assert "links libstdc++ as a shared library" in proc.stdout
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+def test_compiler_check_refuses_one_that_embeds_libstdcxx(tmp_path: Path) -> None:
+    # the lent H100's /opt/gcc/bin/g++ did this (libstdc++.a only): llama.cpp built with it
+    # crashed at its first model load; the check must stop the build before it starts
+    wrapper = tmp_path / "g++-static"
+    wrapper.write_text('#!/bin/sh\nexec g++ -static-libstdc++ "$@"\n')
+    wrapper.chmod(0o755)
+    proc = _check_compiler(tmp_path, str(wrapper))
+    assert proc.returncode == 1
+    assert "links libstdc++ statically" in proc.stderr
+    assert "CXX=/usr/bin/g++" in proc.stderr
