@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from advice_fixtures import LLAMA, MIXTRAL, catalog_with, cpu_machine, h200
 from fitbench.core.advise.candidates import (
     GIB,
     CandidateBuilder,
@@ -28,34 +28,6 @@ from fitbench.core.predict.model import Predictor
 from fitbench.core.results import schema as results
 from fitbench.core.twin import writer as twin
 
-DATA = Path(__file__).parent / "data"
-MIXTRAL, LLAMA = "mixtral-8x7b-instruct", "llama-2-70b-chat"
-
-
-def _catalog(quants: tuple[str, ...] = ("Q4_K_M",)) -> catalog.Catalog:
-    """The shipped catalog cut to a few quants (keeps each recommendation fast)."""
-    models = tuple(
-        dataclasses.replace(m, quants=tuple(q for q in m.quants if q.quant in quants))
-        for m in catalog.load().models
-    )
-    return catalog.Catalog(models)
-
-
-def _h200() -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    records = results.read_jsonl(DATA / "predict_h200_facts.jsonl")
-    hardware = json.loads((DATA / "predict_h200_hardware.json").read_text())
-    return records, hardware
-
-
-def _cpu_machine(ram_gib: float, fingerprint: str = "cpu-box") -> dict[str, Any]:
-    return {
-        "fingerprint": fingerprint,
-        "cpu": {"physical_cores": 8, "ram_bandwidth_gbps": 50.0},
-        "ram": {"total_bytes": int(ram_gib * GIB), "usable_bytes": int(ram_gib * GIB)},
-        "gpus": [],
-        "llama_cpp": {"gpu_offload": False},
-    }
-
 
 def _scaled_twin_tg(model_id: str, n_layer: int, ts: float, fp: str = "cpu-box") -> dict[str, Any]:
     return results.new_record(
@@ -65,8 +37,8 @@ def _scaled_twin_tg(model_id: str, n_layer: int, ts: float, fp: str = "cpu-box")
 
 
 def test_h200_interactive_picks_mixtral_full_offload_with_measured_numbers() -> None:
-    records, hardware = _h200()
-    advice = recommend(records, hardware=hardware, catalog=_catalog())
+    records, hardware = h200()
+    advice = recommend(records, hardware=hardware, catalog=catalog_with())
     d = advice.to_dict()
     assert d["choice"]["model_id"] == MIXTRAL
     assert d["choice"]["quant"] == "Q4_K_M"
@@ -97,15 +69,15 @@ def test_h200_interactive_picks_mixtral_full_offload_with_measured_numbers() -> 
 
 def test_goal_flips_the_choice() -> None:
     """A measured batch curve where the dense model serves more: throughput picks it."""
-    records, hardware = _h200()
+    records, hardware = h200()
     dense_batch = results.new_record(
         model_id=LLAMA, quant="Q4_K_M", source="real", test="batch", n_gen=128, n_parallel=32,
         n_gpu_layers=99, avg_ts=9000.0, itl_ms_p50=3.4, itl_ms_p95=3.6,
         hardware_fingerprint="facts-md-h200",
     )  # fmt: skip
     records.append(dense_batch)
-    interactive = recommend(records, hardware=hardware, catalog=_catalog())
-    throughput = recommend(records, hardware=hardware, catalog=_catalog(), goal="throughput")
+    interactive = recommend(records, hardware=hardware, catalog=catalog_with())
+    throughput = recommend(records, hardware=hardware, catalog=catalog_with(), goal="throughput")
     assert interactive.choice is not None and interactive.choice.model.id == MIXTRAL
     assert throughput.choice is not None and throughput.choice.model.id == LLAMA
     d = throughput.to_dict()
@@ -116,10 +88,10 @@ def test_goal_flips_the_choice() -> None:
 
 
 def test_latency_limit_flips_the_batch() -> None:
-    records, hardware = _h200()
-    loose = recommend(records, hardware=hardware, catalog=_catalog(), goal="throughput")
+    records, hardware = h200()
+    loose = recommend(records, hardware=hardware, catalog=catalog_with(), goal="throughput")
     tight = recommend(
-        records, hardware=hardware, catalog=_catalog(), goal="throughput", itl_p95_max_ms=8.0
+        records, hardware=hardware, catalog=catalog_with(), goal="throughput", itl_p95_max_ms=8.0
     )
     assert loose.choice is not None and tight.choice is not None
     assert tight.choice.batch < loose.choice.batch
@@ -128,7 +100,7 @@ def test_latency_limit_flips_the_batch() -> None:
 
 def test_nothing_fits_says_what_hardware_would() -> None:
     records = [_scaled_twin_tg(MIXTRAL, 32, 60.0), _scaled_twin_tg(LLAMA, 80, 30.0)]
-    advice = recommend(records, hardware=_cpu_machine(16), catalog=_catalog())
+    advice = recommend(records, hardware=cpu_machine(16), catalog=catalog_with())
     d = advice.to_dict()
     assert d["choice"] is None and d["recipe"] is None and d["expected"] is None
     assert "Nothing fits" in d["verdict"]
@@ -142,7 +114,7 @@ def test_nothing_fits_says_what_hardware_would() -> None:
 
 def test_only_one_model_fits_says_so() -> None:
     records = [_scaled_twin_tg(MIXTRAL, 32, 60.0)]
-    advice = recommend(records, hardware=_cpu_machine(40), catalog=_catalog())
+    advice = recommend(records, hardware=cpu_machine(40), catalog=catalog_with())
     d = advice.to_dict()
     assert d["choice"]["model_id"] == MIXTRAL
     assert d["choice"]["placement"]["n_gpu_layers"] == 0
@@ -153,36 +125,36 @@ def test_only_one_model_fits_says_so() -> None:
 
 
 def test_tie_goes_to_quality_and_is_explained() -> None:
-    base = _catalog()
+    base = catalog_with()
     mixtral = base.get(MIXTRAL)
     twin = dataclasses.replace(mixtral, id="mixtral-clone", name="Mixtral clone", mmlu=60.0)
     cat = catalog.Catalog((twin, mixtral))  # the worse one first: order must not decide
     records = [_scaled_twin_tg(MIXTRAL, 32, 60.0), _scaled_twin_tg("mixtral-clone", 32, 60.0)]
-    advice = recommend(records, hardware=_cpu_machine(64), catalog=cat)
+    advice = recommend(records, hardware=cpu_machine(64), catalog=cat)
     assert advice.choice is not None and advice.choice.model.id == MIXTRAL
     assert any("within 1%" in r for r in advice.reasons)
 
 
 def test_quality_floor_excludes_and_explains() -> None:
-    records, hardware = _h200()
+    records, hardware = h200()
     advice = recommend(
-        records, hardware=hardware, catalog=_catalog(), quality_floor=QualityFloor(min_mmlu=75)
+        records, hardware=hardware, catalog=catalog_with(), quality_floor=QualityFloor(min_mmlu=75)
     )
     assert advice.choice is None
     assert "below the quality floor" in advice.verdict
 
 
 def test_mixed_machines_are_refused() -> None:
-    records, hardware = _h200()
+    records, hardware = h200()
     other = dict(records[0], hardware_fingerprint="another-machine")
     with pytest.raises(AdviceError, match="2 different machines"):
-        recommend([*records, other], hardware=hardware, catalog=_catalog())
+        recommend([*records, other], hardware=hardware, catalog=catalog_with())
 
 
 def test_results_from_another_machine_than_the_hardware() -> None:
-    records, _ = _h200()
+    records, _ = h200()
     with pytest.raises(AdviceError, match="measured on machine facts-md-h200"):
-        recommend(records, hardware=_cpu_machine(64), catalog=_catalog())
+        recommend(records, hardware=cpu_machine(64), catalog=catalog_with())
 
 
 @pytest.mark.parametrize(
@@ -194,17 +166,17 @@ def test_results_from_another_machine_than_the_hardware() -> None:
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
-    records, hardware = _h200()
+    records, hardware = h200()
     with pytest.raises(AdviceError, match=message):
-        recommend(records, hardware=hardware, catalog=_catalog(), **kwargs)
+        recommend(records, hardware=hardware, catalog=catalog_with(), **kwargs)
 
 
 def test_empty_inputs() -> None:
-    _, hardware = _h200()
+    _, hardware = h200()
     with pytest.raises(AdviceError, match="no result records"):
-        recommend([], hardware=hardware, catalog=_catalog())
+        recommend([], hardware=hardware, catalog=catalog_with())
     with pytest.raises(AdviceError, match="catalog is empty"):
-        recommend(_h200()[0], hardware=hardware, catalog=catalog.Catalog(()))
+        recommend(h200()[0], hardware=hardware, catalog=catalog.Catalog(()))
 
 
 @pytest.mark.parametrize(
@@ -213,16 +185,16 @@ def test_empty_inputs() -> None:
 def test_a_measured_failure_removes_the_placement_a_cancel_does_not(
     status: str, removed: bool
 ) -> None:
-    records, hardware = _h200()
+    records, hardware = h200()
     failed = results.new_record(
         model_id=MIXTRAL, quant="Q4_K_M", source="twin", test="tg", n_gen=128, n_gpu_layers=99,
         status=status, error="CUDA out of memory", hardware_fingerprint="facts-md-h200",
     )  # fmt: skip
-    before = recommend(records, hardware=hardware, catalog=_catalog()).choice
+    before = recommend(records, hardware=hardware, catalog=catalog_with()).choice
     assert before is not None
     best = (MIXTRAL, 33, 0)
     assert (before.model.id, before.placement.n_gpu_layers, before.placement.n_cpu_moe) == best
-    c = recommend([*records, failed], hardware=hardware, catalog=_catalog()).choice
+    c = recommend([*records, failed], hardware=hardware, catalog=catalog_with()).choice
     assert c is not None
     assert ((c.model.id, c.placement.n_gpu_layers, c.placement.n_cpu_moe) != best) == removed
 
@@ -276,7 +248,7 @@ def test_advice_fits_exactly_what_fitbench_plan_fits(gpus_gib: tuple[float, ...]
     """Same planner, same manifest, same headroom rules: every placement `fitbench plan` lists
     gets the same VRAM, RAM and verdict from the advice's candidate builder."""
     hardware = _gpu_machine(gpus_gib, 24)
-    mixtral = _catalog().get(MIXTRAL)
+    mixtral = catalog_with().get(MIXTRAL)
     capacity = capacity_of(hardware, True, None, memory.DEFAULT_RAM_HEADROOM_BYTES)
     planner = PlannedMemory(capacity.gpu_vram_bytes)
     costs = catalog_costs(mixtral, "Q4_K_M")
@@ -331,7 +303,7 @@ def test_llama_cpp_gpu_without_nvml_counts_as_a_gpu() -> None:
         "devices": [{"name": "MTL0", "type": "gpu", "memory_total_bytes": 48 * GIB}],
     }
     advice = recommend(
-        [_scaled_twin_tg(MIXTRAL, 32, 20.0, fp="mac")], hardware=hardware, catalog=_catalog()
+        [_scaled_twin_tg(MIXTRAL, 32, 20.0, fp="mac")], hardware=hardware, catalog=catalog_with()
     )
     assert advice.choice is not None
     assert advice.choice.placement.n_gpu_layers == 33  # 28 GB of Mixtral fits in 48 GiB
@@ -355,7 +327,9 @@ def test_llama_cpp_gpu_without_nvml_counts_as_a_gpu() -> None:
 def test_placement_words_follow_llama_cpp_counting(ngl: int, ncmoe: int, words: str) -> None:
     hardware = _gpu_machine((16.0,), 64)
     advice = recommend(
-        [_scaled_twin_tg(MIXTRAL, 32, 20.0, fp="gpu-box")], hardware=hardware, catalog=_catalog()
+        [_scaled_twin_tg(MIXTRAL, 32, 20.0, fp="gpu-box")],
+        hardware=hardware,
+        catalog=catalog_with(),
     )
     assert advice.choice is not None
     c = dataclasses.replace(advice.choice, placement=Placement(ngl, ncmoe))

@@ -3,7 +3,6 @@ were benchmarked; the quality goal; never a dead end; models the user measured."
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import shlex
@@ -12,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from advice_fixtures import MIXTRAL, catalog_with, cpu_machine, h200
 from fitbench.core.advise.candidates import GIB
 from fitbench.core.advise.recipe import TOOLS, can_express
 from fitbench.core.advise.recommend import Advice, AdviceError, recommend
@@ -22,25 +22,6 @@ from fitbench.core.plan.placement import Placement
 from fitbench.core.results import schema as results
 from fitbench.core.twin.writer import manifest_for
 from twin_fixtures import make_tiny_twin
-
-DATA = Path(__file__).parent / "data"
-MIXTRAL, LLAMA = "mixtral-8x7b-instruct", "llama-2-70b-chat"
-
-
-def _catalog(quants: tuple[str, ...] = ("Q4_K_M",)) -> catalog.Catalog:
-    models = tuple(
-        dataclasses.replace(m, quants=tuple(q for q in m.quants if q.quant in quants))
-        for m in catalog.load().models
-    )
-    return catalog.Catalog(models)
-
-
-def _h200(vram_gib: float | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    records = results.read_jsonl(DATA / "predict_h200_facts.jsonl")
-    hardware = json.loads((DATA / "predict_h200_hardware.json").read_text())
-    if vram_gib is not None:
-        hardware["gpus"][0]["vram_total_bytes"] = int(vram_gib * GIB)
-    return records, hardware
 
 
 def _server_flags(command: str) -> dict[str, str]:
@@ -76,8 +57,8 @@ def _planned_vram(model_id: str, quant: str, p: Placement, ctx: int, batch: int)
 def test_every_recipe_fits_its_plan(vram_gib: int) -> None:
     """The issue's 16 GB case among others: no recipe puts more on the GPU than the plan allows,
     and a tool that cannot express the recommended placement says why, with its own speed."""
-    records, hardware = _h200(vram_gib)
-    advice = recommend(records, hardware=hardware, catalog=_catalog())
+    records, hardware = h200(vram_gib)
+    advice = recommend(records, hardware=hardware, catalog=catalog_with())
     assert advice.choice is not None and advice.recipe is not None
     choice, recipe = advice.choice, advice.recipe
     n = choice.n_layer
@@ -107,8 +88,8 @@ def test_every_recipe_fits_its_plan(vram_gib: int) -> None:
 
 
 def test_16gb_gpu_keeps_experts_on_the_cpu_and_ngl_only_tools_fall_back() -> None:
-    records, hardware = _h200(16)
-    advice = recommend(records, hardware=hardware, catalog=_catalog())
+    records, hardware = h200(16)
+    advice = recommend(records, hardware=hardware, catalog=catalog_with())
     assert advice.choice is not None and advice.recipe is not None
     assert advice.choice.model.id == MIXTRAL and advice.choice.placement.n_cpu_moe > 0
     tools = advice.recipe["tools"]
@@ -125,10 +106,10 @@ def test_16gb_gpu_keeps_experts_on_the_cpu_and_ngl_only_tools_fall_back() -> Non
 
 
 def test_llama_server_flags_parse_back_to_the_plan() -> None:
-    records, hardware = _h200(16)
+    records, hardware = h200(16)
     for r in records:  # benchmarked with flash attention and a q8_0 KV cache, 12 threads
         r.update(flash_attn=True, type_k="q8_0", type_v="q8_0", n_threads=12)
-    advice = recommend(records, hardware=hardware, catalog=_catalog(), goal="throughput")
+    advice = recommend(records, hardware=hardware, catalog=catalog_with(), goal="throughput")
     assert advice.choice is not None and advice.recipe is not None
     c = advice.choice
     flags = _server_flags(advice.recipe["llama_server"])
@@ -146,9 +127,9 @@ def test_llama_server_flags_parse_back_to_the_plan() -> None:
 
 
 def test_quality_goal_picks_the_highest_quant_that_meets_the_speed() -> None:
-    records, hardware = _h200()
+    records, hardware = h200()
     quants = ("Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0")
-    cat = _catalog(quants)
+    cat = catalog_with(quants)
     slow = recommend(records, hardware=hardware, catalog=cat, goal="quality", min_tps=10)
     fast = recommend(records, hardware=hardware, catalog=cat, goal="quality", min_tps=150)
     assert slow.choice is not None and fast.choice is not None
@@ -164,16 +145,6 @@ def test_quality_goal_picks_the_highest_quant_that_meets_the_speed() -> None:
         recommend(records, hardware=hardware, catalog=cat, goal="quality", min_tps=0)
 
 
-def _cpu_machine(ram_gib: float) -> dict[str, Any]:
-    return {
-        "fingerprint": "cpu-box",
-        "cpu": {"physical_cores": 8, "ram_bandwidth_gbps": 50.0},
-        "ram": {"total_bytes": int(ram_gib * GIB), "usable_bytes": int(ram_gib * GIB)},
-        "gpus": [],
-        "llama_cpp": {"gpu_offload": False},
-    }
-
-
 def _tg(model_id: str, quant: str, ts: float, **extra: Any) -> dict[str, Any]:
     return results.new_record(
         model_id=model_id, quant=quant, source=extra.pop("source", "twin"), test="tg", n_gen=32,
@@ -184,8 +155,8 @@ def _tg(model_id: str, quant: str, ts: float, **extra: Any) -> dict[str, Any]:
 def test_below_the_floor_shows_the_best_that_runs_and_the_cheapest_change() -> None:
     """Mixtral Q2_K fits 24 GiB of RAM, Q4_K_M does not: no dead end."""
     records = [_tg(MIXTRAL, "Q2_K", 6.0, n_layer_model=32, n_layer_file=32)]
-    cat = _catalog(("Q2_K", "Q4_K_M"))
-    advice = recommend(records, hardware=_cpu_machine(24), catalog=cat)
+    cat = catalog_with(("Q2_K", "Q4_K_M"))
+    advice = recommend(records, hardware=cpu_machine(24), catalog=cat)
     d = advice.to_dict()
     assert d["choice"] is None
     below = d["below_floor"]
@@ -204,7 +175,7 @@ def test_below_the_floor_shows_the_best_that_runs_and_the_cheapest_change() -> N
 
 def test_nothing_runs_still_names_the_change() -> None:
     records = [_tg(MIXTRAL, "Q4_K_M", 6.0, n_layer_model=32, n_layer_file=32)]
-    advice = recommend(records, hardware=_cpu_machine(8), catalog=_catalog())
+    advice = recommend(records, hardware=cpu_machine(8), catalog=catalog_with())
     d = advice.to_dict()
     assert d["choice"] is None and d["below_floor"] is None
     assert d["cheapest_change"]["ram"]["add_bytes"] > 0
@@ -217,7 +188,7 @@ def test_a_model_the_user_measured_is_a_candidate(tmp_path: Path) -> None:
     catalog models, it is the recommendation, and the recipe names its real path."""
     path = make_tiny_twin(tmp_path)
     record = _tg("my-tiny-model", "Q4_K_M", 900.0, source="real", model_filename=str(path))
-    advice = recommend([record], hardware=_cpu_machine(8), catalog=_catalog())
+    advice = recommend([record], hardware=cpu_machine(8), catalog=catalog_with())
     assert isinstance(advice, Advice) and advice.choice is not None
     assert advice.choice.model.id == "my-tiny-model"
     assert advice.choice.tg_ts.value == 900.0 and advice.choice.tg_ts.basis == "measured-real"
@@ -226,7 +197,7 @@ def test_a_model_the_user_measured_is_a_candidate(tmp_path: Path) -> None:
     assert f"model_path={str(path)!r}" in advice.recipe["llama_cpp_python"]
     assert advice.memory["manifests"]["my-tiny-model/Q4_K_M"] == "the downloaded file's header"
     # and beside the catalog models on a machine where they fit
-    records, hardware = _h200()
+    records, hardware = h200()
     record["hardware_fingerprint"] = "facts-md-h200"
-    both = recommend([*records, record], hardware=hardware, catalog=_catalog())
+    both = recommend([*records, record], hardware=hardware, catalog=catalog_with())
     assert "my-tiny-model" in {a.model.id for a in both.alternatives} | {both.choice.model.id}

@@ -3,13 +3,12 @@ models and recommend; this machine's calibration scaled by the card's ratios, la
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from advice_fixtures import catalog_with, h200
 from fitbench.cli import main
 from fitbench.core.advise.candidates import GIB
 from fitbench.core.advise.recommend import recommend
@@ -19,24 +18,9 @@ from fitbench.core.plan.margin import DEFAULT_VRAM_MARGIN
 from fitbench.core.predict import fit as predict_fit
 from fitbench.core.predict.model import FEATURES, catalog_costs_for
 from fitbench.core.predict.speeds import calibrate_on, what_if_hardware
-from fitbench.core.results import schema as results
 
 DATA = Path(__file__).parent / "data"
 GPU_READ = FEATURES.index("gpu_read")
-
-
-def _h200() -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    records = results.read_jsonl(DATA / "predict_h200_facts.jsonl")
-    hardware = json.loads((DATA / "predict_h200_hardware.json").read_text())
-    return records, hardware
-
-
-def _catalog() -> catalog.Catalog:
-    models = tuple(
-        dataclasses.replace(m, quants=tuple(q for q in m.quants if q.quant == "Q4_K_M"))
-        for m in catalog.load().models
-    )
-    return catalog.Catalog(models)
 
 
 def test_a_known_card_replaces_the_500_gbs_guess() -> None:
@@ -49,7 +33,7 @@ def test_a_known_card_replaces_the_500_gbs_guess() -> None:
 
 
 def test_calibration_is_scaled_by_the_cards_bandwidth_ratio() -> None:
-    records, hardware = _h200()
+    records, hardware = h200()
     costs_for = catalog_costs_for(catalog.load())
     here = calibrate_on(hardware, records, costs_for)
     card = lookup("RTX 4090")
@@ -65,9 +49,9 @@ def test_calibration_is_scaled_by_the_cards_bandwidth_ratio() -> None:
 
 @pytest.mark.parametrize(("spec", "n_gpus"), [("RTX 4090", 1), ("2x RTX 3090", 2)])
 def test_recommend_for_a_card_this_machine_lacks(spec: str, n_gpus: int) -> None:
-    records, hardware = _h200()
+    records, hardware = h200()
     cards = parse_gpu_spec(spec)
-    advice = recommend(records, hardware=what_if_hardware(hardware, cards), catalog=_catalog())
+    advice = recommend(records, hardware=what_if_hardware(hardware, cards), catalog=catalog_with())
     d = advice.to_dict()
     assert d["limits"]["vram_usable_bytes"] == sum(
         DEFAULT_VRAM_MARGIN.usable(c.vram_bytes) for c in cards
@@ -76,14 +60,14 @@ def test_recommend_for_a_card_this_machine_lacks(spec: str, n_gpus: int) -> None
     # no measurement of this machine stands for another card
     assert {v["basis"] for v in d["expected"].values()} == {"predicted"}
     assert any(c.startswith("What-if hardware") for c in d["caveats"])
-    h200 = recommend(records, hardware=hardware, catalog=_catalog()).to_dict()
-    assert d["expected"]["tg_ts"]["value"] < h200["expected"]["tg_ts"]["value"]
+    on_h200 = recommend(records, hardware=hardware, catalog=catalog_with()).to_dict()
+    assert d["expected"]["tg_ts"]["value"] < on_h200["expected"]["tg_ts"]["value"]
     if n_gpus == 2:
         assert "--tensor-split" in d["recipe"]["llama_server"]
 
 
 def test_plan_and_models_take_gpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _, hardware = _h200()
+    _, hardware = h200()
     hw_file = tmp_path / "hw.json"
     hw_file.write_text(json.dumps(hardware))
     base = ["plan", "--model", "mixtral-8x7b-instruct", "--offline", "--hardware", str(hw_file)]
