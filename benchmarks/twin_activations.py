@@ -10,7 +10,12 @@ twin compare line by line:
 
     python benchmarks/twin_activations.py -m real.gguf -m twin.gguf [--json out.json]
 
-With --twin it writes the twin of the (first) real file itself and compares the two.
+With --twin it writes the twin of the (first) real file itself and compares the two. With
+--catalog ID [--layers K] it writes the catalog model's (scaled) twin, e.g. Mixtral 8x7B or Llama 2
+70B cut to 2 of their blocks at full width, and --check holds every file to the ranges of real
+models (check_ranges: finite, no denormals, each op within 16x of two real files' range):
+
+    python benchmarks/twin_activations.py --catalog mixtral-8x7b-instruct --layers 2 --check
 """
 
 from __future__ import annotations
@@ -98,6 +103,59 @@ def summarize(table: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]
     return out
 
 
+# op -> (smallest rms, largest rms, largest |x|) over two real files (Gemma 3 270M Q4_K_M and
+# SmolLM2 135M Q4_1), a prompt of 32 random tokens + 4 decodes, 1 thread
+# (docs/dev/2026-12-05-twin-fidelity/activations.json). Real models differ among themselves by
+# 5-300x per op, so a twin is asked to stay within the pair's range widened 16x: the same order
+# of magnitude as some real model, not a copy of one.
+WIDEN = 16.0
+REAL_RANGES: dict[str, tuple[float, float, float]] = {
+    "attn_norm": (0.301, 5.31, 297.0),
+    "Qcur": (1.78, 6.82, 452.0),
+    "Kcur": (2.04, 4.89, 150.0),
+    "Vcur": (0.977, 4.15, 94.2),
+    "kqv_out": (0.331, 3.16, 92.3),
+    "ffn_gate": (0.807, 0.865, 48.4),
+    "ffn_up": (0.642, 0.676, 64.9),
+    "ffn_out": (0.399, 47.9, 2.24e4),
+}
+# logits: real 15-17 rms; a twin's are 1-40x smaller (weight std 0.02 against a narrow n_embd
+# gives the tiny twin 0.35). Nothing computes on them in a benchmark, so only their upper bound
+LOGITS_MAX_ABS = 35.0
+# the residual stream of a trained model carries a few huge "massive activation" channels
+# (real rms 165-393) that random weights do not make: only its upper bound applies
+RESIDUAL_MAX_ABS = 3.21e4
+
+
+def check_ranges(ops: dict[str, dict[str, Any]]) -> list[str]:
+    """What is out of real models' ranges in one file's op statistics (empty: all in range)."""
+    problems = [
+        f"{k}: nan {s['nan']}, inf {s['inf']}, denormal {s['denormal']}"
+        for k, s in ops.items()
+        if s["nan"] or s["inf"] or s["denormal"]
+    ]
+    for op, (rms_lo, rms_hi, max_hi) in REAL_RANGES.items():
+        s = ops.get(op)
+        if s is None:
+            continue  # e.g. a MoE twin has ffn_moe_* instead of ffn_gate
+        if not rms_lo / WIDEN <= s["rms"] <= rms_hi * WIDEN:
+            problems.append(
+                f"{op}: rms {s['rms']:.3g} outside [{rms_lo / WIDEN:.3g}, {rms_hi * WIDEN:.3g}]"
+            )
+        if s["max_abs"] > max_hi * WIDEN:
+            problems.append(f"{op}: max |x| {s['max_abs']:.3g} > {max_hi * WIDEN:.3g}")
+    logits = ops.get("result_output")
+    if logits is not None and logits["max_abs"] > LOGITS_MAX_ABS * WIDEN:
+        problems.append(
+            f"result_output: max |x| {logits['max_abs']:.3g} > {LOGITS_MAX_ABS * WIDEN:.3g}"
+        )
+    for op in ("l_out", "ffn_inp"):
+        s = ops.get(op)
+        if s is not None and not (s["rms"] >= 0.1 and s["max_abs"] <= RESIDUAL_MAX_ABS):
+            problems.append(f"{op}: rms {s['rms']:.3g}, max |x| {s['max_abs']:.3g}")
+    return problems
+
+
 def measure(
     path: Path, *, n_prompt: int = 32, n_decode: int = 4, seed: int = 0, repack: bool = False
 ) -> dict[str, Any]:
@@ -143,30 +201,53 @@ def _table(results: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("-m", "--model", type=Path, action="append", required=True)
+    p.add_argument("-m", "--model", type=Path, action="append", default=[])
     p.add_argument("--twin", action="store_true", help="also measure the first model's twin")
+    p.add_argument("--catalog", action="append", default=[], metavar="ID",
+                   help="also measure this catalog model's twin (repeatable)")  # fmt: skip
+    p.add_argument("--quant", default="Q4_K_M")
+    p.add_argument("--layers", type=int, default=None, help="--catalog twins scaled to K blocks")
+    p.add_argument("--check", action="store_true", help="exit 1 where a file leaves real ranges")
     p.add_argument("--prompt", type=int, default=32)
     p.add_argument("--decode", type=int, default=4)
     p.add_argument("--repack", action="store_true")
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args(argv)
+    if not a.model and not a.catalog:
+        p.error("name a file (-m) or a catalog model (--catalog)")
+    from fitbench.core.twin.writer import manifest_for, manifest_from_gguf, write_twin
+
     paths = list(a.model)
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         if a.twin:
-            from fitbench.core.twin.writer import manifest_from_gguf, write_twin
-
             paths.append(write_twin(manifest_from_gguf(paths[0]), Path(tmp) / "twin.gguf").path)
-        results = [
-            measure(path, n_prompt=a.prompt, n_decode=a.decode, repack=a.repack) for path in paths
-        ]
+        for path in paths:
+            results.append(measure(path, n_prompt=a.prompt, n_decode=a.decode, repack=a.repack))
+        for model_id in a.catalog:  # one at a time: a scaled Mixtral twin is ~2 GB
+            twin = Path(tmp) / f"{model_id}.gguf"
+            write_twin(manifest_for(model_id, a.quant, layers=a.layers), twin)
+            r = measure(twin, n_prompt=a.prompt, n_decode=a.decode, repack=a.repack)
+            r["model"] = f"{model_id} {a.quant} twin" + (f", {a.layers} blocks" if a.layers else "")
+            results.append(r)
+            twin.unlink()
     print(_table(results))
+    failed = False
+    for r in results:
+        r["out_of_range"] = check_ranges(r["ops"])
+        if a.check:
+            print(
+                f"{r['model']}: "
+                + ("; ".join(r["out_of_range"]) or "finite, no denormals, in real ranges")
+            )
+            failed |= bool(r["out_of_range"])
     if a.json is not None:
         a.json.write_text(json.dumps(results, indent=1))
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["F32_TINY", "Capture", "measure", "summarize"]
+__all__ = ["F32_TINY", "REAL_RANGES", "WIDEN", "Capture", "check_ranges", "measure", "summarize"]

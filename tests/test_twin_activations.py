@@ -2,11 +2,9 @@
 
 On CPUs values can move speed (denormal arithmetic runs in microcode; overflow to Inf/NaN takes
 other paths), so a twin whose activations vanish, blow up or go denormal would not run like the
-real file. The bounds come from two real GGUFs measured through llama.cpp's eval callback on the
-same random-token prompt (benchmarks/twin_activations.py; raw numbers in
-docs/dev/2026-12-05-twin-fidelity/activations.json): Gemma 3 270M Q4_K_M and SmolLM2 135M Q4_1.
-Real models differ among themselves by 5-300x per op, so a twin is asked to stay within the pair's
-range widened 16x: the same order of magnitude as some real model, not a copy of one.
+real file. The bounds (benchmarks/twin_activations.py, check_ranges) come from two real GGUFs
+measured through llama.cpp's eval callback on the same random-token prompt: Gemma 3 270M Q4_K_M
+and SmolLM2 135M Q4_1, widened 16x.
 """
 
 from __future__ import annotations
@@ -23,26 +21,6 @@ import pytest
 from fitbench.core.twin.writer import manifest_for, manifest_from_gguf, tiny_arch, write_twin
 
 REPO = Path(__file__).resolve().parents[1]
-WIDEN = 16.0
-
-# op -> (smallest rms, largest rms, largest |x|) over the two real files, prompt of 32 random
-# tokens + 4 decodes, 1 thread (activations.json)
-REAL_RANGES: dict[str, tuple[float, float, float]] = {
-    "attn_norm": (0.301, 5.31, 297.0),
-    "Qcur": (1.78, 6.82, 452.0),
-    "Kcur": (2.04, 4.89, 150.0),
-    "Vcur": (0.977, 4.15, 94.2),
-    "kqv_out": (0.331, 3.16, 92.3),
-    "ffn_gate": (0.807, 0.865, 48.4),
-    "ffn_up": (0.642, 0.676, 64.9),
-    "ffn_out": (0.399, 47.9, 2.24e4),
-}
-# logits: real 15-17 rms; a twin's are 1-40x smaller (weight std 0.02 against a narrow n_embd
-# gives the tiny twin 0.35). Nothing computes on them in a benchmark, so only their upper bound
-LOGITS_MAX_ABS = 35.0
-# the residual stream of a trained model carries a few huge "massive activation" channels
-# (real rms 165-393) that random weights do not make: only its upper bound applies
-RESIDUAL_MAX_ABS = 3.21e4
 
 
 def _activations_module() -> ModuleType:
@@ -55,19 +33,8 @@ def _activations_module() -> ModuleType:
 
 
 def _check(ops: dict[str, dict[str, Any]]) -> None:
-    bad = {k: s for k, s in ops.items() if s["nan"] or s["inf"] or s["denormal"]}
-    assert not bad, f"non-finite or denormal activations: {bad}"
-    for op, (rms_lo, rms_hi, max_hi) in REAL_RANGES.items():
-        if op not in ops:
-            continue  # e.g. a MoE twin has ffn_moe_* instead of ffn_gate
-        s = ops[op]
-        assert rms_lo / WIDEN <= s["rms"] <= rms_hi * WIDEN, (op, s)
-        assert s["max_abs"] <= max_hi * WIDEN, (op, s)
-    if "result_output" in ops:
-        assert ops["result_output"]["max_abs"] <= LOGITS_MAX_ABS * WIDEN, ops["result_output"]
-    for op in ("l_out", "ffn_inp"):
-        if op in ops:
-            assert ops[op]["rms"] >= 0.1 and ops[op]["max_abs"] <= RESIDUAL_MAX_ABS, (op, ops[op])
+    problems = _activations_module().check_ranges(ops)
+    assert not problems, problems
 
 
 @pytest.mark.parametrize("moe", [False, True], ids=["dense", "moe"])
@@ -101,10 +68,11 @@ def test_gemma_twin_activations_stay_within_the_real_files(tmp_path: Path) -> No
     real_ops = act.measure(real, n_prompt=16, n_decode=2)["ops"]
     twin_ops = act.measure(twin, n_prompt=16, n_decode=2)["ops"]
     _check(twin_ops)
-    for op in REAL_RANGES:
+    widen = act.WIDEN
+    for op in act.REAL_RANGES:
         if op in real_ops:
             ratio = twin_ops[op]["rms"] / real_ops[op]["rms"]
-            assert 1 / WIDEN <= ratio <= WIDEN, (op, ratio)
+            assert 1 / widen <= ratio <= widen, (op, ratio)
 
 
 if __name__ == "__main__":  # pragma: no cover
