@@ -97,5 +97,17 @@ def test_served_numbers_measured_on_a_twin_say_how_far_the_real_file_may_be() ->
     assert measured.choice is not None and measured.choice.measured
     twin_lines = [c for c in measured.caveats if c.startswith("Served numbers measured on a twin")]
     assert len(twin_lines) == 1 and "rout" in twin_lines[0], measured.caveats
+    # the served figures themselves are widened by that band, where they were measured on a twin
+    choice = measured.to_dict()["choice"]
+    twin_points = [p for p in choice["curve"] if p["basis"] == "measured-twin"]
+    assert twin_points
+    for point in twin_points:
+        low, high = point["output_tokens_per_s_real_range"]
+        assert low < point["output_tokens_per_s"] < high
+        assert point["uncertainty"] == pytest.approx(0.10)  # an MoE's routing: not measured
+    assert all("uncertainty" not in p for p in choice["curve"] if p["basis"] == "predicted")
     predicted = recommend_serving(records, (), **kwargs)
     assert not any(c.startswith("Served numbers measured on a twin") for c in predicted.caveats)
+    assert all(
+        "output_tokens_per_s_real_range" not in p for p in predicted.to_dict()["choice"]["curve"]
+    )

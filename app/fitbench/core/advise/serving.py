@@ -110,6 +110,8 @@ class Deployment:
     users: int = 0  # the most users within the limits (0: not even one)
     vram_bytes: float = 0.0
     ram_bytes: float = 0.0
+    # what its points measured on a twin mean for the real file (None: no such point)
+    fidelity: twin_fidelity.Fidelity | None = None
 
     @property
     def serve_slots(self) -> int:
@@ -138,11 +140,21 @@ class Deployment:
             "slots": self.serve_slots,
             "max_slots": self.slots,
             "users": self.users,
-            "at_users": best.to_dict() if best else None,
-            "curve": [p.to_dict() for p in self.curve],
+            "at_users": self._point_dict(best) if best else None,
+            "curve": [self._point_dict(p) for p in self.curve],
             "vram_bytes": int(self.vram_bytes),
             "ram_bytes": int(self.ram_bytes),
         }
+
+    def _point_dict(self, point: Point) -> dict[str, Any]:
+        """A point; one measured on a twin also gives the range the real file's throughput falls
+        in (the twin's band, as the advice's other twin figures)."""
+        out = point.to_dict()
+        if point.basis == "measured-twin" and self.fidelity is not None:
+            low, high = self.fidelity.bounds(point.output_tokens_per_s)
+            out["output_tokens_per_s_real_range"] = [round(low, 2), round(high, 2)]
+            out["uncertainty"] = round(self.fidelity.uncertainty, 4)
+        return out
 
 
 @dataclass
@@ -453,6 +465,8 @@ def recommend_serving(
         )
 
     deployments.sort(key=score, reverse=True)
+    for d in deployments:
+        d.fidelity = _twin_fidelity(d, setup.has_gpu)
     choice = deployments[0] if deployments and deployments[0].users > 0 else None
     shown = _one_per_file(deployments)[:8]
     threads = physical_cores(hardware)
@@ -461,7 +475,7 @@ def recommend_serving(
         deployments=shown,
         verdict=_verdict(choice, deployments, limits),
         reasons=_reasons(choice, shown, limits),
-        caveats=_caveats(choice, workload, setup.evidence.p95_ratio_measured, setup.has_gpu),
+        caveats=_caveats(choice, workload, setup.evidence.p95_ratio_measured),
         limits=limits,
         recipe=_recipe(choice, workload, threads),
         hardware_fingerprint=fingerprint,
@@ -537,25 +551,29 @@ def _reasons(
     return out
 
 
-def _twin_caveat(choice: Deployment | None, has_gpu: bool) -> str | None:
+def _twin_fidelity(d: Deployment, has_gpu: bool) -> twin_fidelity.Fidelity | None:
     """What a served number measured on a twin means for the real file (twin/fidelity.py): an
     MoE's routing decides every step that carries several users' tokens."""
-    twin_users = [p.users for p in choice.curve if p.basis == "measured-twin"] if choice else []
-    if choice is None or not twin_users:
+    twin_users = [p.users for p in d.curve if p.basis == "measured-twin"]
+    if not twin_users:
         return None
-    fid = twin_fidelity.fidelity(
-        choice.model.arch.architecture,
-        has_gpu and choice.placement.n_gpu_layers != 0,
+    return twin_fidelity.fidelity(
+        d.model.arch.architecture,
+        has_gpu and d.placement.n_gpu_layers != 0,
         "tg",
-        moe=choice.model.kind == "moe",
+        moe=d.model.kind == "moe",
         tokens=max(twin_users),
     )
+
+
+def _twin_caveat(choice: Deployment | None) -> str | None:
+    if choice is None or choice.fidelity is None:
+        return None
+    fid = choice.fidelity
     return f"Served numbers measured on a twin ({fid.short}): {fid.text}"
 
 
-def _caveats(
-    choice: Deployment | None, workload: Workload, ratio_measured: bool, has_gpu: bool = False
-) -> list[str]:
+def _caveats(choice: Deployment | None, workload: Workload, ratio_measured: bool) -> list[str]:
     out = [
         f"Workload assumed: {workload.prompt_tokens}-token prompts, {workload.max_tokens} output "
         "tokens per request, each user sending the next request when the last one ends (closed "
@@ -575,7 +593,7 @@ def _caveats(
         )
     if not ratio_measured:
         out.append("The p95/p50 inter-token ratio is assumed (1.1): no measured ITL tail.")
-    if (twin := _twin_caveat(choice, has_gpu)) is not None:
+    if (twin := _twin_caveat(choice)) is not None:
         out.append(twin)
     return out
 
