@@ -56,6 +56,11 @@ def test_levels_are_drawn_as_they_finish(
     ttft_p50 = float(panel.table.item(0, COLUMNS.index("TTFT p50")).text())
     itl_p50 = float(panel.table.item(0, COLUMNS.index("ITL p50")).text())
     assert 36 <= ttft_p50 <= 60 and 9 <= itl_p50 <= 13  # the stand-in's 40 ms and 10 ms
+    # every row says its numbers were measured on a twin, with the real file's band, and each
+    # number's tooltip gives the twin's caveat
+    basis = panel.table.item(0, COLUMNS.index("Basis")).text()
+    assert basis.startswith("twin (real file ±"), basis
+    assert panel.table.item(2, COLUMNS.index("tok/s")).toolTip().startswith("twin: ")
     xs, ys = panel.curves["itl_p95"].getData()
     assert list(xs) == [1.0, 2.0, 4.0] and all(y > 0 for y in ys)
     stored = read_levels()

@@ -17,7 +17,13 @@ from fitbench.core.advise.recommend import recommend
 from fitbench.core.model import catalog
 from fitbench.core.report import report_from_results_file
 from fitbench.core.results.schema import new_record, write_jsonl
-from fitbench.core.twin.fidelity import UNMEASURED, fidelity, record_fidelity, uses_gpu
+from fitbench.core.twin.fidelity import (
+    UNMEASURED,
+    fidelity,
+    record_fidelity,
+    served_fidelity,
+    uses_gpu,
+)
 
 MIXTRAL, LLAMA = "mixtral-8x7b-instruct", "llama-2-70b-chat"
 FP = "cpu-box"
@@ -203,3 +209,20 @@ def test_advice_on_real_files_has_no_twin_band() -> None:
     assert d["expected"]["tg_ts"]["basis"] == "measured-real"
     assert all("uncertainty" not in v for v in d["expected"].values() if isinstance(v, dict))
     assert "twin:" not in " ".join(d["caveats"]) and "real file ±" not in d["verdict"]
+
+
+def test_a_served_level_carries_the_band_of_its_deployment() -> None:
+    cat = catalog.load()
+    real = {"source": "real", "model_id": "mixtral-8x7b-instruct", "n_gpu_layers": 99}
+    assert served_fidelity(real, 8, cat) is None
+    mixtral = {**real, "source": "twin"}
+    one = served_fidelity(mixtral, 1, cat)
+    assert one is not None and one.uncertainty == pytest.approx(0.02)  # on the GPU: ±2%
+    many = served_fidelity(mixtral, 8, cat)
+    assert many is not None and many.uncertainty == pytest.approx(0.10) and not many.measured
+    dense_cpu = {"source": "scaled-twin", "model_id": "llama-2-70b-chat", "n_gpu_layers": 0}
+    on_cpu = served_fidelity(dense_cpu, 8, cat)
+    assert on_cpu is not None and on_cpu.uncertainty == pytest.approx(0.01)  # llama arch, CPU
+    # a GPU machine's -ngl means nothing without a GPU: the caller may say where it ran
+    forced = served_fidelity({**dense_cpu, "n_gpu_layers": 99}, 8, cat, on_gpu=False)
+    assert forced is not None and forced.uncertainty == pytest.approx(0.01)

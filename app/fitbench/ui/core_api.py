@@ -511,14 +511,25 @@ def serve_and_load(
         n_layer=model.n_layer_model,
         n_gpu_layers=n_gpu_layers,
     )
-    fingerprint = core_hardware.detect(probe_bandwidth=False, llama=False).fingerprint
+    hardware = core_hardware.detect(probe_bandwidth=False, llama=False)
+    deployment = {"source": model.source, "model_id": model.model_id}
+    catalog = _catalog_or_none()
+    on_gpu = bool(hardware.gpus) and n_gpu_layers != 0
+
+    def with_basis(level: dict[str, Any]) -> dict[str, Any]:
+        """Each level says what its numbers are: the real file, or a twin and its band."""
+        users = int(level.get("concurrency") or 1)
+        fid = core_fidelity.served_fidelity(deployment, users, catalog, on_gpu=on_gpu)
+        basis = "real file" if fid is None else f"twin ({fid.short})"
+        return {**level, "basis": basis, "basis_detail": "" if fid is None else fid.text}
+
     return session.serve_and_load(
         target,
         config,
         log_path=paths.log_dir() / "llama-server-gui.log",
-        hardware_fingerprint=fingerprint,
-        on_level=on_level,
-        on_partial=on_partial,
+        hardware_fingerprint=hardware.fingerprint,
+        on_level=lambda level: on_level(with_basis(level)),
+        on_partial=None if on_partial is None else (lambda level: on_partial(with_basis(level))),
         on_status=on_status,
         cancel=cancel,
     )

@@ -45,6 +45,7 @@ COLUMNS = (
     "ITL p99",
     "req/s",
     "tok/s",
+    "Basis",
 )
 
 
@@ -68,6 +69,7 @@ def level_row(level: dict[str, Any]) -> list[str]:
         *(ms(level["itl_ms"], k) for k in ("p50", "p95", "p99")),
         f"{level.get('requests_per_s') or 0:.2f}",
         f"{level.get('output_tokens_per_s') or 0:.1f}",
+        str(level.get("basis") or ""),
     ]
 
 
@@ -253,9 +255,15 @@ class ServingPanel(QWidget):
             running[0] += " (running)"
             rows.append(running)
         self.table.setRowCount(len(rows))
+        details = [str(level.get("basis_detail") or "") for level in self.levels]
+        if self.partial is not None:
+            details.append(str(self.partial.get("basis_detail") or ""))
         for row, cells in enumerate(rows):
             for col, text in enumerate(cells):
-                self.table.setItem(row, col, QTableWidgetItem(text))
+                item = QTableWidgetItem(text)
+                if details[row]:
+                    item.setToolTip(details[row])  # the twin's caveat, on every number
+                self.table.setItem(row, col, item)
         xs = [float(lv["concurrency"]) for lv in self.levels]
 
         def ys(key: str, pct: str) -> list[float]:

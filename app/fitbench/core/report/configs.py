@@ -28,6 +28,7 @@ class Names:
 
     names: dict[str, str] = field(default_factory=dict)
     moe: dict[str, bool] = field(default_factory=dict)
+    architecture: dict[str, str] = field(default_factory=dict)  # llama.cpp's, e.g. "llama"
 
     def name(self, model_id: str) -> str:
         return self.names.get(model_id, model_id or "unnamed model")
@@ -47,6 +48,7 @@ def load_names(extra: dict[str, str] | None = None) -> Names:
         for m in catalog.load().models:
             names.names[m.id] = m.name
             names.moe[m.id] = m.arch.is_moe or m.kind == "moe"
+            names.architecture[m.id] = m.arch.architecture
     except (catalog.CatalogError, OSError):
         pass
     names.names.update(extra or {})

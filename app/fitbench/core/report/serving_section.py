@@ -25,6 +25,7 @@ from fitbench.core.report.figures import (
 )
 from fitbench.core.report.model import Basis, Bullets, Paragraph, Section, Table
 from fitbench.core.serve.records import levels_for_machine
+from fitbench.core.twin.fidelity import served_fidelity
 
 DEFAULT_ITL_P95_MAX_MS = 200.0
 DEFAULT_TTFT_P99_MAX_MS = 5000.0
@@ -146,7 +147,7 @@ def serving_section(
                     _ms(lv["ttft_ms"], "p50") + " / " + _ms(lv["ttft_ms"], "p99"),
                     _ms(lv["itl_ms"], "p50") + " / " + _ms(lv["itl_ms"], "p95"),
                     f"{lv.get('output_tokens_per_s') or 0:.1f}",
-                    str(ln.get("basis")),
+                    _basis_cell(ln, names, model),
                 )
             )
     s.blocks.append(
@@ -174,6 +175,18 @@ def serving_section(
 def _ms(summary: Mapping[str, Any], key: str) -> str:
     value = summary.get(key)
     return "-" if value is None else f"{value:.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def _basis_cell(line: Mapping[str, Any], names: Names, model: str) -> str:
+    """measured-real, or measured-twin with the range the real file falls in (twin/fidelity)."""
+    basis = str(line.get("basis"))
+    fid = served_fidelity(
+        line.get("deployment") or {},
+        int(line["level"]["concurrency"]),
+        architecture=names.architecture.get(model, ""),
+        moe=names.is_moe(model),
+    )
+    return basis if fid is None else f"{basis}, {fid.short}"
 
 
 def _deployment_words(line: Mapping[str, Any]) -> str:

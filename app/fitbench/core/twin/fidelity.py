@@ -270,6 +270,32 @@ def record_fidelity(
     )
 
 
+def served_fidelity(
+    deployment: Mapping[str, Any],
+    users: int,
+    catalog: Catalog | None = None,
+    *,
+    on_gpu: bool | None = None,
+    architecture: str = "",
+    moe: bool | None = None,
+) -> Fidelity | None:
+    """The caveat of a served level (`fitbench load` through llama-server) of a deployment
+    (core/serve/records.deployment_fields); None where the server ran the real file. Each step
+    carries up to `users` sequences' tokens: an MoE's routing then decides the speed. on_gpu
+    defaults to layers having been offloaded (-ngl other than 0)."""
+    if deployment.get("source") not in ("twin", "scaled-twin"):
+        return None
+    model = None
+    if catalog is not None:
+        model = next((m for m in catalog.models if m.id == deployment.get("model_id")), None)
+    if on_gpu is None:
+        on_gpu = int(deployment.get("n_gpu_layers") or 0) != 0
+    if model is not None:
+        architecture = architecture or model.arch.architecture
+        moe = (model.arch.is_moe or model.kind == "moe") if moe is None else moe
+    return fidelity(architecture, on_gpu, "tg", moe=bool(moe), tokens=max(users, 1))
+
+
 def widest(fidelities: Iterable[Fidelity | None]) -> Fidelity | None:
     """The one caveat for several twin numbers shown together: the widest band's."""
     found = [f for f in fidelities if f is not None]
