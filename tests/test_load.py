@@ -233,6 +233,12 @@ def test_levels_are_stored_labelled_with_the_deployment_serve_started(
     assert second["basis"] == "measured-twin"
     assert second["deployment"]["model_id"] == "llama-2-70b-chat"
     assert second["level"]["ok"] == 6  # 3 per user at 2 users, more than --requests 2
+    # in words, each level of a twin's deployment carries the twin's band
+    code = main(["load", "--url", url, "--concurrency", "2", "--requests", "2", "--max-tokens",
+                 "3", "--prompt-tokens", "4", "--no-store"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0 and "measured on a twin" in err
+    assert out.strip().splitlines()[-1].endswith("[twin: real file ±1%]"), out
     code, _, _ = _load(capsys, "--url", url, "--concurrency", "1", "--requests", "1",
                        "--max-tokens", "2", "--no-store")  # fmt: skip
     assert len(read_levels()) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -12,6 +13,8 @@ from typing import Any
 
 from fitbench.core.hardware.detect import read_json
 from fitbench.core.hardware.gpu_specs import GpuSpec, parse_gpu_spec
+from fitbench.core.model.catalog import Catalog, CatalogError
+from fitbench.core.model.catalog import load as load_catalog
 from fitbench.core.predict.plan_report import Machine
 from fitbench.core.predict.speeds import what_if_hardware
 
@@ -86,3 +89,13 @@ def hardware_with_what_if_gpus(
     """`fitbench recommend`: the hardware dict with --gpu's cards in place of its GPUs."""
     cards = what_if_cards(args)
     return hardware if cards is None else what_if_hardware(hardware, cards)
+
+
+@functools.cache
+def catalog_or_none() -> Catalog | None:
+    """The catalog, read once per process; a broken user catalog must not stop a line of output
+    (it only loses the catalog's facts, e.g. a twin's architecture for its band)."""
+    try:
+        return load_catalog()
+    except (CatalogError, OSError):
+        return None

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, print_json
+from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, catalog_or_none, print_json
 from fitbench.core.bench import config as bench_config
 from fitbench.core.bench import events as ev
 from fitbench.core.bench.config import (
@@ -216,19 +215,10 @@ def _fmt_bytes(n: int | None) -> str:
     return "-" if not n else f"{n / 2**30:.2f}G"
 
 
-@functools.cache
-def _catalog() -> Catalog | None:
-    """The catalog, read once per process; a broken user catalog must not stop the lines."""
-    try:
-        return catalog.load()
-    except (CatalogError, OSError):
-        return None
-
-
 def format_new_record(records: list[dict[str, Any]], hw: dict[str, Any] | None) -> str:
     """The line of the last of `records`; a scaled twin's speed is the full model's predicted
     figure, the predictor calibrated on every record so far."""
-    return format_record(records[-1], full_model_figures(records, hw)[-1], _catalog())
+    return format_record(records[-1], full_model_figures(records, hw)[-1], catalog_or_none())
 
 
 def format_record(

@@ -10,7 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, print_json
+from fitbench.commands._common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    catalog_or_none,
+    print_json,
+)
 
 HELP = "load-test an OpenAI-compatible server: TTFT/ITL/e2e percentiles per concurrency level"
 
@@ -103,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from fitbench.core.serve.client import Endpoint
     from fitbench.core.serve.loadgen import LoadConfig, parse_levels, run_load, validate
     from fitbench.core.serve.records import deployment_for, level_context, load_results_path
+    from fitbench.core.twin.fidelity import served_fidelity
 
     api_key = ""
     if args.api_key_env:
@@ -135,18 +142,28 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
-    def show(level: dict[str, Any]) -> None:
-        if not args.json:
-            print(format_level(level), flush=True)
-
     # a server `fitbench serve` started here: its deployment labels every level (the advice needs
-    # to know which model and placement a level measured)
+    # to know which model and placement a level measured, and a twin's numbers carry its band)
     deployment = deployment_for(args.url)
+
+    def show(level: dict[str, Any]) -> None:
+        if args.json:
+            return
+        fid = None
+        if deployment:
+            fid = served_fidelity(deployment, int(level.get("concurrency") or 1), catalog_or_none())
+        print(format_level(level) + (f"  [twin: {fid.short}]" if fid else ""), flush=True)
+
     outs = [p for p in (args.out, None if args.no_store else load_results_path()) if p]
     if deployment and not args.json:
         print(
             f"deployment: {deployment.get('model_id')} {deployment.get('quant')}, "
-            f"{deployment.get('placement_words', '')}, {deployment.get('parallel')} slots",
+            f"{deployment.get('placement_words', '')}, {deployment.get('parallel')} slots, "
+            + (
+                "measured on a twin (its band on each level)"
+                if deployment.get("source") in ("twin", "scaled-twin")
+                else "the real file"
+            ),
             file=sys.stderr,
         )
     try:
