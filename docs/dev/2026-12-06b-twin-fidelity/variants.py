@@ -1,0 +1,67 @@
+"""Twin variants for one-variable experiments, written over a copy of a twin (same header).
+
+    python variants.py unique TWIN OUT [NAME_PART]  # data.py's rule, but every block its own
+    python variants.py repeat REAL OUT [NAME_PART]  # the real data, its first pool repeated
+
+unique: each matching tensor gets freshly generated weights of data.py's distribution, quantized
+by ggml, so no page of it repeats (a twin streams one 1 Mi-weight pool per type and role, whose
+size is a whole number of 4 KiB pages: within a tensor every page recurs every pool).
+repeat: a copy of REAL whose matching tensors repeat their own first pool-sized run of bytes, as
+a twin's do: the real values, a twin's periodicity.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader
+
+from fitbench.core.twin import data
+
+CHUNK_ROWS = 4096  # pool rows of data._ROW weights generated at a time (16 Mi weights)
+
+
+def unique(src: Path, out: Path, part: str) -> None:
+    shutil.copyfile(src, out)
+    with out.open("r+b") as f:
+        for t in GGUFReader(src).tensors:
+            n = int(t.n_elements)
+            role = data.tensor_role(t.name, len(t.shape))
+            if part not in t.name or role != "matrix" or n % data._ROW:
+                continue
+            rng = np.random.default_rng(zlib.crc32(t.name.encode()))
+            f.seek(t.data_offset)
+            left = n // data._ROW
+            while left:
+                rows = min(left, CHUNK_ROWS)
+                w = data._weights(rng, rows * data._ROW, data.WEIGHT_STD)
+                f.write(data._quantize(int(t.tensor_type), w))
+                left -= rows
+            assert f.tell() == t.data_offset + t.n_bytes, t.name
+            print(f"unique {t.name} {t.tensor_type.name} {t.n_bytes} bytes")
+
+
+def repeat(src: Path, out: Path, part: str) -> None:
+    shutil.copyfile(src, out)
+    with out.open("r+b") as f:
+        for t in GGUFReader(src).tensors:
+            if part not in t.name or len(t.shape) < 2:
+                continue
+            block, size = GGML_QUANT_SIZES[GGMLQuantizationType(int(t.tensor_type))]
+            period = data.POOL_WEIGHTS // block * size
+            raw = bytes(t.data.tobytes())
+            if len(raw) <= period:
+                continue
+            reps = -(-len(raw) // period)
+            f.seek(t.data_offset)
+            f.write((raw[:period] * reps)[: len(raw)])
+            print(f"repeat {t.name} {t.tensor_type.name} period {period} x{reps}")
+
+
+if __name__ == "__main__":
+    mode, src, dst = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    {"unique": unique, "repeat": repeat}[mode](src, dst, sys.argv[4] if len(sys.argv) > 4 else "")
