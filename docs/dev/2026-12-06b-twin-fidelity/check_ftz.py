@@ -7,7 +7,8 @@ one batch) and single-token decodes (tg), the sticky MXCSR flags reset before ea
 after it on every thread of an OpenMP team of that size (libgomp reuses its pool: the threads
 ggml-cpu's graph ran on; thread 0 is the main thread). Flags: IE 0x01 invalid, DE 0x02 denormal
 operand, ZE 0x04, OE 0x08 overflow, UE 0x10 underflow (tiny result), PE 0x20 precision; FTZ 0x8000,
-DAZ 0x0040. With DAZ on, DE is never raised; with FTZ on, UE still is (the result flushed).
+DAZ 0x0040. With FTZ on, UE is still raised (the result flushed); DE was seen under DAZ too (in
+gemma3's FLASH_ATTN_EXT at tg, op_flags.py), so DE alone does not prove an assist was paid.
 """
 
 from __future__ import annotations

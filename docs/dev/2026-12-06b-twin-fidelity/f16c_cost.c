@@ -1,5 +1,6 @@
 /* Cost of F16C conversions (what ggml's f16 KV cache and flash attention use) on subnormal halves
- * or results, against normal ones; run with and without LD_PRELOAD=/tmp/ftz_shim.so.
+ * or results, against normal ones, and the MXCSR flags each raises (DE 0x02, UE 0x10, PE 0x20);
+ * run with and without LD_PRELOAD=/tmp/ftz_shim.so.
  *   gcc -O2 -mavx2 -mf16c -mfma -o /tmp/f16c_cost f16c_cost.c && /tmp/f16c_cost */
 #include <immintrin.h>
 #include <stdint.h>
@@ -16,8 +17,15 @@ static double now(void) {
 static uint16_t h[N];
 static float f[N];
 
+static unsigned int flags(void) {
+    unsigned int v = _mm_getcsr();
+    _mm_setcsr(v & ~0x3fu);
+    return v & 0x3f;
+}
+
 static void half_to_single(uint16_t bits, const char *label) {
     for (int i = 0; i < N; i++) h[i] = bits;
+    flags();
     double t = now();
     for (int r = 0; r < 20000; r++) {
         for (int i = 0; i < N; i += 8) {
@@ -26,11 +34,13 @@ static void half_to_single(uint16_t bits, const char *label) {
         }
         __asm__ volatile("" ::"r"(f) : "memory");
     }
-    printf("  vcvtph2ps %-28s %6.3f ns/elem\n", label, (now() - t) * 1e9 / (20000.0 * N));
+    double ns = (now() - t) * 1e9 / (20000.0 * N);
+    printf("  vcvtph2ps %-28s %6.3f ns/elem, flags %#04x\n", label, ns, flags());
 }
 
 static void single_to_half(float x, const char *label) {
     for (int i = 0; i < N; i++) f[i] = x;
+    flags();
     double t = now();
     for (int r = 0; r < 20000; r++) {
         for (int i = 0; i < N; i += 8) {
@@ -39,11 +49,13 @@ static void single_to_half(float x, const char *label) {
         }
         __asm__ volatile("" ::"r"(h) : "memory");
     }
-    printf("  vcvtps2ph %-28s %6.3f ns/elem\n", label, (now() - t) * 1e9 / (20000.0 * N));
+    double ns = (now() - t) * 1e9 / (20000.0 * N);
+    printf("  vcvtps2ph %-28s %6.3f ns/elem, flags %#04x\n", label, ns, flags());
 }
 
 static void single_fma(float x, const char *label) {
     for (int i = 0; i < N; i++) f[i] = x;
+    flags();
     double t = now();
     __m256 acc = _mm256_setzero_ps();
     for (int r = 0; r < 20000; r++)
@@ -51,7 +63,8 @@ static void single_fma(float x, const char *label) {
             acc = _mm256_fmadd_ps(_mm256_loadu_ps(f + i), _mm256_set1_ps(0.5f), acc);
     volatile float sink = acc[0];
     (void)sink;
-    printf("  vfmadd f32 %-27s %6.3f ns/elem\n", label, (now() - t) * 1e9 / (20000.0 * N));
+    double ns = (now() - t) * 1e9 / (20000.0 * N);
+    printf("  vfmadd f32 %-27s %6.3f ns/elem, flags %#04x\n", label, ns, flags());
 }
 
 int main(void) {
