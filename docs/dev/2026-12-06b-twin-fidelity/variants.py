@@ -2,12 +2,16 @@
 
     python variants.py unique TWIN OUT [NAME_PART]  # data.py's rule, but every block its own
     python variants.py repeat REAL OUT [NAME_PART]  # the real data, its first pool repeated
+    python variants.py splice TWIN OUT REAL [NAME_PART]  # the twin's header, the real data
 
 unique: each matching tensor gets freshly generated weights of data.py's distribution, quantized
 by ggml, so no page of it repeats (a twin streams one 1 Mi-weight pool per type and role, whose
 size is a whole number of 4 KiB pages: within a tensor every page recurs every pool).
 repeat: a copy of REAL whose matching tensors repeat their own first pool-sized run of bytes, as
 a twin's do: the real values, a twin's periodicity.
+splice: a copy of TWIN whose matching tensors (all by default) hold the real file's bytes: the
+twin's header and offsets (its metadata is longer, so its data start 320 bytes later), the real
+values (../2026-12-06-twin-fidelity/splice.py, for every tensor).
 """
 
 from __future__ import annotations
@@ -62,6 +66,26 @@ def repeat(src: Path, out: Path, part: str) -> None:
             print(f"repeat {t.name} {t.tensor_type.name} period {period} x{reps}")
 
 
+def splice(src: Path, out: Path, real: Path, part: str) -> None:
+    shutil.copyfile(src, out)
+    donor = {t.name: t for t in GGUFReader(real).tensors}
+    n = 0
+    with out.open("r+b") as f:
+        for t in GGUFReader(src).tensors:
+            if part not in t.name:
+                continue
+            d = donor[t.name]
+            assert d.tensor_type == t.tensor_type and list(d.shape) == list(t.shape), t.name
+            f.seek(t.data_offset)
+            f.write(bytes(d.data.tobytes()))
+            n += 1
+    print(f"spliced {n} tensors of {real} into {out}")
+
+
 if __name__ == "__main__":
     mode, src, dst = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-    {"unique": unique, "repeat": repeat}[mode](src, dst, sys.argv[4] if len(sys.argv) > 4 else "")
+    rest = sys.argv[4:]
+    if mode == "splice":
+        splice(src, dst, Path(rest[0]), rest[1] if len(rest) > 1 else "")
+    else:
+        {"unique": unique, "repeat": repeat}[mode](src, dst, rest[0] if rest else "")
