@@ -6,8 +6,10 @@ Each round loads every file as benchmarks/twin_fidelity.py's reroll does (evict 
 page cache, mmap load, a few decodes) and reads, for the file's mapping: Rss and FilePmdMapped
 from /proc/self/smaps, and per 4 KiB page its physical frame (/proc/self/pagemap) and flags
 (/proc/kpageflags): the share of pages in large folios (COMPOUND head/tail) and their mean folio
-size, and the mean length of physically contiguous runs. Larger folios and PMD mappings mean
-fewer TLB misses when a tg step streams every weight.
+size, the mean length of physically contiguous runs, and how many of its frames the previous
+load of each file held (does a reloaded file get its own freed pages back?). Larger folios and
+PMD mappings mean fewer TLB misses when a tg step streams every weight. --evict-after also evicts
+each file right after its model is closed, so the next file loads into the frames just freed.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def _mapping(path: Path) -> tuple[int, int, dict[str, int]]:
     return best
 
 
-def probe(path: Path) -> dict[str, float]:
+def probe(path: Path, seen: dict[str, set[int]] | None = None) -> dict[str, float]:
     lo, hi, fields = _mapping(path)
     n = (hi - lo) // 4096
     with open("/proc/self/pagemap", "rb") as f:
@@ -65,6 +67,13 @@ def probe(path: Path) -> dict[str, float]:
     tail = (flags & np.uint64(KPF_TAIL)) != 0
     in_large = head | tail
     runs = 1 + int(np.count_nonzero(np.diff(pfn) != 1)) if len(pfn) else 0
+    frames = {int(x) for x in pfn}
+    same: dict[str, float] = {}
+    if seen is not None:  # share of this load's frames that an earlier load of each file had
+        n = max(len(frames), 1)
+        same = {f"frames_shared_with:{Path(k).name}": round(len(frames & v) / n, 3)
+                for k, v in seen.items()}  # fmt: skip
+        seen[str(path)] = frames
     return {
         "pages": int(n),
         "present": len(pfn),
@@ -74,6 +83,7 @@ def probe(path: Path) -> dict[str, float]:
         "mean_large_folio_pages": round(float(in_large.sum() / max(int(head.sum()), 1)), 1),
         "thp_pages": int(np.count_nonzero(flags & np.uint64(KPF_THP))),
         "mean_phys_run_pages": round(len(pfn) / max(runs, 1), 2),
+        **same,
     }
 
 
@@ -82,10 +92,12 @@ def main() -> int:
     p.add_argument("files", type=Path, nargs="+")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--no-evict", dest="evict", action="store_false")
+    p.add_argument("--evict-after", action="store_true")
     a = p.parse_args()
     llama_cpp.llama_backend_init()
     ll.install_log(False)
     out: dict[str, list[dict[str, float]]] = {str(f): [] for f in a.files}
+    seen: dict[str, set[int]] = {}  # the frames of each file's latest load
     for _ in range(a.rounds):
         for path in a.files:
             if a.evict:
@@ -100,8 +112,12 @@ def main() -> int:
                 for i in range(4):
                     ctx.decode_one(int(tokens[i]), i)
                 ctx.synchronize()
-                out[str(path)].append(probe(path))
+                out[str(path)].append(probe(path, seen))
             model.close()
+            if a.evict_after:
+                fd = os.open(path, os.O_RDONLY)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                os.close(fd)
     print(json.dumps(out, indent=1))
     return 0
 
