@@ -1,8 +1,8 @@
 /* Read bandwidth of a byte range of a file through mmap, as a tg step reads weights.
  *   gcc -O2 -mavx2 -o /tmp/memread memread.c
  *   /tmp/memread FILE OFFSET LENGTH PASSES [evict]
- * evict=1: drop the file from the page cache first (posix_fadvise DONTNEED), so this run's pages
- * land elsewhere (benchmarks/twin_fidelity.py's reroll). Prints the median pass in GB/s after one
+ * evict=1: drop the file from the page cache first (posix_fadvise DONTNEED). The file is always
+ * dropped at the end, so files read in turn share the same frames (twin_fidelity's default). Prints the median pass in GB/s after one
  * warm-up pass (which faults the pages in). Content cannot matter to a plain read unless the
  * memory under the VM treats equal pages alike (host deduplication): the twin's data repeat
  * every pool (1 Mi weights, a whole number of 4 KiB pages). */
@@ -47,6 +47,8 @@ int main(int argc, char **argv) {
                                                           _mm256_loadu_si256(p + i + 1)));
         if (r >= 0) t[r] = now() - t0;
     }
+    munmap((void *)base, maplen);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED); /* the next file loads into these frames */
     qsort(t, passes, sizeof(double), cmp);
     printf("%.3f GB/s median, %.3f min-time (%s) %lld\n", len / t[passes / 2] / 1e9,
            len / t[0] / 1e9, argv[1], (long long)_mm256_extract_epi64(acc, 0) & 1);

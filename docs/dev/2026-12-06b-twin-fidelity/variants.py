@@ -3,12 +3,17 @@
     python variants.py unique TWIN OUT [NAME_PART]  # data.py's rule, but every block its own
     python variants.py repeat REAL OUT [NAME_PART]  # the real data, its first pool repeated
     python variants.py splice TWIN OUT REAL [NAME_PART]  # the twin's header, the real data
+    python variants.py shifted TWIN OUT [NAME_PART]  # the twin's pool, never page-periodic
 
 unique: each matching tensor gets freshly generated weights of data.py's distribution, quantized
 by ggml, so no page of it repeats (a twin streams one 1 Mi-weight pool per type and role, whose
 size is a whole number of 4 KiB pages: within a tensor every page recurs every pool).
 repeat: a copy of REAL whose matching tensors repeat their own first pool-sized run of bytes, as
 a twin's do: the real values, a twin's periodicity.
+shifted: data.py's pool streamed as tensor_chunks() does, except that every pass after the
+first starts one block later than the one before it, so a pass's pages are offset against the
+last pass's by one more block: the same blocks and scales, no 4 KiB page repeated (for 4096 /
+gcd(block bytes, 4096) passes: 2048 for Q8_0/Q5_0/Q6_K, 256 for Q4_K).
 splice: a copy of TWIN whose matching tensors (all by default) hold the real file's bytes: the
 twin's header and offsets (its metadata is longer, so its data start 320 bytes later), the real
 values (../2026-12-06-twin-fidelity/splice.py, for every tensor).
@@ -66,6 +71,28 @@ def repeat(src: Path, out: Path, part: str) -> None:
             print(f"repeat {t.name} {t.tensor_type.name} period {period} x{reps}")
 
 
+def shifted(src: Path, out: Path, part: str) -> None:
+    shutil.copyfile(src, out)
+    with out.open("r+b") as f:
+        for t in GGUFReader(src).tensors:
+            role = data.tensor_role(t.name, len(t.shape))
+            if part not in t.name or role != "matrix":
+                continue
+            size = GGML_QUANT_SIZES[GGMLQuantizationType(int(t.tensor_type))][1]
+            pool = data.block_pool(int(t.tensor_type), role)
+            n_blocks = len(pool) // size
+            k = zlib.crc32(t.name.encode()) % n_blocks
+            left, passes = int(t.n_bytes), 0
+            f.seek(t.data_offset)
+            while left > 0:
+                piece = pool[k * size :][:left]
+                f.write(piece)
+                left -= len(piece)
+                passes += 1
+                k = passes % n_blocks
+            print(f"shifted {t.name} {t.tensor_type.name} {passes} passes")
+
+
 def splice(src: Path, out: Path, real: Path, part: str) -> None:
     shutil.copyfile(src, out)
     donor = {t.name: t for t in GGUFReader(real).tensors}
@@ -88,4 +115,5 @@ if __name__ == "__main__":
     if mode == "splice":
         splice(src, dst, Path(rest[0]), rest[1] if len(rest) > 1 else "")
     else:
-        {"unique": unique, "repeat": repeat}[mode](src, dst, rest[0] if rest else "")
+        modes = {"unique": unique, "repeat": repeat, "shifted": shifted}
+        modes[mode](src, dst, rest[0] if rest else "")
