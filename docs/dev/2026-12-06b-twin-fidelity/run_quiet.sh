@@ -55,4 +55,9 @@ step gemma-pool16m $NICE $PY $TF --real $REAL --twin $W/gemma.twin.gguf \
 step smollm-pool16m $NICE $PY $TF --real $SMOL --twin $W/smol.twin.gguf \
     --file $W/smol.twin.pool16m.gguf --rounds $R
 fi
+# header (data offsets 320 bytes apart) against data: the 2x2 of splices
+if [ "${1:-all}" = all ] || [ "$1" = splices ]; then
+step gemma-splices $NICE $PY $TF --real $REAL --twin $W/gemma.twin.gguf \
+    --file $W/gemma.twin.realdata.gguf --file $W/gemma.real.twindata.gguf --rounds $R
+fi
 exit 0
