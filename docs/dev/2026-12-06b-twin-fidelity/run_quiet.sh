@@ -60,4 +60,9 @@ if [ "${1:-all}" = all ] || [ "$1" = splices ]; then
 step gemma-splices $NICE $PY $TF --real $REAL --twin $W/gemma.twin.gguf \
     --file $W/gemma.twin.realdata.gguf --file $W/gemma.real.twindata.gguf --rounds $R
 fi
+# which tensors carry the 2-thread lead: the real token_embd, or the real layers, in the twin
+if [ "${1:-all}" = all ] || [ "$1" = where ]; then
+step gemma-where $NICE $PY $TF --real $REAL --twin $W/gemma.twin.gguf \
+    --file $W/gemma.twin.realembd.gguf --file $W/gemma.twin.reallayers.gguf --rounds $R
+fi
 exit 0

@@ -76,7 +76,8 @@ def _measured(low: float, high: float, source: str, condition: str = "") -> Band
 # the header: the twin's data (the real header with twin data +3.5% / +5.8%, the twin's header
 # with real data -0.1% / -1.8%). At 1 thread the lead is the block pool's (every block
 # generated: -0.6% to +0.2%; SmolLM2 within 1%); at 2 threads such a twin still leads (+4.8%):
-# a second, unfound value effect, so the band is unchanged.
+# a second value effect, in the layers' matrices (the twin with the real blk.* tensors -0.5%),
+# not found, so the band is unchanged.
 CPU_BANDS: dict[tuple[str, str], Band] = {
     ("llama", "pp"): _measured(-0.01, 0.01, CPU_2026_12_06),
     ("llama", "tg"): _measured(-0.01, 0.01, CPU_2026_12_06),
