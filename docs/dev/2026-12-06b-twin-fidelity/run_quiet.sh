@@ -65,4 +65,16 @@ if [ "${1:-all}" = all ] || [ "$1" = where ]; then
 step gemma-where $NICE $PY $TF --real $REAL --twin $W/gemma.twin.gguf \
     --file $W/gemma.twin.realembd.gguf --file $W/gemma.twin.reallayers.gguf --rounds $R
 fi
+# the real layers' blocks in random order: real values and scales, activations of random weights
+if [ "${1:-all}" = all ] || [ "$1" = shuffle ]; then
+step gemma-shuffle $NICE $PY $TF --real $REAL --twin $W/gemma.twin.gguf \
+    --file $W/gemma.twin.reallayers.gguf --file $W/gemma.twin.reallayers.shuffled.gguf --rounds $R
+fi
+# the twin rule with its synthetic weights rounded to bf16 first (as checkpoints are stored)
+if [ "${1:-all}" = all ] || [ "$1" = bf16 ]; then
+step gemma-bf16 $NICE $PY $TF --real $REAL --twin $W/gemma.twin.gguf \
+    --file $W/gemma.twin.bf16.gguf --rounds $R
+step smollm-bf16 $NICE $PY $TF --real $SMOL --twin $W/smol.twin.gguf \
+    --file $W/smol.twin.bf16.gguf --rounds $R
+fi
 exit 0

@@ -4,6 +4,7 @@
     python variants.py repeat REAL OUT [NAME_PART]  # the real data, its first pool repeated
     python variants.py splice TWIN OUT REAL [NAME_PART]  # the twin's header, the real data
     python variants.py shifted TWIN OUT [NAME_PART]  # the twin's pool, never page-periodic
+    python variants.py shuffle SRC OUT [NAME_PART]  # each matching tensor's blocks permuted
 
 unique: each matching tensor gets freshly generated weights of data.py's distribution, quantized
 by ggml, so no page of it repeats (a twin streams one 1 Mi-weight pool per type and role, whose
@@ -14,6 +15,8 @@ shifted: data.py's pool streamed as tensor_chunks() does, except that every pass
 first starts one block later than the one before it, so a pass's pages are offset against the
 last pass's by one more block: the same blocks and scales, no 4 KiB page repeated (for 4096 /
 gcd(block bytes, 4096) passes: 2048 for Q8_0/Q5_0/Q6_K, 256 for Q4_K).
+shuffle: a copy of SRC whose matching quantized tensors have their blocks in a random order
+(the same blocks, so the same scales and quants, but no row structure: activations turn random).
 splice: a copy of TWIN whose matching tensors (all by default) hold the real file's bytes: the
 twin's header and offsets (its metadata is longer, so its data start 320 bytes later), the real
 values (../2026-12-06-twin-fidelity/splice.py, for every tensor).
@@ -93,6 +96,20 @@ def shifted(src: Path, out: Path, part: str) -> None:
             print(f"shifted {t.name} {t.tensor_type.name} {passes} passes")
 
 
+def shuffle(src: Path, out: Path, part: str) -> None:
+    shutil.copyfile(src, out)
+    rng = np.random.default_rng(0)
+    with out.open("r+b") as f:
+        for t in GGUFReader(src).tensors:
+            block, size = GGML_QUANT_SIZES[GGMLQuantizationType(int(t.tensor_type))]
+            if part not in t.name or len(t.shape) < 2 or block == 1:
+                continue
+            blocks = np.frombuffer(bytes(t.data.tobytes()), dtype=np.uint8).reshape(-1, size)
+            f.seek(t.data_offset)
+            f.write(blocks[rng.permutation(len(blocks))].tobytes())
+            print(f"shuffled {t.name} {t.tensor_type.name} {len(blocks)} blocks")
+
+
 def splice(src: Path, out: Path, real: Path, part: str) -> None:
     shutil.copyfile(src, out)
     donor = {t.name: t for t in GGUFReader(real).tensors}
@@ -115,5 +132,5 @@ if __name__ == "__main__":
     if mode == "splice":
         splice(src, dst, Path(rest[0]), rest[1] if len(rest) > 1 else "")
     else:
-        modes = {"unique": unique, "repeat": repeat, "shifted": shifted}
+        modes = {"unique": unique, "repeat": repeat, "shifted": shifted, "shuffle": shuffle}
         modes[mode](src, dst, rest[0] if rest else "")
