@@ -79,9 +79,11 @@ def _spread(values: list[float]) -> dict[str, float]:
 
 
 def _drop_cache(path: Path) -> None:
-    """Evict the file from the page cache, so the next mmap load lands in other pages."""
+    """Evict the file from the page cache (written back first: dirty pages, such as those of a
+    twin written a moment ago, would stay), freeing its frames for the next load."""
     fd = os.open(path, os.O_RDONLY)
     try:
+        os.fdatasync(fd)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
@@ -97,13 +99,18 @@ def measure(
     repack: bool,
     mmap: bool,
     reroll: bool,
+    shared_frames: bool = True,
 ) -> dict[str, Any]:
     """Alternated rounds of every file; the first file is the reference of the ratios.
 
     reroll: every run loads its model afresh (and, with mmap, evicts its file from the page
-    cache first), so each run's weights land in other physical memory. On a VM the same bytes
-    run up to ~10% faster or slower depending on where they land (a copy of the real file
-    shows it); keeping models loaded measures that placement, not the twin."""
+    cache first). On a VM the same bytes run up to ~10% faster or slower depending on which
+    physical memory they land in (a copy of the real file shows it); keeping models loaded
+    measures that placement, not the twin. Evicting a file just before loading it frees its own
+    frames, and the kernel hands them straight back (87-98% of them, measured: 2026-12-06b), so
+    each file keeps its own placement for the whole session. shared_frames: also evict each file
+    right after its run, so the next file loads into the frames just freed and every file runs
+    in (~97% of) the same physical memory: placement held equal, not re-rolled."""
     llama_cpp.llama_backend_init()
     ll.install_log(False)
 
@@ -137,6 +144,8 @@ def measure(
                         samples[name][m].append(round(value, 3))
                 if reroll:
                     model.close()
+                    if mmap and shared_frames:
+                        _drop_cache(files[name])
         block: dict[str, Any] = {"samples": samples, "spread": {}, "ratio_vs_" + ref: {}}
         for name in names:
             block["spread"][name] = {m: _spread(samples[name][m]) for m in metrics}
@@ -191,6 +200,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_false",
         help="load each model once (measures where its weights landed, see measure())",
     )
+    parser.add_argument(
+        "--own-frames",
+        dest="shared_frames",
+        action="store_false",
+        help="with reroll, evict a file only before its own load: each file keeps its own "
+        "physical pages all session (the protocol before 2026-12-06b, see measure())",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         real = args.real or _assemble_gemma(args.gemma_package, Path(tmp))
@@ -209,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             repack=args.repack,
             mmap=args.mmap,
             reroll=args.reroll,
+            shared_frames=args.shared_frames,
         )
     report = {
         "files": {k: str(v) for k, v in files.items()},
@@ -218,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         "repack": args.repack,
         "mmap": args.mmap,
         "reroll": args.reroll,
+        "shared_frames": args.reroll and args.mmap and args.shared_frames,
         "nice": os.nice(0),
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],

@@ -2,10 +2,12 @@
 
 A twin has the real file's layout and synthetic weights. Where kernels do not look at the values
 (every GPU run measured, llama-architecture CPU runs) a twin runs at the real file's speed; where
-they do (gemma3's GELU on CPUs) or where the values steer the work (an MoE's router, many tokens
-at once) it may not. Every twin number the product shows carries `Fidelity.text` from here, and
-the advice widens its figures by `Fidelity.low`/`high`, so the wording and the numbers have one
-home. A band is the real file's speed relative to the twin's, real/twin - 1.
+they do (gemma3 generation on CPUs: the twin's data, in part its one small pool of blocks, runs
+faster than real weights, docs/dev/2026-12-06b-twin-fidelity/) or where the values steer the
+work (an MoE's router, many tokens at once) it may not. Every twin number the product shows carries
+`Fidelity.text` from here, and the advice widens its figures by `Fidelity.low`/`high`, so the
+wording and the numbers have one home. A band is the real file's speed relative to the twin's,
+real/twin - 1.
 """
 
 from __future__ import annotations
@@ -69,6 +71,13 @@ def _measured(low: float, high: float, source: str, condition: str = "") -> Band
 # +0.0% [-0.9, +0.9] at 1 / 2 threads: ±1% either way.
 # gemma3 (gemma-3-270m Q4_K_M): pp +0.5% [-0.3, +0.5] / -0.1% [-0.8, +0.3]; tg +2.9% [+2.5, +3.3]
 # / +5.8% [+5.4, +6.9], the twin faster in 12 of 12 rounds: the real file is 0-6.5% slower.
+# Rechecked 2026-12-06b (every file in the same physical pages, 8 rounds): tg paired medians
+# +2.4% to +5.5%, upper quartiles up to +6.8%, pp within ~1.5%. Not denormals, not placement, not
+# the header: the twin's data (the real header with twin data +3.5% / +5.8%, the twin's header
+# with real data -0.1% / -1.8%). At 1 thread the lead is the block pool's (every block
+# generated: -0.6% to +0.2%; SmolLM2 within 1%); at 2 threads such a twin still leads (+4.8%):
+# a second value effect, in the layers' matrices (the twin with the real blk.* tensors -0.5%),
+# not found, so the band is unchanged.
 CPU_BANDS: dict[tuple[str, str], Band] = {
     ("llama", "pp"): _measured(-0.01, 0.01, CPU_2026_12_06),
     ("llama", "tg"): _measured(-0.01, 0.01, CPU_2026_12_06),
