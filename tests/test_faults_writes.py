@@ -268,7 +268,14 @@ def _bench_child(twin: Path, out: Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # a test run under nohup ignores SIGHUP, and children inherit that (by design: fitbench
+        # keeps an ignored SIGHUP ignored); the child here is a fitbench started normally
+        preexec_fn=_default_sighup,
     )
+
+
+def _default_sighup() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def _cmdline(p: psutil.Process) -> str:
@@ -308,7 +315,14 @@ def test_sigterm_or_sighup_marks_the_run_interrupted(
         proc.communicate()  # closes its pipes: no unclosed files for a later test's gc
         raise
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # leave no stopped worker behind for the later tests
+        proc.kill()
+        proc.communicate()
+        for w in workers:
+            w.kill()
+        raise
     assert proc.returncode == 128 + sig, err
     assert f"stopped by {sig.name}" in err and "Traceback" not in err
     for w in workers:  # the runner ended its worker, stopped or not
