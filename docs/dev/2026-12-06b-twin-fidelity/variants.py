@@ -5,6 +5,7 @@
     python variants.py splice TWIN OUT REAL [NAME_PART]  # the twin's header, the real data
     python variants.py shifted TWIN OUT [NAME_PART]  # the twin's pool, never page-periodic
     python variants.py shuffle SRC OUT [NAME_PART]  # each matching tensor's blocks permuted
+    python variants.py realscales TWIN OUT REAL [NAME_PART]  # the twin's quants, real f16 scales
 
 unique: each matching tensor gets freshly generated weights of data.py's distribution, quantized
 by ggml, so no page of it repeats (a twin streams one 1 Mi-weight pool per type and role, whose
@@ -17,6 +18,10 @@ last pass's by one more block: the same blocks and scales, no 4 KiB page repeate
 gcd(block bytes, 4096) passes: 2048 for Q8_0/Q5_0/Q6_K, 256 for Q4_K).
 shuffle: a copy of SRC whose matching quantized tensors have their blocks in a random order
 (the same blocks, so the same scales and quants, but no row structure: activations turn random).
+realscales: a copy of TWIN whose matching Q4_K/Q5_0/Q6_K/Q8_0 tensors carry, block by block, the
+real file's f16 super-block scales (d, and dmin for Q4_K) over the twin's own quants and
+sub-scales: the real scale values and their variety (the f16 table lines they touch), the
+twin's everything else. (Lead's session, 06:55.)
 splice: a copy of TWIN whose matching tensors (all by default) hold the real file's bytes: the
 twin's header and offsets (its metadata is longer, so its data start 320 bytes later), the real
 values (../2026-12-06-twin-fidelity/splice.py, for every tensor).
@@ -35,6 +40,34 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader
 from fitbench.core.twin import data
 
 CHUNK_ROWS = 4096  # pool rows of data._ROW weights generated at a time (16 Mi weights)
+
+
+# byte offsets of the f16 scale fields inside one block, per type (ggml-common.h)
+_SCALE_FIELDS = {
+    GGMLQuantizationType.Q8_0: (0,),
+    GGMLQuantizationType.Q5_0: (0,),
+    GGMLQuantizationType.Q4_K: (0, 2),  # d, dmin
+    GGMLQuantizationType.Q6_K: (208,),  # ql[128] qh[64] scales[16] d
+}
+
+
+def realscales(twin: Path, out: Path, real: Path, part: str) -> None:
+    shutil.copyfile(twin, out)
+    real_tensors = {t.name: t for t in GGUFReader(real).tensors}
+    with out.open("r+b") as f:
+        for t in GGUFReader(twin).tensors:
+            fields = _SCALE_FIELDS.get(t.tensor_type)
+            r = real_tensors.get(t.name)
+            if part not in t.name or fields is None or r is None or r.tensor_type != t.tensor_type:
+                continue
+            block = GGML_QUANT_SIZES[t.tensor_type][1]
+            mine = np.frombuffer(t.data.tobytes(), np.uint8).reshape(-1, block).copy()
+            theirs = np.frombuffer(r.data.tobytes(), np.uint8).reshape(-1, block)
+            for off in fields:
+                mine[:, off : off + 2] = theirs[:, off : off + 2]
+            f.seek(t.data_offset)
+            f.write(mine.tobytes())
+            print(f"realscales {t.name} {t.tensor_type.name} {len(mine)} blocks")
 
 
 def unique(src: Path, out: Path, part: str) -> None:
@@ -129,8 +162,9 @@ def splice(src: Path, out: Path, real: Path, part: str) -> None:
 if __name__ == "__main__":
     mode, src, dst = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     rest = sys.argv[4:]
-    if mode == "splice":
-        splice(src, dst, Path(rest[0]), rest[1] if len(rest) > 1 else "")
+    if mode in ("splice", "realscales"):
+        combine = splice if mode == "splice" else realscales
+        combine(src, dst, Path(rest[0]), rest[1] if len(rest) > 1 else "")
     else:
         modes = {"unique": unique, "repeat": repeat, "shifted": shifted, "shuffle": shuffle}
         modes[mode](src, dst, rest[0] if rest else "")
