@@ -11,7 +11,7 @@ import sys
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGUFReader
 
-OFF = {"Q5_0": [0], "Q8_0": [0], "Q4_K": [0, 2], "Q6_K": [208]}  # byte offsets of f16 scales
+OFF = {"Q5_0": [0], "Q8_0": [0], "Q4_K": [0, 2], "Q6_K": [208], "Q4_0": [0], "Q4_1": [0, 2]}  # f16 scales
 
 print("per type, blk.* tensors: distinct f16 scales, table lines (16 per 64 B), log2|d| p1 p50 p99")
 for f in sys.argv[1:]:
