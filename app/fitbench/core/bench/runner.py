@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -104,29 +105,49 @@ def _lcp_version() -> str:
         return ""
 
 
+# the signals that end a run (cli.Terminated, KeyboardInterrupt): held back while a worker
+# starts, so that one arriving then finds the worker owned by code that stops it
+_ENDING_SIGNALS = {signal.SIGINT, signal.SIGTERM} | (
+    {signal.SIGHUP} if hasattr(signal, "SIGHUP") else set()
+)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _ENDING_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 class _WorkerProcess:
     def __init__(self, cfg: BenchConfig, python: str) -> None:
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        self.proc = subprocess.Popen(
-            [python, "-m", "fitbench.core.bench.worker", "-", "--ack"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            env=env,
-            start_new_session=True,  # the terminal's Ctrl-C reaches the runner, which stops it
-        )
-        self.lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
-        try:
+        with _signals_held():
+            self.proc = subprocess.Popen(
+                [python, "-m", "fitbench.core.bench.worker", "-", "--ack"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                env=env,
+                start_new_session=True,  # the terminal's Ctrl-C reaches the runner, which stops it
+            )
+            self.lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
+        try:  # a signal held above is handled here at the latest: no orphan worker
             self._send(cfg.to_json())
             for name, stream in (("out", self.proc.stdout), ("err", self.proc.stderr)):
                 threading.Thread(
                     target=self._pump, args=(name, stream), name=f"worker-{name}", daemon=True
                 ).start()
-        except BaseException:  # SIGTERM between the start and the caller's try: no orphan
+        except BaseException:
             self.proc.kill()
             self.proc.wait()
             raise
@@ -336,9 +357,10 @@ class SweepRunner:
         base = self.sampler.vram_now()
         attempt.vram_base_per_gpu = list(base) if base else None
         oom_watch = OomWatch()
-        worker = _WorkerProcess(cfg, self.python)
+        worker: _WorkerProcess | None = None
         open_streams = 2
         try:  # from here on, whatever unwinds (cancel, SIGTERM, a closed generator) stops it
+            worker = _WorkerProcess(cfg, self.python)
             self.sampler.start(worker.pid)
             while open_streams:
                 if self.cancel.is_set():
@@ -381,9 +403,10 @@ class SweepRunner:
                 stopped=attempt.stopped,
             )
         finally:
-            if worker.proc.poll() is None:  # the consumer stopped iterating: never leave a worker
-                worker.stop()
-            worker.close()
+            if worker is not None:
+                if worker.proc.poll() is None:  # the consumer stopped iterating: never leave one
+                    worker.stop()
+                worker.close()
             self.sampler.stop()
         yield from self._samples(cfg.config_id)
         outcome = attempt.outcome
