@@ -13,8 +13,7 @@ from typing import Any
 
 from fitbench.core.hardware.detect import read_json
 from fitbench.core.hardware.gpu_specs import GpuSpec, parse_gpu_spec
-from fitbench.core.model.catalog import Catalog, CatalogError
-from fitbench.core.model.catalog import load as load_catalog
+from fitbench.core.model.catalog import load_or_none
 from fitbench.core.predict.plan_report import Machine
 from fitbench.core.predict.speeds import what_if_hardware
 
@@ -91,11 +90,5 @@ def hardware_with_what_if_gpus(
     return hardware if cards is None else what_if_hardware(hardware, cards)
 
 
-@functools.cache
-def catalog_or_none() -> Catalog | None:
-    """The catalog, read once per process; a broken user catalog must not stop a line of output
-    (it only loses the catalog's facts, e.g. a twin's architecture for its band)."""
-    try:
-        return load_catalog()
-    except (CatalogError, OSError):
-        return None
+# the catalog, read once per process (model.catalog.load_or_none)
+catalog_or_none = functools.cache(load_or_none)

@@ -108,7 +108,12 @@ def format_level(level: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     from fitbench.core.serve.client import Endpoint
     from fitbench.core.serve.loadgen import LoadConfig, parse_levels, run_load, validate
-    from fitbench.core.serve.records import deployment_for, level_context, load_results_path
+    from fitbench.core.serve.records import (
+        basis_of,
+        deployment_for,
+        level_context,
+        load_results_path,
+    )
     from fitbench.core.twin.fidelity import served_fidelity
 
     api_key = ""
@@ -161,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
             f"{deployment.get('placement_words', '')}, {deployment.get('parallel')} slots, "
             + (
                 "measured on a twin (its band on each level)"
-                if deployment.get("source") in ("twin", "scaled-twin")
+                if basis_of(deployment) == "measured-twin"
                 else "the real file"
             ),
             file=sys.stderr,

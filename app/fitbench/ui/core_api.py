@@ -394,13 +394,8 @@ def full_model_figures(
 
 
 # -- twins: how far the real file may be from a twin's number --------------------------------
-@functools.cache
-def _catalog_or_none() -> core_catalog.Catalog | None:
-    """The catalog, read once: a broken user catalog leaves the record's own description."""
-    try:
-        return core_catalog.load()
-    except (core_catalog.CatalogError, OSError):
-        return None
+# the catalog, read once: a broken user catalog leaves the record's own description
+_catalog_or_none = functools.cache(core_catalog.load_or_none)
 
 
 def twin_fidelity(record: Mapping[str, Any]) -> core_fidelity.Fidelity | None:

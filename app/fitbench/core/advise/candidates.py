@@ -282,7 +282,7 @@ class Evidence:
             fid = record_fidelity(
                 record,
                 architecture=model.arch.architecture,
-                moe=model.arch.is_moe or model.kind == "moe",
+                moe=model.is_moe,
             )
         return Value(float(record[field]), self._basis(record), fid, field.endswith("_ms"))
 

@@ -561,7 +561,7 @@ def _twin_fidelity(d: Deployment, has_gpu: bool) -> twin_fidelity.Fidelity | Non
         d.model.arch.architecture,
         has_gpu and d.placement.n_gpu_layers != 0,
         "tg",
-        moe=d.model.kind == "moe",
+        moe=d.model.is_moe,
         tokens=max(twin_users),
     )
 

@@ -108,6 +108,11 @@ class Model:
     revision: str = "main"
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def is_moe(self) -> bool:
+        """Experts in its shapes, or declared a mixture of experts by the catalog."""
+        return self.arch.is_moe or self.kind == "moe"
+
     def quant(self, name: str) -> QuantFile:
         for q in self.quants:
             if q.quant.lower() == name.lower():
@@ -453,6 +458,15 @@ def load_file(path: Path) -> list[Model]:
 
 def user_catalog_path() -> Path:
     return paths.config_dir() / "models.toml"
+
+
+def load_or_none() -> Catalog | None:
+    """The catalog where it can be read; None where a broken user catalog (or an unreadable
+    file) would otherwise stop output that only loses the catalog's facts by it."""
+    try:
+        return load()
+    except (CatalogError, OSError):
+        return None
 
 
 def load(user_catalog: Path | None = None) -> Catalog:

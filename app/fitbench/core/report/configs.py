@@ -44,13 +44,11 @@ def load_names(extra: dict[str, str] | None = None) -> Names:
     from fitbench.core.model import catalog
 
     names = Names()
-    try:
-        for m in catalog.load().models:
-            names.names[m.id] = m.name
-            names.moe[m.id] = m.arch.is_moe or m.kind == "moe"
-            names.architecture[m.id] = m.arch.architecture
-    except (catalog.CatalogError, OSError):
-        pass
+    cat = catalog.load_or_none()
+    for m in cat.models if cat is not None else ():
+        names.names[m.id] = m.name
+        names.moe[m.id] = m.is_moe
+        names.architecture[m.id] = m.arch.architecture
     names.names.update(extra or {})
     return names
 

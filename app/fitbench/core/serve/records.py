@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from fitbench.core import paths
 from fitbench.core.plan.placement import Placement
 from fitbench.core.serve.server import ServeOptions
+from fitbench.core.twin.fidelity import TWIN_SOURCES
 
 SCHEMA = 1
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
@@ -46,7 +47,7 @@ def basis_of(deployment: Mapping[str, Any] | None) -> str:
     source = (deployment or {}).get("source")
     if source == "real":
         return "measured-real"
-    if source in ("twin", "scaled-twin"):
+    if source in TWIN_SOURCES:
         return "measured-twin"
     return "measured"
 

@@ -252,6 +252,22 @@ def record_speed(record: Mapping[str, Any]) -> tuple[Speed, int]:
     return "tg", 1
 
 
+TWIN_SOURCES = ("twin", "scaled-twin")  # a record's or deployment's `source` of a twin
+
+
+def _catalog_facts(
+    model_id: Any, catalog: Catalog | None, architecture: str, moe: bool | None
+) -> tuple[str, bool | None]:
+    """The architecture and MoE flag: what the caller says, else the catalog's, else unknown."""
+    model = None
+    if catalog is not None:
+        model = next((m for m in catalog.models if m.id == model_id), None)
+    if model is not None:
+        architecture = architecture or model.arch.architecture
+        moe = model.is_moe if moe is None else moe
+    return architecture, moe
+
+
 def record_fidelity(
     record: Mapping[str, Any],
     catalog: Catalog | None = None,
@@ -262,13 +278,9 @@ def record_fidelity(
     """The caveat of one result record; None for a real file. The catalog's architecture and MoE
     flag win over the record's model description, which a scaled twin's depth can leave vague
     (llama.cpp names a 2-block Mixtral "?B", not "8x7B")."""
-    if record.get("source") not in ("twin", "scaled-twin"):
+    if record.get("source") not in TWIN_SOURCES:
         return None
-    if catalog is not None:
-        model = next((m for m in catalog.models if m.id == record.get("model_id")), None)
-        if model is not None:
-            architecture = architecture or model.arch.architecture
-            moe = (model.arch.is_moe or model.kind == "moe") if moe is None else moe
+    architecture, moe = _catalog_facts(record.get("model_id"), catalog, architecture, moe)
     speed, tokens = record_speed(record)
     return fidelity(
         architecture or record_architecture(record),
@@ -292,16 +304,11 @@ def served_fidelity(
     (core/serve/records.deployment_fields); None where the server ran the real file. Each step
     carries up to `users` sequences' tokens: an MoE's routing then decides the speed. on_gpu
     defaults to layers having been offloaded (-ngl other than 0)."""
-    if deployment.get("source") not in ("twin", "scaled-twin"):
+    if deployment.get("source") not in TWIN_SOURCES:
         return None
-    model = None
-    if catalog is not None:
-        model = next((m for m in catalog.models if m.id == deployment.get("model_id")), None)
+    architecture, moe = _catalog_facts(deployment.get("model_id"), catalog, architecture, moe)
     if on_gpu is None:
         on_gpu = int(deployment.get("n_gpu_layers") or 0) != 0
-    if model is not None:
-        architecture = architecture or model.arch.architecture
-        moe = (model.arch.is_moe or model.kind == "moe") if moe is None else moe
     return fidelity(architecture, on_gpu, "tg", moe=bool(moe), tokens=max(users, 1))
 
 
