@@ -44,7 +44,8 @@ ALLOWED_STDERR = (
     re.compile(r"^This plugin does not support propagateSizeHints\(\)$"),
     re.compile(r"^qt\.qpa\.fonts: .*"),
     re.compile(r"^run [0-9a-f]+: \d+ model loads?, results in .*results\.sqlite3$"),
-    re.compile(r"^\[\d+/\d+\] \S.*, ngl -?\d+.*$"),
+    # bench's progress line: "[1/1] tiny (twin), ngl 0" or, with a GPU, "..., all layers on GPU"
+    re.compile(r"^\[\d+/\d+\] \S.*, (ngl -?\d+|all layers on GPU).*$"),
     # llama.cpp's own start-up lines in a build with run-time backends (CUDA's device list)
     re.compile(r"^load_backend: loaded \S+ backend from .*$"),
     re.compile(r"^ggml_cuda_init: .*$"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -111,3 +113,43 @@ def test_load_backends_leaves_a_linked_build_alone(monkeypatch: pytest.MonkeyPat
     lib = _FakeLib(registered=1)
     assert llama_backends.load_backends(lib) == []
     assert lib.loaded_from == []
+
+
+def _shared_library(path: Path, needs: str | None = None) -> None:
+    """A real shared library at path; with needs, one that NEEDs a library gone at run time."""
+    src = path.parent / "m.c"
+    src.write_text("int ggml_marker(void) { return 1; }\n")
+    cmd = ["gcc", "-shared", "-fPIC", "-o", str(path), str(src)]
+    if needs:
+        dep = path.parent / f"lib{needs}.so"
+        dep_src = path.parent / "d.c"
+        dep_src.write_text("int dep(void) { return 2; }\n")
+        subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(dep), str(dep_src)], check=True)
+        cmd += ["-Wl,--no-as-needed", f"-L{path.parent}", f"-l{needs}"]
+    subprocess.run(cmd, check=True)
+    if needs:
+        (path.parent / f"lib{needs}.so").unlink()  # gone at run time, as a hidden libcuda is
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_frozen_bundle_with_a_cuda_module_that_cannot_load_says_why(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # the H100 with its driver's libcuda hidden: NVML saw the GPU, the bundle's CUDA module was
+    # there, and the old note told the person to install the CUDA bundle they already had
+    _shared_library(tmp_path / "libggml-cuda.so", needs="fakecuda_fitbench")
+    monkeypatch.setenv("LLAMA_CPP_LIB_PATH", str(tmp_path))
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    note = llama_backends.gpu_build_note("0.3.36", ["H100"])
+    assert "carries llama.cpp's CUDA backend, but ggml could not use it" in note
+    assert "libfakecuda_fitbench.so" in note  # the loader's own reason
+    assert "Install the CUDA bundle" not in note
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_bundled_cuda_problem_none_without_the_module_and_a_reason_when_it_loads(
+    tmp_path: Path,
+) -> None:
+    assert llama_backends.bundled_cuda_problem(tmp_path) is None
+    _shared_library(tmp_path / "libggml-cuda.so")
+    assert "no usable GPU" in (llama_backends.bundled_cuda_problem(tmp_path) or "")

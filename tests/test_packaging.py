@@ -234,6 +234,8 @@ def test_smoke_stderr_allow_list_lets_only_known_lines_through() -> None:
         "This plugin does not support propagateSizeHints()\n"
         "run 0123abcd: 1 model loads, results in /tmp/x/results.sqlite3\n"
         "[1/1] tiny (twin), ngl 0\n\n"
+        # with a GPU (the frozen CUDA bundle's smoke on the H100 stopped at this line)
+        "[1/1] tiny (twin), all layers on GPU\n"
     )
     assert smoke.unexpected_stderr(allowed) == []
     bad = "Traceback (most recent call last):\nqt.qpa.plugin: Could not load the Qt platform plugin"

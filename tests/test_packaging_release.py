@@ -47,6 +47,10 @@ def test_cuda_build_names_the_architectures(tmp_path: Path) -> None:
     assert "-DGGML_CUDA=ON" in out
     assert "-DCMAKE_CUDA_ARCHITECTURES=86-real\\;90-real" in out
     assert "-DCMAKE_CUDA_COMPILER=" in out
+    # the lent H100's NCCL made libggml-cuda.so NEED libnccl.so.2, which desktops lack
+    assert "-DGGML_CUDA_NCCL=OFF" in out
+    # nvcc links with its host compiler, which must be the checked one, not PATH's first g++
+    assert "-DCMAKE_CUDA_HOST_COMPILER=" in out
 
 
 def test_scripts_parse() -> None:
@@ -54,8 +58,10 @@ def test_scripts_parse() -> None:
         subprocess.run(["bash", "-n", str(REPO / "packaging" / script)], check=True)
 
 
-def _check_compiler(tmp_path: Path, cxx: str) -> subprocess.CompletedProcess[str]:
+def _check_compiler(tmp_path: Path, cxx: str, **extra: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHON=sys.executable, WORK=str(tmp_path / "release"), CXX=cxx)
+    env.pop("CUDAHOSTCXX", None)
+    env.update(extra)
     return subprocess.run(
         [str(BUILD_RELEASE), "--check-compiler"],
         capture_output=True,
@@ -86,3 +92,7 @@ def test_compiler_check_refuses_one_that_embeds_libstdcxx(tmp_path: Path) -> Non
     assert proc.returncode == 1
     assert "links libstdc++ statically" in proc.stderr
     assert "CXX=/usr/bin/g++" in proc.stderr
+    # the image also named it as nvcc's host compiler, which links libggml-cuda.so
+    proc = _check_compiler(tmp_path, "g++", CUDAHOSTCXX=str(wrapper))
+    assert proc.returncode == 1
+    assert f"'{wrapper}' links libstdc++ statically" in proc.stderr

@@ -112,10 +112,54 @@ def gpu_build_command(version: str | None, python: str | None = None) -> str:
     )
 
 
+def bundled_cuda_problem(where: Path | None = None) -> str | None:
+    """Why a libggml-cuda.so beside libllama gives no GPU; None where there is no such module.
+
+    ggml skips a backend module that fails to load without saying why, so it is opened here
+    once more to get the loader's reason (on the lent H100 with the driver's libcuda hidden:
+    "libcuda.so.1: cannot open shared object file"; a container started without the `compute`
+    driver capability looks the same while nvidia-smi works).
+    """
+    if where is None:
+        where = _lib_dir_without_import()
+    module = where / "libggml-cuda.so" if where is not None else None
+    if module is None or not module.is_file():
+        return None
+    try:
+        ctypes.CDLL(str(module), mode=os.RTLD_LOCAL)
+    except OSError as exc:
+        return str(exc)
+    return "it loads, but its CUDA runtime found no usable GPU (a driver older than the runtime?)"
+
+
+def _lib_dir_without_import() -> Path | None:
+    # detect's parent process must not load llama.cpp itself (its probe runs in a child)
+    override = os.environ.get("LLAMA_CPP_LIB_PATH")
+    if override:
+        return Path(override)
+    import importlib.util
+
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).resolve().parent / "lib"
+
+
 def gpu_build_note(version: str | None, gpu_names: list[str], *, nvcc: str | None = None) -> str:
     """What to do when an NVIDIA driver is present but llama.cpp cannot offload."""
     gpus = ", ".join(gpu_names) or "an NVIDIA GPU"
     if frozen():
+        problem = bundled_cuda_problem()
+        if problem is not None:
+            return (
+                f"This machine has {gpus}, and this FitBench bundle carries llama.cpp's CUDA "
+                f"backend, but ggml could not use it ({problem}), so every benchmark runs on "
+                "the CPU. "
+                "It needs the NVIDIA driver's own CUDA library (libcuda.so.1, driver >= 580 for "
+                "CUDA 13): reinstall the driver, or in a container start it with the GPU's "
+                "compute capability (docker --gpus all, "
+                "NVIDIA_DRIVER_CAPABILITIES=compute,utility)."
+            )
         return (
             f"This machine has {gpus} with an NVIDIA driver, but this FitBench bundle's llama.cpp "
             "has no CUDA backend, so every benchmark runs on the CPU. Install the CUDA bundle "
