@@ -17,6 +17,7 @@ from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter
 
 from fitbench.core.gguf.reader import read_header_bytes
 from fitbench.core.model import catalog
+from fitbench.core.twin import data as twin_data
 from fitbench.core.twin.data import validate
 from fitbench.core.twin.writer import (
     TwinCancelled,
@@ -124,6 +125,43 @@ def test_block_scales_have_trained_model_magnitudes(tiny_dense_twin: Path) -> No
     # weights of std ~0.02 quantized by ggml: super-block scales around 1e-4
     assert 2e-5 < float(np.median(d)) < 1e-3
     assert len(np.unique(d)) > len(d) // 4  # drawn, not one constant
+
+
+def _centred_log2_scale_spread(pool: bytes, block_bytes: int) -> float:
+    d = np.frombuffer(pool, np.uint8).reshape(-1, block_bytes)[:, :2].copy().view(np.float16)
+    logs = np.log2(np.abs(d.astype(np.float32).ravel()))
+    return float(np.std(logs - np.median(logs)))
+
+
+@pytest.mark.parametrize(("role", "ggml_type", "block_bytes"), [
+    ("attn_v", T.Q5_0, 22), ("attn_q", T.Q5_0, 22), ("ffn_down", T.Q4_K, 144),
+    ("attn_k", T.Q4_K, 144),
+])  # fmt: skip
+def test_block_scales_spread_like_a_real_matrix_of_their_role(
+    role: str, ggml_type: T, block_bytes: int
+) -> None:
+    # issue 24: the spread of scale values within a matrix moved CPU generation speed; real
+    # files spread attn_v/ffn_down narrowly and attn_q/attn_k widely (benchmarks/twin_scales.py)
+    pool = twin_data.block_pool(int(ggml_type), role)
+    spread = _centred_log2_scale_spread(pool, block_bytes)
+    assert spread == pytest.approx(twin_data.SCALE_SPREAD[role], abs=0.06)
+
+
+def test_tensor_roles_follow_llama_cpp_names() -> None:
+    role = twin_data.tensor_role
+    assert role("blk.3.attn_v.weight", 2) == "attn_v"
+    assert role("blk.0.ffn_down_exps.weight", 3) == "ffn_down"  # an MoE's experts: their role
+    assert role("blk.0.ffn_gate_inp.weight", 2) == "router"
+    assert role("output.weight", 2) == "output"
+    assert role("blk.0.attn_qkv.weight", 2) == "matrix"  # unmeasured roles: the mean spread
+    assert role("blk.0.attn_norm.weight", 1) == "norm"
+
+
+def test_twins_name_their_data_rule(tiny_dense_twin: Path) -> None:
+    # cached twins of an older rule must not be measured as if written by this one
+    meta = {f.name: f for f in GGUFReader(tiny_dense_twin).fields.values()}
+    field = meta["fitbench.twin.data_rule"]
+    assert int(field.parts[field.data[0]][0]) == twin_data.DATA_RULE
 
 
 def test_scaled_twin_records_kept_layers_and_loads(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from fitbench.cli import main
 from fitbench.core import paths
 from fitbench.core.model import catalog
+from fitbench.core.twin.data import DATA_RULE
 from fitbench.core.twin.writer import (
     TwinError,
     cached_twins,
@@ -87,6 +88,8 @@ def test_cli_bad_input_is_one_clear_line(
 def test_twin_for_caches_by_header_and_cleans_up(tiny_catalog: Path) -> None:
     first = twin_for("tiny-llama", "Q4_K_M")
     assert first.parent == paths.twins_dir() and first.name.endswith(".fitbench-twin.gguf")
+    # a twin cached under another data rule is not reused (its name carries the rule)
+    assert first.name.endswith(f".d{DATA_RULE}.fitbench-twin.gguf")
     inode = first.stat().st_ino
     assert twin_for("tiny-llama", "Q4_K_M") == first and first.stat().st_ino == inode
     scaled = twin_for("tiny-llama", "Q4_K_M", layers=2)

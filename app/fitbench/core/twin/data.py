@@ -5,6 +5,14 @@ run on synthetic weights shaped like a trained model's: heavy-tailed values with
 around std 0.02. So block scales, sub-block scales and mins are distributed like a real
 quantization's, for every type ggml can quantize, and can never be NaN/Inf. A pool of such
 blocks per (type, role) is generated once and streamed repeatedly from different start blocks.
+
+The spread of block scales within a matrix follows its role (DATA_RULE 2, issue 24): on CPUs
+the values of the scales moved generation speed. A twin whose layers carried, tensor by tensor,
+the real gemma-3-270m file's own set of scale values (in the twin's order) ran within 1% of the
+real file at 2 threads where the twin of one spread for every matrix ran ~5% faster; matching
+only the magnitude, the pooled shape or each tensor's median did not
+(docs/dev/2026-12-06c-twin-fidelity/). Real files spread their scales by role alike: attn_v and
+ffn_down narrow, attn_q and attn_k wide (two architectures, benchmarks/twin_scales.py).
 """
 
 from __future__ import annotations
@@ -22,9 +30,34 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 T = GGMLQuantizationType
-POOL_WEIGHTS = 1 << 20  # weights per pool: ~0.6 MB of Q4_K, 4 MB of F32
+# weights per pool: ~2.4 MB of Q4_K, 16 MB of F32. A twin repeats its pool; at 1 thread on a CPU
+# the 1 Mi-weight pool of DATA_RULE 1 ran ~3% faster than fresh data, a 16 Mi one ~1%
+# (docs/dev/2026-12-06b-twin-fidelity/); each pool costs ~0.3 s per Mi weights to make.
+POOL_WEIGHTS = 1 << 22
 _ROW = 4096  # pool row length: a multiple of every block size
 WEIGHT_STD = 0.02  # typical std of a trained llama-family projection matrix
+# Which data rule a twin was written with: part of the twin cache's file names and of the twin
+# marker, so that a changed rule rewrites cached twins instead of measuring old data.
+DATA_RULE = 2
+# The standard deviation of log2|block scale| around its tensor's median, by role: the mean of
+# two real files (gemma-3-270m Q4_K_M: gemma3; SmolLM2-135M Q4_1: llama), whose roles agree
+# within ~0.1 but attn_k/ffn_gate (~0.17). `benchmarks/twin_scales.py` measures them.
+SCALE_SPREAD = {
+    "attn_q": 0.71,
+    "attn_k": 0.64,
+    "attn_v": 0.34,
+    "attn_output": 0.50,
+    "ffn_gate": 0.45,
+    "ffn_up": 0.34,
+    "ffn_down": 0.31,
+    "token_embd": 0.57,
+    "output": 0.57,
+}
+DEFAULT_SPREAD = 0.48  # the mean of those roles, for matrices of other names
+# The shape of those centred log2 scales in units of their tensor's standard deviation, pooled
+# over both files' matrices: percentiles SHAPE_P -> SHAPE_Z (heavier tails than a normal's).
+SHAPE_P = (0.01, 0.1, 1.0, 5.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99)
+SHAPE_Z = (-4.6, -3.29, -2.19, -1.42, -1.06, -0.54, 0.0, 0.59, 1.25, 1.72, 2.97, 5.68, 6.04)
 
 
 class TwinDataError(RuntimeError):
@@ -83,6 +116,18 @@ def _weights(rng: np.random.Generator, n: int, std: float) -> np.ndarray:
     return np.ascontiguousarray((t * row_std).astype(np.float32))
 
 
+def _spread_blocks(values: np.ndarray, block: int, spread: float) -> np.ndarray:
+    """values with each quantization block rescaled so that log2 of the blocks' absolute maxima
+    (what sets their scale d) spread like a real matrix's of that role, about the same median."""
+    blocks = values.reshape(-1, block)
+    amax = np.maximum(np.abs(blocks).max(axis=1), np.finfo(np.float32).tiny)
+    logs = np.log2(amax)
+    ranks = (np.argsort(np.argsort(logs, kind="stable")) + 0.5) * (100.0 / len(logs))
+    target = np.median(logs) + spread * np.interp(ranks, SHAPE_P, SHAPE_Z)
+    scaled = blocks * np.exp2(target - logs)[:, None]
+    return np.ascontiguousarray(scaled.astype(np.float32).ravel())
+
+
 def _quantize(ggml_type: int, src: np.ndarray) -> bytes:
     lib = _ggml()
     rows, n_per_row = src.shape
@@ -116,7 +161,9 @@ def tensor_role(name: str, n_dims: int) -> str:
         return "bias"
     if "ffn_gate_inp" in name:
         return "router"
-    return "matrix"
+    role = name.split(".")[-2] if name.startswith("blk.") else name.removesuffix(".weight")
+    role = role.removesuffix("_exps").removesuffix("_shexp")
+    return role if role in SCALE_SPREAD else "matrix"
 
 
 @functools.cache
@@ -133,6 +180,9 @@ def block_pool(ggml_type: int, role: str) -> bytes:
     else:
         values = _weights(rng, n, WEIGHT_STD).ravel()
     t = T(ggml_type)
+    block = GGML_QUANT_SIZES[t][0]
+    if block > 1 and role not in ("norm", "ones", "bias", "router"):
+        values = _spread_blocks(values, block, SCALE_SPREAD.get(role, DEFAULT_SPREAD))
     if t == T.F32:
         return values.tobytes()
     if t == T.F16:

@@ -42,7 +42,7 @@ from fitbench.core.model import catalog
 from fitbench.core.model.builtin import build_manifest, kept_layers
 from fitbench.core.model.catalog import Arch, Model
 from fitbench.core.outfile import PARTIAL_SUFFIX, OutputPathError, atomic_output, check_output
-from fitbench.core.twin.data import TwinDataError, tensor_chunks
+from fitbench.core.twin.data import DATA_RULE, TwinDataError, tensor_chunks
 
 log = logging.getLogger(__name__)
 V = GGUFValueType
@@ -137,6 +137,7 @@ def _marker_kvs(kind: str, n_layer_model: int, layers_kept: list[int], source: s
         KV(f"{MARKER_PREFIX}.n_layer_model", V.UINT32, n_layer_model),
         KV(f"{MARKER_PREFIX}.layers_kept", V.ARRAY, layers_kept, V.INT32),
         KV(f"{MARKER_PREFIX}.source", V.STRING, source),
+        KV(f"{MARKER_PREFIX}.data_rule", V.UINT32, DATA_RULE),
     ]
 
 
@@ -494,7 +495,8 @@ def clean_twin_cache(max_bytes: int | None = None, keep_free_for: int = 0) -> li
 def _cache_name(label: str, quant: str, layers: int | None, digest: str) -> str:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
     depth = f".L{layers}" if layers else ""
-    return f"{safe}.{quant}{depth}.{digest[:12]}{TWIN_SUFFIX}"
+    # the data rule in the name: a twin cached under an older rule is written again, not reused
+    return f"{safe}.{quant}{depth}.{digest[:12]}.d{DATA_RULE}{TWIN_SUFFIX}"
 
 
 def twin_of(
