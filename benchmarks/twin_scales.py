@@ -1,6 +1,6 @@
 """How real quantized files spread their block scales: the statistics twin/data.py's rule uses.
 
-    python benchmarks/twin_scales.py REAL.gguf [REAL.gguf ...] [--json]
+    PYTHONPATH=app python benchmarks/twin_scales.py REAL.gguf [REAL.gguf ...] [--json]
 
 For every matrix of a real GGUF whose type has one f16 scale per block (Q4_0/Q4_1/Q5_0/Q5_1/
 Q8_0; the K-quants' super-block d), the log2 of each block's |d| is centred on its tensor's
@@ -14,23 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader
 
+from fitbench.core.twin.data import matrix_role  # the roles data.py's rule is keyed by
+
 T = GGMLQuantizationType
 # byte offset of the block's f16 scale d (ggml-common.h)
 D_OFFSET = {T.Q4_0: 0, T.Q4_1: 0, T.Q5_0: 0, T.Q5_1: 0, T.Q8_0: 0, T.Q4_K: 0, T.Q5_K: 0,
             T.Q6_K: 208, T.Q2_K: 80, T.Q3_K: 108}  # fmt: skip
 QUANTILES = (0.01, 0.1, 1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9, 99.99)
-
-
-def role_of(name: str) -> str:
-    base = re.sub(r"^blk\.\d+\.", "", name).removesuffix(".weight")
-    return re.sub(r"_(exps|shexp)$", "", base)
 
 
 def centred_log2_scales(path: Path) -> dict[str, list[np.ndarray]]:
@@ -44,7 +40,7 @@ def centred_log2_scales(path: Path) -> dict[str, list[np.ndarray]]:
         blocks = np.frombuffer(bytes(t.data.tobytes()), np.uint8).reshape(-1, size)
         d = blocks[:, off : off + 2].copy().view(np.float16).astype(np.float32).ravel()
         logs = np.log2(np.abs(d[d != 0]))
-        out.setdefault(role_of(t.name), []).append(logs - np.median(logs))
+        out.setdefault(matrix_role(t.name), []).append(logs - np.median(logs))
     return out
 
 

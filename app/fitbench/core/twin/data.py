@@ -161,9 +161,15 @@ def tensor_role(name: str, n_dims: int) -> str:
         return "bias"
     if "ffn_gate_inp" in name:
         return "router"
-    role = name.split(".")[-2] if name.startswith("blk.") else name.removesuffix(".weight")
-    role = role.removesuffix("_exps").removesuffix("_shexp")
+    role = matrix_role(name)
     return role if role in SCALE_SPREAD else "matrix"
+
+
+def matrix_role(name: str) -> str:
+    """A matrix's role from its llama.cpp name: "blk.3.ffn_down_exps.weight" -> "ffn_down"
+    (an MoE's experts and shared experts play their dense counterpart's role)."""
+    role = name.split(".")[-2] if name.startswith("blk.") else name.removesuffix(".weight")
+    return role.removesuffix("_exps").removesuffix("_shexp")
 
 
 @functools.cache
