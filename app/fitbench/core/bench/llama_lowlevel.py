@@ -23,6 +23,8 @@ from typing import Any
 import llama_cpp
 import numpy as np
 
+from fitbench.core.hardware import llama_backends
+
 GGML_MAX_N_THREADS = 512  # ggml.h; sizes ggml_threadpool_params.cpumask
 GGML_BACKEND_DEVICE_TYPE_CPU = 0
 # llama.cpp's LLM_FFN_EXPS_REGEX (common/common.h): the routed-expert tensors of one block
@@ -48,10 +50,10 @@ class LlamaError(RuntimeError):
 
 def _lib_dir() -> Path:
     # llama-cpp-python loads its libraries from LLAMA_CPP_LIB_PATH when set (a separate build)
-    override = os.environ.get("LLAMA_CPP_LIB_PATH")
-    if override:
-        return Path(override)
-    return Path(llama_cpp.__file__).resolve().parent / "lib"
+    folder = llama_backends.lib_dir()
+    if folder is None:  # not reached: llama_cpp is imported above
+        raise LlamaError("llama-cpp-python is not installed")
+    return folder
 
 
 def _load_lib(stem: str) -> ctypes.CDLL:

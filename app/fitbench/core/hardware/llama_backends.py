@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
 import os
 import shlex
 import shutil
@@ -39,15 +40,16 @@ CUDA_WHEELS = (
 
 
 def lib_dir() -> Path | None:
-    """Where llama-cpp-python opened libllama from (LLAMA_CPP_LIB_PATH or llama_cpp/lib)."""
+    """Where llama-cpp-python opens libllama from (LLAMA_CPP_LIB_PATH or llama_cpp/lib); None
+    where it is not installed. Found without importing llama_cpp, which would load llama.cpp:
+    detect's parent process must not (its probe runs in a child)."""
     override = os.environ.get("LLAMA_CPP_LIB_PATH")
     if override:
         return Path(override)
-    try:
-        import llama_cpp
-    except Exception:
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or spec.origin is None:
         return None
-    return Path(llama_cpp.__file__).resolve().parent / "lib"
+    return Path(spec.origin).resolve().parent / "lib"
 
 
 def _mapped_backends() -> list[str]:
@@ -121,7 +123,7 @@ def bundled_cuda_problem(where: Path | None = None) -> str | None:
     driver capability looks the same while nvidia-smi works).
     """
     if where is None:
-        where = _lib_dir_without_import()
+        where = lib_dir()
     module = where / "libggml-cuda.so" if where is not None else None
     if module is None or not module.is_file():
         return None
@@ -130,19 +132,6 @@ def bundled_cuda_problem(where: Path | None = None) -> str | None:
     except OSError as exc:
         return str(exc)
     return "it loads, but its CUDA runtime found no usable GPU (a driver older than the runtime?)"
-
-
-def _lib_dir_without_import() -> Path | None:
-    # detect's parent process must not load llama.cpp itself (its probe runs in a child)
-    override = os.environ.get("LLAMA_CPP_LIB_PATH")
-    if override:
-        return Path(override)
-    import importlib.util
-
-    spec = importlib.util.find_spec("llama_cpp")
-    if spec is None or spec.origin is None:
-        return None
-    return Path(spec.origin).resolve().parent / "lib"
 
 
 def gpu_build_note(version: str | None, gpu_names: list[str], *, nvcc: str | None = None) -> str:
