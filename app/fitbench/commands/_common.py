@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from collections.abc import Callable
@@ -13,7 +12,6 @@ from typing import Any
 
 from fitbench.core.hardware.detect import read_json
 from fitbench.core.hardware.gpu_specs import GpuSpec, parse_gpu_spec
-from fitbench.core.model.catalog import load_or_none
 from fitbench.core.predict.plan_report import Machine
 from fitbench.core.predict.speeds import what_if_hardware
 
@@ -88,7 +86,3 @@ def hardware_with_what_if_gpus(
     """`fitbench recommend`: the hardware dict with --gpu's cards in place of its GPUs."""
     cards = what_if_cards(args)
     return hardware if cards is None else what_if_hardware(hardware, cards)
-
-
-# the catalog, read once per process (model.catalog.load_or_none)
-catalog_or_none = functools.cache(load_or_none)

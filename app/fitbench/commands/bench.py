@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, catalog_or_none, print_json
+from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, print_json
 from fitbench.core.bench import config as bench_config
 from fitbench.core.bench import events as ev
 from fitbench.core.bench.config import (
@@ -218,7 +218,8 @@ def _fmt_bytes(n: int | None) -> str:
 def format_new_record(records: list[dict[str, Any]], hw: dict[str, Any] | None) -> str:
     """The line of the last of `records`; a scaled twin's speed is the full model's predicted
     figure, the predictor calibrated on every record so far."""
-    return format_record(records[-1], full_model_figures(records, hw)[-1], catalog_or_none())
+    figures = full_model_figures(records, hw)[-1]
+    return format_record(records[-1], figures, catalog.load_once_or_none())
 
 
 def format_record(

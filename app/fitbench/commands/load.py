@@ -10,13 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fitbench.commands._common import (
-    EXIT_FAILURE,
-    EXIT_OK,
-    EXIT_USAGE,
-    catalog_or_none,
-    print_json,
-)
+from fitbench.commands._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, print_json
 
 HELP = "load-test an OpenAI-compatible server: TTFT/ITL/e2e percentiles per concurrency level"
 
@@ -106,6 +100,7 @@ def format_level(level: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fitbench.core.model import catalog
     from fitbench.core.serve.client import Endpoint
     from fitbench.core.serve.loadgen import LoadConfig, parse_levels, run_load, validate
     from fitbench.core.serve.records import (
@@ -156,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
             return
         fid = None
         if deployment:
-            fid = served_fidelity(deployment, int(level.get("concurrency") or 1), catalog_or_none())
+            users = int(level.get("concurrency") or 1)
+            fid = served_fidelity(deployment, users, catalog.load_once_or_none())
         print(format_level(level) + (f"  [twin: {fid.short}]" if fid else ""), flush=True)
 
     outs = [p for p in (args.out, None if args.no_store else load_results_path()) if p]

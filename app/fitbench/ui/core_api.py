@@ -7,7 +7,6 @@ only. The imports are static, so mypy and the import-layer test see the GUI/core
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -394,12 +393,10 @@ def full_model_figures(
 
 
 # -- twins: how far the real file may be from a twin's number --------------------------------
-# the catalog, read once: a broken user catalog leaves the record's own description
-_catalog_or_none = functools.cache(core_catalog.load_or_none)
 
 
 def twin_fidelity(record: Mapping[str, Any]) -> core_fidelity.Fidelity | None:
-    return core_fidelity.record_fidelity(record, _catalog_or_none())
+    return core_fidelity.record_fidelity(record, core_catalog.load_once_or_none())
 
 
 # -- advice, report, history -----------------------------------------------------------------
@@ -508,7 +505,7 @@ def serve_and_load(
     )
     hardware = core_hardware.detect(probe_bandwidth=False, llama=False)
     deployment = {"source": model.source, "model_id": model.model_id}
-    catalog = _catalog_or_none()
+    catalog = core_catalog.load_once_or_none()
     on_gpu = bool(hardware.gpus) and n_gpu_layers != 0
 
     def with_basis(level: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ line is found by scanning the raw text within the offending entry.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import tomllib
@@ -467,6 +468,11 @@ def load_or_none() -> Catalog | None:
         return load()
     except (CatalogError, OSError):
         return None
+
+
+# load_or_none read once per process: for lines and cells drawn many times (fitbench bench's and
+# load's lines, the GUI's twin bands), where a catalog edited meanwhile need not show
+load_once_or_none = functools.cache(load_or_none)
 
 
 def load(user_catalog: Path | None = None) -> Catalog:
